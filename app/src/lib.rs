@@ -1,0 +1,20 @@
+//! OTA Forge: secure self-updating ESP8266 and ESP32 devices.
+//!
+//! The library holds everything the app does; the `otaforge` binary is a thin shell over it that
+//! opens the desktop app or runs a CLI verb. Core modules never import egui, so every capability
+//! also runs headless (a Raspberry Pi, CI, a test):
+//!
+//! - [`pki`]: the private CA and server certificate devices and server share (step 1).
+//! - [`project`]: the project directory and whole-or-nothing file writes.
+//! - [`backend`]: the worker thread the desktop app sends commands to.
+//! - [`cli`]: the command line.
+//! - [`ui`]: the egui desktop app (the only module that knows egui).
+
+#![deny(missing_docs)]
+
+pub mod backend;
+pub mod cli;
+pub mod pki;
+pub mod project;
+pub mod ui;
+pub mod version;

@@ -1,0 +1,23 @@
+//! `otaforge`: with a subcommand, a headless tool; without one, the desktop app.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use otaforge::cli::Cli;
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    let dir = cli.project_dir();
+    match cli.command {
+        Some(command) => otaforge::cli::run(dir, command),
+        None => match otaforge::ui::run(dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                eprintln!("(every step also works headless: otaforge --help)");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
