@@ -1,0 +1,60 @@
+//! The `otaforge` command line: every capability of the app, headless (a Raspberry Pi, CI, a script).
+//! With no subcommand the binary opens the desktop app instead.
+
+mod cert;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use cert::CertCommand;
+
+/// OTA Forge: secure self-updating ESP8266 and ESP32 devices.
+#[derive(Debug, Parser)]
+#[command(name = "otaforge", version, about, long_about = None)]
+pub struct Cli {
+    /// Project directory (certificates, releases, device store). Default: the platform data directory.
+    #[arg(long, global = true, env = crate::project::DIR_ENV, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+
+    /// What to do; without one, the desktop app opens.
+    #[command(subcommand)]
+    pub command: Option<Commands>,
+}
+
+impl Cli {
+    /// The project directory in use.
+    pub fn project_dir(&self) -> PathBuf {
+        self.dir.clone().unwrap_or_else(crate::project::default_dir)
+    }
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Commands {
+    /// Step 1: the private CA and the server certificate.
+    #[command(subcommand)]
+    Cert(CertCommand),
+    /// Which names and addresses devices can use to reach this machine; check one with --check.
+    Hosts {
+        /// A host name or IP address to check.
+        #[arg(long, value_name = "HOST")]
+        check: Option<String>,
+    },
+}
+
+/// Runs a subcommand and turns its outcome into an exit code (errors go to stderr in plain words).
+pub fn run(dir: PathBuf, command: Commands) -> ExitCode {
+    let result = match command {
+        Commands::Cert(cmd) => cert::run(&dir, cmd),
+        Commands::Hosts { check } => cert::hosts(check.as_deref()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
