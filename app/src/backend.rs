@@ -1,0 +1,248 @@
+//! The worker behind the desktop app: a tokio runtime on its own thread that does every piece of
+//! I/O and slow work, so the window never stalls.
+//!
+//! The UI sends [`Command`]s and drains [`Event`]s; after each event the worker calls the `wake`
+//! callback the UI gave it (egui's `request_repaint`). Nothing here knows about egui.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc as std_mpsc;
+
+use tokio::sync::mpsc;
+
+use crate::pki::{self, CertReport, Host, IssueRequest, export, local};
+
+/// What the UI asks for.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Load (or reload) the project's certificates, checked against these hosts.
+    LoadCertificate {
+        /// Extra hosts to check coverage for.
+        hosts: Vec<Host>,
+    },
+    /// Make a new CA + server certificate (or pinned leaf). `replace` allows retiring existing material.
+    Generate {
+        /// What to issue.
+        request: IssueRequest,
+        /// Allow replacing existing material (it moves to `retired/`).
+        replace: bool,
+    },
+    /// Issue a new server certificate from the existing CA.
+    RenewServer {
+        /// New host list; `None` keeps the current names.
+        hosts: Option<Vec<Host>>,
+        /// Validity in days.
+        days: u32,
+    },
+    /// List this machine's addresses and host name.
+    DiscoverHosts,
+    /// Check where a host leads.
+    CheckHost(Host),
+    /// Export the trust anchor; with no path, ask the user where with a file dialog.
+    ExportAnchor {
+        /// PEM or C header.
+        format: ExportFormat,
+        /// Destination; `None` asks with a file dialog.
+        to: Option<PathBuf>,
+    },
+}
+
+/// Formats the trust anchor can be exported in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// The PEM certificate.
+    Pem,
+    /// A C header with the PEM as a string literal.
+    CHeader,
+}
+
+impl ExportFormat {
+    /// Default file name for the export.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            ExportFormat::Pem => "otaforge-ca.pem",
+            ExportFormat::CHeader => "otaforge_trust_anchor.h",
+        }
+    }
+}
+
+/// What the worker reports back.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// The project's certificates (None: there are none yet).
+    Certificate(Option<Box<CertReport>>),
+    /// A certificate command failed; nothing was changed on disk.
+    CertificateFailed(String),
+    /// This machine's addresses and host name.
+    LocalHosts(local::LocalHosts),
+    /// Where a host leads, in words.
+    HostChecked {
+        /// The host checked.
+        host: Host,
+        /// Devices using it would reach this machine.
+        reaches_here: bool,
+        /// The verdict in one sentence.
+        message: String,
+    },
+    /// The trust anchor was written.
+    Exported(PathBuf),
+    /// Export did not happen (cancelled or failed), with the reason.
+    ExportFailed(String),
+}
+
+/// A running worker. Dropping it stops the runtime.
+pub struct Backend {
+    commands: mpsc::UnboundedSender<Command>,
+    events: std_mpsc::Receiver<Event>,
+    dir: PathBuf,
+}
+
+impl Backend {
+    /// Starts the worker thread for the project in `dir`. `wake` is called after every event.
+    pub fn start(dir: PathBuf, wake: impl Fn() + Send + Sync + 'static) -> std::io::Result<Backend> {
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (ev_tx, ev_rx) = std_mpsc::channel();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("otaforge-worker")
+            .enable_all()
+            .build()?;
+        let worker = Worker { dir: dir.clone(), events: ev_tx, wake: Arc::new(wake) };
+        std::thread::Builder::new()
+            .name("otaforge-runtime".into())
+            .spawn(move || runtime.block_on(worker.run(cmd_rx)))?;
+        Ok(Backend { commands: cmd_tx, events: ev_rx, dir })
+    }
+
+    /// Queues a command; never blocks.
+    pub fn send(&self, command: Command) {
+        // The worker only stops when the Backend is dropped, so a send cannot fail while we exist.
+        let _ = self.commands.send(command);
+    }
+
+    /// The next event, if one is waiting; never blocks.
+    pub fn try_recv(&self) -> Option<Event> {
+        self.events.try_recv().ok()
+    }
+
+    /// The project directory this worker serves.
+    pub fn dir(&self) -> &PathBuf {
+        &self.dir
+    }
+}
+
+#[derive(Clone)]
+struct Worker {
+    dir: PathBuf,
+    events: std_mpsc::Sender<Event>,
+    wake: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl Worker {
+    async fn run(self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        while let Some(command) = commands.recv().await {
+            let worker = self.clone();
+            tokio::spawn(async move { worker.handle(command).await });
+        }
+    }
+
+    fn emit(&self, event: Event) {
+        if self.events.send(event).is_ok() {
+            (self.wake)();
+        }
+    }
+
+    async fn handle(&self, command: Command) {
+        let dir = self.dir.clone();
+        match command {
+            Command::LoadCertificate { hosts } => {
+                let result = blocking(move || pki::load(&dir, &hosts)).await;
+                self.emit(match result {
+                    Ok(report) => Event::Certificate(report.map(Box::new)),
+                    Err(e) => Event::CertificateFailed(e),
+                });
+            }
+            Command::Generate { request, replace } => {
+                let result = blocking(move || pki::generate(&dir, &request, replace)).await;
+                self.emit(match result {
+                    Ok(report) => Event::Certificate(Some(Box::new(report))),
+                    Err(e) => Event::CertificateFailed(e),
+                });
+            }
+            Command::RenewServer { hosts, days } => {
+                let result = blocking(move || pki::renew(&dir, hosts, days)).await;
+                self.emit(match result {
+                    Ok(report) => Event::Certificate(Some(Box::new(report))),
+                    Err(e) => Event::CertificateFailed(e),
+                });
+            }
+            Command::DiscoverHosts => {
+                let hosts =
+                    tokio::task::spawn_blocking(local::LocalHosts::discover).await.unwrap_or_default();
+                self.emit(Event::LocalHosts(hosts));
+            }
+            Command::CheckHost(host) => {
+                let local =
+                    tokio::task::spawn_blocking(local::LocalHosts::discover).await.unwrap_or_default();
+                let resolution = local::check(&host, &local).await;
+                self.emit(Event::HostChecked {
+                    message: resolution.describe(&host),
+                    reaches_here: resolution.reaches_here(),
+                    host,
+                });
+            }
+            Command::ExportAnchor { format, to } => {
+                let event = match self.export(format, to).await {
+                    Ok(Some(path)) => Event::Exported(path),
+                    Ok(None) => Event::ExportFailed("Export cancelled.".into()),
+                    Err(e) => Event::ExportFailed(e),
+                };
+                self.emit(event);
+            }
+        }
+    }
+
+    async fn export(&self, format: ExportFormat, to: Option<PathBuf>) -> Result<Option<PathBuf>, String> {
+        let dir = self.dir.clone();
+        let text = blocking(move || {
+            let material = pki::Material::load(&dir)?.ok_or(pki::PkiError::NoMaterial { dir })?;
+            match format {
+                ExportFormat::Pem => Ok(export::pem(&material).to_string()),
+                ExportFormat::CHeader => export::c_header(&material),
+            }
+        })
+        .await?;
+        let path = match to {
+            Some(p) => p,
+            None => {
+                let picked = rfd::AsyncFileDialog::new()
+                    .set_title("Export trust anchor")
+                    .set_file_name(format.file_name())
+                    .save_file()
+                    .await;
+                match picked {
+                    Some(handle) => handle.path().to_path_buf(),
+                    None => return Ok(None),
+                }
+            }
+        };
+        let target = path.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::project::write_atomic(&target, text.as_bytes(), crate::project::Secrecy::Public)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("Could not write {}: {e}", path.display()))?;
+        Ok(Some(path))
+    }
+}
+
+/// Runs CPU-bound or blocking work (key generation, file I/O) off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, pki::PkiError> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(e) => Err(format!("internal error: {e}")),
+    }
+}

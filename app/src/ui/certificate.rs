@@ -1,0 +1,346 @@
+//! Step 1, Certificate: choose the host devices will use, generate the CA and server certificate,
+//! see what devices will see, renew, export.
+
+use egui::{Color32, RichText};
+use time::OffsetDateTime;
+
+use super::StepStatus;
+use crate::backend::{Backend, Command, Event, ExportFormat};
+use crate::pki::{CertInfo, CertReport, Host, IssueRequest, KeyKind, TrustMode, local::LocalHosts};
+
+/// Label of the button that makes the material (tests find it by this text).
+pub const GENERATE: &str = "Generate cert";
+/// Label of the host field.
+pub const HOST_FIELD: &str = "Update-server host";
+
+/// What the Certificate step remembers between runs.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Remembered {
+    hosts: String,
+    key: KeyKind,
+    pin_leaf: bool,
+}
+
+/// State of the Certificate step.
+pub struct CertificateStep {
+    form: Remembered,
+    /// The loaded material, once known.
+    pub report: Option<Box<CertReport>>,
+    loaded: bool,
+    busy: Option<&'static str>,
+    /// The last failure, in words.
+    pub error: Option<String>,
+    notice: Option<String>,
+    local: Option<LocalHosts>,
+    host_check: Option<(Host, bool, String)>,
+    confirm_replace: bool,
+}
+
+impl CertificateStep {
+    pub(super) fn new(form: Remembered, backend: &Backend) -> Self {
+        backend.send(Command::LoadCertificate { hosts: Vec::new() });
+        backend.send(Command::DiscoverHosts);
+        CertificateStep {
+            form,
+            report: None,
+            loaded: false,
+            busy: Some("Loading certificates…"),
+            error: None,
+            notice: None,
+            local: None,
+            host_check: None,
+            confirm_replace: false,
+        }
+    }
+
+    pub(super) fn remembered(&self) -> Remembered {
+        self.form.clone()
+    }
+
+    pub(super) fn status(&self) -> StepStatus {
+        match &self.report {
+            None => StepStatus::Todo,
+            Some(r) if r.warnings.iter().any(|w| w.is_blocking()) => StepStatus::Attention,
+            Some(_) => StepStatus::Done,
+        }
+    }
+
+    pub(super) fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Certificate(report) => {
+                if self.busy.is_some() && self.loaded {
+                    self.notice = Some(match &report {
+                        Some(r) if r.mode == TrustMode::PinLeaf => "Pinned certificate written.".into(),
+                        Some(_) => "Certificates written.".into(),
+                        None => String::new(),
+                    });
+                }
+                if self.form.hosts.trim().is_empty()
+                    && let Some(r) = &report
+                {
+                    self.form.hosts = r.server.dns_sans.join(", ");
+                }
+                self.report = report;
+                self.loaded = true;
+                self.busy = None;
+                self.error = None;
+                self.confirm_replace = false;
+            }
+            Event::CertificateFailed(why) => {
+                self.loaded = true;
+                self.busy = None;
+                self.error = Some(why);
+                self.notice = None;
+            }
+            Event::LocalHosts(hosts) => self.local = Some(hosts),
+            Event::HostChecked { host, reaches_here, message } => {
+                self.host_check = Some((host, reaches_here, message));
+            }
+            Event::Exported(path) => {
+                self.notice = Some(format!("Exported to {}", path.display()));
+                self.error = None;
+            }
+            Event::ExportFailed(why) => self.notice = Some(why),
+        }
+    }
+
+    /// The hosts typed in the field, or the first reason one is not usable.
+    fn parsed_hosts(&self) -> Result<Vec<Host>, String> {
+        let hosts: Vec<Host> = self
+            .form
+            .hosts
+            .split(',')
+            .filter(|h| !h.trim().is_empty())
+            .map(|h| Host::parse(h).map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()?;
+        if hosts.is_empty() {
+            return Err(crate::pki::HostError::Empty.to_string());
+        }
+        Ok(hosts)
+    }
+
+    pub(super) fn ui(&mut self, ui: &mut egui::Ui, backend: &Backend) {
+        ui.heading("1. Certificate");
+        ui.label(
+            "A private CA for your devices and a certificate for the update server, signed by it. \
+             Devices trust the CA, so the server certificate can be renewed without reflashing.",
+        );
+        ui.add_space(8.0);
+        self.host_form(ui, backend);
+        ui.add_space(8.0);
+        self.actions(ui, backend);
+        if let Some(busy) = self.busy {
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.label(busy);
+            });
+        }
+        if let Some(err) = &self.error {
+            ui.colored_label(ui.visuals().error_fg_color, format!("✖ {err}"));
+        }
+        if let Some(notice) = &self.notice {
+            ui.label(notice);
+        }
+        if let Some(report) = &self.report {
+            ui.separator();
+            details(ui, report);
+        } else if self.loaded {
+            ui.separator();
+            ui.label("No certificates in this project yet.");
+        }
+    }
+
+    fn host_form(&mut self, ui: &mut egui::Ui, backend: &Backend) {
+        ui.horizontal(|ui| {
+            let label = ui.label(HOST_FIELD);
+            ui.add(
+                egui::TextEdit::singleline(&mut self.form.hosts)
+                    .hint_text("ota.lan, 192.168.1.70")
+                    .desired_width(320.0),
+            )
+            .labelled_by(label.id)
+            .on_hover_text("Names or IP addresses devices put in their update URL, separated by commas.");
+            let first = self.parsed_hosts().ok().and_then(|h| h.into_iter().next());
+            if ui
+                .add_enabled(first.is_some(), egui::Button::new("Check name"))
+                .on_hover_text("Does this host lead to this machine?")
+                .clicked()
+                && let Some(host) = first
+            {
+                self.host_check = None;
+                backend.send(Command::CheckHost(host));
+            }
+        });
+        if let Err(why) = self.parsed_hosts()
+            && !self.form.hosts.trim().is_empty()
+        {
+            ui.colored_label(ui.visuals().warn_fg_color, why);
+        }
+        if let Some((host, ok, message)) = &self.host_check {
+            let color = if *ok { ui.visuals().text_color() } else { ui.visuals().warn_fg_color };
+            ui.colored_label(color, format!("{} {message}", if *ok { "✔" } else { "⚠" }))
+                .on_hover_text(format!("Checked {host}"));
+        }
+        if let Some(local) = &self.local {
+            let suggestions = local.suggestions();
+            if suggestions.is_empty() {
+                ui.label(
+                    "This machine has no network address besides loopback: devices cannot reach it yet.",
+                );
+            } else {
+                ui.horizontal_wrapped(|ui| {
+                    ui.label("This machine:");
+                    for host in suggestions {
+                        let text = host.to_string();
+                        if ui.button(format!("Use {text}")).clicked() {
+                            self.form.hosts = text;
+                            self.host_check = None;
+                            backend.send(Command::CheckHost(host));
+                        }
+                    }
+                });
+            }
+        }
+        ui.horizontal(|ui| {
+            ui.label("Key:");
+            ui.radio_value(&mut self.form.key, KeyKind::EcdsaP256, "ECDSA P-256 (recommended)");
+            ui.radio_value(&mut self.form.key, KeyKind::Rsa2048, "RSA 2048");
+        });
+        ui.checkbox(
+            &mut self.form.pin_leaf,
+            "Pin one self-signed certificate instead of a CA (tutorial style)",
+        );
+        if self.form.pin_leaf {
+            ui.colored_label(
+                ui.visuals().warn_fg_color,
+                "Devices will trust only this exact certificate: when it expires or is replaced, every device must be reflashed over USB.",
+            );
+        }
+    }
+
+    fn actions(&mut self, ui: &mut egui::Ui, backend: &Backend) {
+        let hosts = self.parsed_hosts();
+        let idle = self.busy.is_none();
+        let has_material = self.report.is_some();
+        ui.horizontal(|ui| {
+            let label = if has_material { "Replace CA…" } else { GENERATE };
+            if ui.add_enabled(idle && hosts.is_ok(), egui::Button::new(label)).clicked() {
+                if has_material {
+                    self.confirm_replace = true;
+                } else {
+                    self.generate(backend, false);
+                }
+            }
+            if let Some(report) = &self.report
+                && report.mode == TrustMode::PrivateCa
+                && ui
+                    .add_enabled(idle, egui::Button::new("Renew server certificate"))
+                    .on_hover_text("New server key and certificate from the same CA; devices keep working.")
+                    .clicked()
+            {
+                self.busy = Some("Renewing the server certificate…");
+                self.notice = None;
+                backend.send(Command::RenewServer {
+                    hosts: hosts.clone().ok(),
+                    days: crate::pki::DEFAULT_SERVER_DAYS,
+                });
+            }
+            if has_material {
+                if ui.button("Export CA (PEM)…").clicked() {
+                    backend.send(Command::ExportAnchor { format: ExportFormat::Pem, to: None });
+                }
+                if ui.button("Export C header…").clicked() {
+                    backend.send(Command::ExportAnchor { format: ExportFormat::CHeader, to: None });
+                }
+            }
+        });
+        if self.confirm_replace {
+            egui::Frame::group(ui.style()).show(ui, |ui| {
+                ui.colored_label(
+                    ui.visuals().warn_fg_color,
+                    "Replacing the CA strands every device that trusts the current one: they stop updating until \
+                     reflashed with the new CA. To change names or dates, renew the server certificate instead. \
+                     The current files move to retired/.",
+                );
+                ui.horizontal(|ui| {
+                    if ui.button("Replace CA and server certificate").clicked() {
+                        self.generate(backend, true);
+                    }
+                    if ui.button("Cancel").clicked() {
+                        self.confirm_replace = false;
+                    }
+                });
+            });
+        }
+    }
+
+    fn generate(&mut self, backend: &Backend, replace: bool) {
+        let Ok(hosts) = self.parsed_hosts() else { return };
+        let mut request = IssueRequest::new(hosts);
+        request.key = self.form.key;
+        request.mode = if self.form.pin_leaf { TrustMode::PinLeaf } else { TrustMode::PrivateCa };
+        self.busy = Some("Generating keys and certificates…");
+        self.notice = None;
+        self.error = None;
+        self.confirm_replace = false;
+        backend.send(Command::Generate { request, replace });
+    }
+}
+
+fn details(ui: &mut egui::Ui, report: &CertReport) {
+    let now = OffsetDateTime::now_utc();
+    if !report.warnings.is_empty() {
+        for w in &report.warnings {
+            let color =
+                if w.is_blocking() { ui.visuals().error_fg_color } else { ui.visuals().warn_fg_color };
+            ui.colored_label(color, format!("⚠ {w}"));
+        }
+        ui.add_space(6.0);
+    } else {
+        ui.label(
+            RichText::new("✔ Ready: devices with this CA will accept the server.")
+                .color(Color32::from_rgb(60, 160, 80)),
+        );
+    }
+    if let Some(ca) = &report.ca {
+        cert_grid(ui, "CA certificate (baked into devices)", "ca", ca, now);
+        ui.add_space(6.0);
+    }
+    let title = match report.mode {
+        TrustMode::PrivateCa => "Server certificate",
+        TrustMode::PinLeaf => "Server certificate (pinned by devices)",
+    };
+    cert_grid(ui, title, "server", &report.server, now);
+    ui.add_space(4.0);
+    ui.small(format!("Files in {}", report.dir.display()));
+}
+
+fn cert_grid(ui: &mut egui::Ui, title: &str, id: &str, c: &CertInfo, now: OffsetDateTime) {
+    ui.strong(title);
+    egui::Grid::new(id).num_columns(2).spacing([12.0, 4.0]).striped(true).show(ui, |ui| {
+        row(ui, "Subject", &c.subject);
+        if !c.dns_sans.is_empty() || !c.ip_sans.is_empty() {
+            let names: Vec<String> = c
+                .dns_sans
+                .iter()
+                .map(|d| format!("DNS:{d}"))
+                .chain(c.ip_sans.iter().map(|i| format!("IP:{i}")))
+                .collect();
+            row(ui, "Names", &names.join(", "));
+        }
+        row(ui, "Key", &format!("{} ({})", c.key, c.signature));
+        row(
+            ui,
+            "Valid",
+            &format!("{} to {} ({} days left)", c.not_before.date(), c.not_after.date(), c.days_left(now)),
+        );
+        row(ui, "SHA-256", &c.sha256);
+    });
+}
+
+fn row(ui: &mut egui::Ui, name: &str, value: &str) {
+    ui.label(name);
+    ui.add(egui::Label::new(RichText::new(value).monospace()).selectable(true));
+    ui.end_row();
+}

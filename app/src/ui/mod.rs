@@ -1,0 +1,164 @@
+//! The desktop app: a sidebar of the four steps and one panel per step.
+//!
+//! This layer only renders state and sends [`Command`]s to the [`Backend`]; every piece of I/O and
+//! slow work happens on the backend's runtime thread. It repaints only when an event arrives or the
+//! user acts, so an idle window costs no CPU.
+
+mod certificate;
+mod coming;
+
+use std::path::PathBuf;
+
+use crate::backend::Backend;
+
+pub use certificate::CertificateStep;
+
+/// The app's steps, in the order a user takes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum Step {
+    /// Make the CA and server certificate.
+    #[default]
+    Certificate,
+    /// Bake the trust anchor and settings into firmware.
+    Firmware,
+    /// Flash a device over USB.
+    Flash,
+    /// Serve updates to devices.
+    Serve,
+}
+
+impl Step {
+    /// All steps, in order.
+    pub const ALL: [Step; 4] = [Step::Certificate, Step::Firmware, Step::Flash, Step::Serve];
+
+    /// The step's name.
+    pub fn title(self) -> &'static str {
+        match self {
+            Step::Certificate => "Certificate",
+            Step::Firmware => "Firmware",
+            Step::Flash => "Flash",
+            Step::Serve => "Serve",
+        }
+    }
+}
+
+/// How far a step is, shown as a mark in the sidebar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepStatus {
+    /// Nothing done yet.
+    Todo,
+    /// Done and healthy.
+    Done,
+    /// Done, but something needs the user's attention.
+    Attention,
+    /// Not available in this version yet.
+    Coming,
+}
+
+impl StepStatus {
+    fn mark(self) -> &'static str {
+        match self {
+            StepStatus::Todo => "○",
+            StepStatus::Done => "✔",
+            StepStatus::Attention => "⚠",
+            StepStatus::Coming => "…",
+        }
+    }
+}
+
+/// What is remembered between runs (eframe storage).
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+struct Remembered {
+    step: Step,
+    certificate: certificate::Remembered,
+}
+
+/// The OTA Forge desktop app.
+pub struct OtaForgeApp {
+    backend: Backend,
+    step: Step,
+    /// The Certificate step (public so UI tests can inspect it).
+    pub certificate: CertificateStep,
+}
+
+impl OtaForgeApp {
+    /// Creates the app for the project in `dir` and starts its backend.
+    pub fn new(cc: &eframe::CreationContext<'_>, dir: PathBuf) -> std::io::Result<Self> {
+        let remembered: Remembered =
+            cc.storage.and_then(|s| eframe::get_value(s, eframe::APP_KEY)).unwrap_or_default();
+        let ctx = cc.egui_ctx.clone();
+        let backend = Backend::start(dir, move || ctx.request_repaint())?;
+        let certificate = CertificateStep::new(remembered.certificate, &backend);
+        Ok(OtaForgeApp { backend, step: remembered.step, certificate })
+    }
+
+    fn drain_events(&mut self) {
+        while let Some(event) = self.backend.try_recv() {
+            self.certificate.on_event(event);
+        }
+    }
+
+    fn status(&self, step: Step) -> StepStatus {
+        match step {
+            Step::Certificate => self.certificate.status(),
+            Step::Firmware | Step::Flash | Step::Serve => StepStatus::Coming,
+        }
+    }
+
+    fn sidebar(&mut self, ui: &mut egui::Ui) {
+        ui.add_space(8.0);
+        ui.heading("OTA Forge");
+        ui.label("Secure self-updating ESP devices");
+        ui.separator();
+        for (i, step) in Step::ALL.into_iter().enumerate() {
+            let text = format!("{} {}. {}", self.status(step).mark(), i + 1, step.title());
+            if ui.selectable_label(self.step == step, text).clicked() {
+                self.step = step;
+            }
+        }
+        ui.with_layout(egui::Layout::bottom_up(egui::Align::LEFT), |ui| {
+            ui.add_space(6.0);
+            ui.small(format!("Project: {}", self.backend.dir().display()));
+        });
+    }
+}
+
+impl eframe::App for OtaForgeApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        self.drain_events();
+        egui::Panel::left("steps").resizable(false).exact_size(200.0).show(ui, |ui| self.sidebar(ui));
+        egui::CentralPanel::default().show(ui, |ui| {
+            egui::ScrollArea::vertical().show(ui, |ui| match self.step {
+                Step::Certificate => self.certificate.ui(ui, &self.backend),
+                other => coming::ui(ui, other),
+            });
+        });
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        let remembered = Remembered { step: self.step, certificate: self.certificate.remembered() };
+        eframe::set_value(storage, eframe::APP_KEY, &remembered);
+    }
+}
+
+/// The app icon, from `icons/`.
+pub fn icon() -> egui::IconData {
+    eframe::icon_data::from_png_bytes(include_bytes!("../../../icons/otaforge-256.png"))
+        .expect("the bundled icon is a valid PNG")
+}
+
+/// Opens the desktop app window and runs until it is closed.
+pub fn run(dir: PathBuf) -> Result<(), String> {
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("OTA Forge")
+            .with_app_id("otaforge")
+            .with_inner_size([1000.0, 700.0])
+            .with_min_inner_size([640.0, 420.0])
+            .with_icon(icon()),
+        ..Default::default()
+    };
+    eframe::run_native("OTA Forge", options, Box::new(move |cc| Ok(Box::new(OtaForgeApp::new(cc, dir)?))))
+        .map_err(|e| format!("could not open the window: {e}"))
+}

@@ -1,0 +1,96 @@
+//! The Certificate step driven the way a user drives it, headless (egui_kittest, no renderer):
+//! type a host, click "Generate cert", see the fingerprint and names appear.
+
+use std::time::{Duration, Instant};
+
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use otaforge::ui::OtaForgeApp;
+
+fn app(dir: &std::path::Path) -> Harness<'static, OtaForgeApp> {
+    let dir = dir.to_path_buf();
+    Harness::builder()
+        .with_size(egui::vec2(1100.0, 900.0))
+        .build_eframe(move |cc| OtaForgeApp::new(cc, dir).expect("backend starts"))
+}
+
+/// Steps the UI until `done` holds, failing after a deadline (the backend works on its own thread).
+fn step_until(
+    h: &mut Harness<'_, OtaForgeApp>,
+    what: &str,
+    done: impl Fn(&Harness<'_, OtaForgeApp>) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done(h) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+        h.step();
+    }
+}
+
+#[test]
+fn typing_a_host_and_generating_shows_fingerprint_and_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = app(dir.path());
+    step_until(&mut h, "initial load", |h| {
+        h.query_by_label_contains("No certificates in this project yet").is_some()
+    });
+
+    h.get_by_label("Update-server host").focus();
+    h.step();
+    h.get_by_label("Update-server host").type_text("ota.test, 192.168.1.70");
+    h.step();
+    h.get_by_label("Generate cert").click();
+    h.step();
+    step_until(&mut h, "the generated report", |h| h.state().certificate.report.is_some());
+    h.step();
+
+    let report = h.state().certificate.report.clone().unwrap();
+    assert_eq!(report.server.dns_sans, vec!["ota.test", "192.168.1.70"]);
+    // What the user sees: both fingerprints and the names, in the window.
+    h.get_by_label(&report.server.sha256);
+    h.get_by_label(&report.ca.as_ref().unwrap().sha256);
+    h.get_by_label("DNS:ota.test, DNS:192.168.1.70, IP:192.168.1.70");
+    // The material is on disk, and the button now guards the CA.
+    assert!(dir.path().join("ca.key").is_file());
+    h.get_by_label("Replace CA…");
+    h.get_by_label("Renew server certificate");
+}
+
+#[test]
+fn a_bad_host_is_explained_and_generate_stays_disabled() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = app(dir.path());
+    step_until(&mut h, "initial load", |h| {
+        h.query_by_label_contains("No certificates in this project yet").is_some()
+    });
+    h.get_by_label("Update-server host").focus();
+    h.step();
+    h.get_by_label("Update-server host").type_text("192.168.1.300");
+    h.step();
+    h.step();
+    h.get_by_label_contains("not a valid one");
+    h.get_by_label("Generate cert").click();
+    h.run_steps(5);
+    assert!(h.state().certificate.report.is_none());
+    assert!(!dir.path().join("ca.pem").exists(), "nothing may be written for a bad host");
+}
+
+#[test]
+fn existing_material_loads_at_start_and_replacing_asks_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let req = otaforge::pki::IssueRequest::new(vec![otaforge::pki::Host::parse("ota.test").unwrap()]);
+    otaforge::pki::generate(dir.path(), &req, false).unwrap();
+    let ca_before = std::fs::read(dir.path().join("ca.pem")).unwrap();
+
+    let mut h = app(dir.path());
+    step_until(&mut h, "existing report", |h| h.state().certificate.report.is_some());
+    h.step();
+    h.get_by_label("Replace CA…").click();
+    h.run_steps(3);
+    h.get_by_label_contains("strands every device");
+    h.get_by_label("Cancel").click();
+    h.run_steps(3);
+    assert!(h.query_by_label_contains("strands every device").is_none());
+    assert_eq!(std::fs::read(dir.path().join("ca.pem")).unwrap(), ca_before, "cancel changes nothing");
+}
