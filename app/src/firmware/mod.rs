@@ -1,0 +1,29 @@
+//! Firmware images: reading and checking what users publish before any device sees it.
+//!
+//! Users hand OTA Forge whatever their build produced: an Arduino ESP8266 `.bin` (eboot plus
+//! sketch), a gzip'd one, a signed one, an ESP32 app image, or by mistake an ELF, a ZIP or an HTML
+//! error page. [`inspect`] tells which, for which chip, and whether every checksum holds, with
+//! reasons a user can act on. [`synth`] builds valid (and deliberately broken) images for tests,
+//! virtual devices and the demo, so nothing depends on a real toolchain.
+//!
+//! Format facts come from esptool's image-format documentation, the Arduino ESP8266 core's
+//! `elf2bin.py` and `Esp.cpp`, and ESP-IDF's `esp_app_desc_t`; the code is written from those facts.
+
+pub mod chip;
+pub mod digest;
+pub mod image;
+mod parse;
+mod read;
+pub mod synth;
+
+pub use chip::{Chip, ChipError};
+pub use image::{
+    AppDesc, ArduinoInfo, Checksum, ExtendedHeader, FlashMode, ImageError, ImageFormat, ImageInfo,
+    MAX_FILE_SIZE, Segment, SubImage, inspect, md5_hex, md5_with_flash_mode, normalized_md5,
+};
+pub use synth::{ImageBuilder, fix_checksums};
+
+#[cfg(test)]
+mod fuzz;
+#[cfg(test)]
+mod tests;
