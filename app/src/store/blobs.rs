@@ -1,0 +1,60 @@
+//! Firmware files stored by SHA-256: written to a temporary file, fsynced, renamed. A blob never
+//! changes once written, so a download in flight keeps reading the bytes it started with.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use super::StoreError;
+use crate::project::{Secrecy, Staged};
+
+/// The blob directory.
+pub struct Blobs {
+    dir: PathBuf,
+}
+
+impl Blobs {
+    /// Opens the directory, removing staging files a killed publish left behind.
+    pub fn open(dir: &Path) -> Result<Blobs, StoreError> {
+        let err = |source| StoreError::Blob { path: dir.to_path_buf(), source };
+        fs::create_dir_all(dir).map_err(err)?;
+        for entry in fs::read_dir(dir).map_err(err)?.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(".staging-") {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        Ok(Blobs { dir: dir.to_path_buf() })
+    }
+
+    /// Where the blob with this SHA-256 lives.
+    pub fn path(&self, sha256: &str) -> PathBuf {
+        self.dir.join(format!("{sha256}.bin"))
+    }
+
+    /// Stores `bytes` (durably) and returns its SHA-256 as lowercase hex.
+    pub fn put(&self, bytes: &[u8]) -> Result<String, StoreError> {
+        let sha = hex::encode(Sha256::digest(bytes));
+        let path = self.path(&sha);
+        if !path.exists() {
+            Staged::new(&path, bytes, Secrecy::Public)
+                .and_then(Staged::commit)
+                .map_err(|source| StoreError::Blob { path: path.clone(), source })?;
+        }
+        Ok(sha)
+    }
+
+    /// Reads a blob and checks it still has the hash it is stored under.
+    pub fn get(&self, sha256: &str) -> Result<Arc<[u8]>, StoreError> {
+        let path = self.path(sha256);
+        let bytes = fs::read(&path).map_err(|source| StoreError::Blob { path: path.clone(), source })?;
+        if hex::encode(Sha256::digest(&bytes)) != sha256 {
+            return Err(StoreError::Invalid(format!(
+                "{} is damaged: its content no longer matches its hash",
+                path.display()
+            )));
+        }
+        Ok(bytes.into())
+    }
+}

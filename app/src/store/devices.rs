@@ -1,0 +1,230 @@
+//! The device inventory, built from the headers devices send on every update check, and the
+//! request history behind it.
+
+use rusqlite::{OptionalExtension, Row, params};
+
+use super::{Store, StoreError};
+
+/// Where a device stands with respect to its channel's release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum DeviceState {
+    /// Runs the current release (or nothing applies to it).
+    UpToDate,
+    /// Was offered a release and is downloading it.
+    Downloading,
+    /// Downloaded a release completely; waiting for it to check in again.
+    Downloaded,
+    /// Checked in running the release it downloaded.
+    Installed,
+    /// The download broke off, or the device refused the image.
+    Failed,
+    /// Downloaded a release but came back running the old firmware.
+    RolledBack,
+    /// Not offered the current release (rollout share, pause, space, chip).
+    Held,
+}
+
+impl DeviceState {
+    /// Short words for lists.
+    pub fn label(self) -> &'static str {
+        match self {
+            DeviceState::UpToDate => "up to date",
+            DeviceState::Downloading => "downloading",
+            DeviceState::Downloaded => "downloaded",
+            DeviceState::Installed => "installed",
+            DeviceState::Failed => "failed",
+            DeviceState::RolledBack => "rolled back",
+            DeviceState::Held => "held back",
+        }
+    }
+    fn as_sql(self) -> &'static str {
+        match self {
+            DeviceState::UpToDate => "up_to_date",
+            DeviceState::Downloading => "downloading",
+            DeviceState::Downloaded => "downloaded",
+            DeviceState::Installed => "installed",
+            DeviceState::Failed => "failed",
+            DeviceState::RolledBack => "rolled_back",
+            DeviceState::Held => "held",
+        }
+    }
+    fn from_sql(s: &str) -> DeviceState {
+        match s {
+            "downloading" => DeviceState::Downloading,
+            "downloaded" => DeviceState::Downloaded,
+            "installed" => DeviceState::Installed,
+            "failed" => DeviceState::Failed,
+            "rolled_back" => DeviceState::RolledBack,
+            "held" => DeviceState::Held,
+            _ => DeviceState::UpToDate,
+        }
+    }
+}
+
+/// One device, keyed by its station MAC.
+#[allow(missing_docs)] // field names follow the x-ESP8266-*/x-ESP32-* headers they come from
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Device {
+    pub mac: String,
+    pub name: String,
+    /// "ESP8266" or "ESP32".
+    pub family: String,
+    pub ap_mac: Option<String>,
+    pub chip_id: Option<String>,
+    pub chip_size: Option<u64>,
+    pub free_space: Option<u64>,
+    pub sketch_size: Option<u64>,
+    pub sketch_md5: Option<String>,
+    pub sketch_sha256: Option<String>,
+    pub sdk_version: Option<String>,
+    pub version: Option<String>,
+    pub channel: String,
+    pub remote_ip: String,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    /// HTTP status of the last answer.
+    pub last_status: u16,
+    /// Why the server answered that way, in words.
+    pub last_reason: String,
+    pub state: DeviceState,
+    pub state_detail: String,
+    /// The release this device was last sent (or is being sent).
+    pub target_release: Option<i64>,
+    /// The filesystem release it last received.
+    pub fs_release: Option<i64>,
+    /// Complete downloads of `target_release` that did not lead to it running.
+    pub attempts: u32,
+}
+
+/// One request as received, for a device's history.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RequestRecord {
+    pub at: i64,
+    pub mac: Option<String>,
+    pub remote: String,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    pub reason: String,
+    /// The request headers, one `name: value` per line.
+    pub headers: String,
+}
+
+fn device_from_row(r: &Row<'_>) -> rusqlite::Result<Device> {
+    let u = |v: Option<i64>| v.map(|x| x as u64);
+    Ok(Device {
+        mac: r.get("mac")?,
+        name: r.get("name")?,
+        family: r.get("family")?,
+        ap_mac: r.get("ap_mac")?,
+        chip_id: r.get("chip_id")?,
+        chip_size: u(r.get("chip_size")?),
+        free_space: u(r.get("free_space")?),
+        sketch_size: u(r.get("sketch_size")?),
+        sketch_md5: r.get("sketch_md5")?,
+        sketch_sha256: r.get("sketch_sha256")?,
+        sdk_version: r.get("sdk_version")?,
+        version: r.get("version")?,
+        channel: r.get("channel")?,
+        remote_ip: r.get("remote_ip")?,
+        first_seen: r.get("first_seen")?,
+        last_seen: r.get("last_seen")?,
+        last_status: r.get::<_, i64>("last_status")? as u16,
+        last_reason: r.get("last_reason")?,
+        state: DeviceState::from_sql(&r.get::<_, String>("state")?),
+        state_detail: r.get("state_detail")?,
+        target_release: r.get("target_release")?,
+        fs_release: r.get("fs_release")?,
+        attempts: r.get::<_, i64>("attempts")? as u32,
+    })
+}
+
+impl Store {
+    /// Inserts or replaces devices and appends request records, in one transaction.
+    pub fn save_devices(&mut self, devices: &[Device], requests: &[RequestRecord]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut up = tx.prepare_cached(
+                "INSERT OR REPLACE INTO devices (mac, name, family, ap_mac, chip_id, chip_size, free_space,
+                   sketch_size, sketch_md5, sketch_sha256, sdk_version, version, channel, remote_ip, first_seen,
+                   last_seen, last_status, last_reason, state, state_detail, target_release, fs_release, attempts)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
+                   ?20, ?21, ?22, ?23)",
+            )?;
+            let i = |v: Option<u64>| v.map(|x| x as i64);
+            for d in devices {
+                up.execute(params![
+                    d.mac,
+                    d.name,
+                    d.family,
+                    d.ap_mac,
+                    d.chip_id,
+                    i(d.chip_size),
+                    i(d.free_space),
+                    i(d.sketch_size),
+                    d.sketch_md5,
+                    d.sketch_sha256,
+                    d.sdk_version,
+                    d.version,
+                    d.channel,
+                    d.remote_ip,
+                    d.first_seen,
+                    d.last_seen,
+                    d.last_status,
+                    d.last_reason,
+                    d.state.as_sql(),
+                    d.state_detail,
+                    d.target_release,
+                    d.fs_release,
+                    d.attempts
+                ])?;
+            }
+            let mut log = tx.prepare_cached(
+                "INSERT INTO requests (at, mac, remote, method, path, status, reason, headers)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for q in requests {
+                log.execute(params![q.at, q.mac, q.remote, q.method, q.path, q.status, q.reason, q.headers])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every device, most recently seen first.
+    pub fn devices(&self) -> Result<Vec<Device>, StoreError> {
+        let mut stmt = self.conn.prepare("SELECT * FROM devices ORDER BY last_seen DESC, mac")?;
+        let rows = stmt.query_map([], device_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One device.
+    pub fn device(&self, mac: &str) -> Result<Option<Device>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT * FROM devices WHERE mac = ?1", params![mac], device_from_row)
+            .optional()?)
+    }
+
+    /// A device's latest requests, newest first.
+    pub fn requests(&self, mac: &str, limit: usize) -> Result<Vec<RequestRecord>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT at, mac, remote, method, path, status, reason, headers FROM requests
+             WHERE mac = ?1 ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![mac, limit as i64], |r| {
+            Ok(RequestRecord {
+                at: r.get(0)?,
+                mac: r.get(1)?,
+                remote: r.get(2)?,
+                method: r.get(3)?,
+                path: r.get(4)?,
+                status: r.get::<_, i64>(5)? as u16,
+                reason: r.get(6)?,
+                headers: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}

@@ -1,0 +1,305 @@
+//! Releases and channels: what each channel serves now, the history behind it, and its rollout.
+
+use rusqlite::{OptionalExtension, Row, params};
+
+use super::{Store, StoreError, now_unix};
+
+/// What a release is flashed as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum PayloadKind {
+    /// The application (`x-ESP8266-mode: sketch`).
+    Sketch,
+    /// A filesystem image (`x-ESP8266-mode: spiffs`).
+    Filesystem,
+}
+
+impl PayloadKind {
+    fn as_sql(self) -> &'static str {
+        match self {
+            PayloadKind::Sketch => "sketch",
+            PayloadKind::Filesystem => "filesystem",
+        }
+    }
+    fn from_sql(s: &str) -> PayloadKind {
+        if s == "filesystem" { PayloadKind::Filesystem } else { PayloadKind::Sketch }
+    }
+}
+
+/// A published firmware file.
+#[allow(missing_docs)] // field names say it; units are bytes and Unix seconds
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Release {
+    pub id: i64,
+    pub channel: String,
+    pub kind: PayloadKind,
+    pub version: String,
+    /// Chip name (e.g. "ESP8266", "ESP32-C3"), when the image header tells.
+    pub chip: Option<String>,
+    pub size: u64,
+    pub sha256: String,
+    /// MD5 of the file, sent as `x-MD5`.
+    pub md5: String,
+    /// MD5 with byte 2 (flash mode) zeroed: what matches a device's report after its updater
+    /// rewrote that byte.
+    pub md5_normalized: String,
+    /// Flash size the image header asks for, bytes.
+    pub flash_size: Option<u64>,
+    pub file_name: String,
+    pub notes: String,
+    pub published_at: i64,
+}
+
+/// A release about to be published (already validated by [`crate::publish`]).
+#[allow(missing_docs)]
+#[derive(Debug, Clone)]
+pub struct NewRelease<'a> {
+    pub channel: String,
+    pub kind: PayloadKind,
+    pub version: String,
+    pub chip: Option<String>,
+    pub bytes: &'a [u8],
+    pub md5: String,
+    pub md5_normalized: String,
+    pub flash_size: Option<u64>,
+    pub file_name: String,
+    pub notes: String,
+}
+
+/// A channel: the release it serves and how it rolls out.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Channel {
+    pub name: String,
+    pub current_sketch: Option<i64>,
+    pub current_fs: Option<i64>,
+    /// Share of devices (by a stable hash of the MAC) offered the current release.
+    pub rollout_percent: u8,
+    pub paused: bool,
+    /// HTTP Basic credentials devices must send, if set.
+    #[serde(skip)]
+    pub auth: Option<(String, String)>,
+}
+
+/// Channel names become URL path segments: keep them to a safe, short alphabet.
+pub fn validate_channel(name: &str) -> Result<(), StoreError> {
+    let ok = !name.is_empty()
+        && name.len() <= 32
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && name.as_bytes()[0].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "\"{}\" is not a usable channel name: use 1-32 lower-case letters, digits, '-' or '_'",
+            name.chars().take(40).collect::<String>()
+        )))
+    }
+}
+
+fn release_from_row(r: &Row<'_>) -> rusqlite::Result<Release> {
+    Ok(Release {
+        id: r.get("id")?,
+        channel: r.get("channel")?,
+        kind: PayloadKind::from_sql(&r.get::<_, String>("kind")?),
+        version: r.get("version")?,
+        chip: r.get("chip")?,
+        size: r.get::<_, i64>("size")? as u64,
+        sha256: r.get("sha256")?,
+        md5: r.get("md5")?,
+        md5_normalized: r.get("md5_normalized")?,
+        flash_size: r.get::<_, Option<i64>>("flash_size")?.map(|v| v as u64),
+        file_name: r.get("file_name")?,
+        notes: r.get("notes")?,
+        published_at: r.get("published_at")?,
+    })
+}
+
+fn channel_from_row(r: &Row<'_>) -> rusqlite::Result<Channel> {
+    let user: Option<String> = r.get("auth_user")?;
+    let pass: Option<String> = r.get("auth_password")?;
+    Ok(Channel {
+        name: r.get("name")?,
+        current_sketch: r.get("current_sketch")?,
+        current_fs: r.get("current_fs")?,
+        rollout_percent: r.get::<_, i64>("rollout_percent")?.clamp(0, 100) as u8,
+        paused: r.get::<_, i64>("paused")? != 0,
+        auth: user.zip(pass),
+    })
+}
+
+impl Store {
+    /// Stores the file, records the release and makes it the channel's current one, atomically:
+    /// a failure anywhere leaves the previous release in place.
+    pub fn publish(&mut self, new: NewRelease<'_>) -> Result<Release, StoreError> {
+        validate_channel(&new.channel)?;
+        let sha256 = self.blobs.put(new.bytes)?;
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO releases (channel, kind, version, chip, size, sha256, md5, md5_normalized,
+                                   flash_size, file_name, notes, published_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            params![
+                new.channel,
+                new.kind.as_sql(),
+                new.version,
+                new.chip,
+                new.bytes.len() as i64,
+                sha256,
+                new.md5,
+                new.md5_normalized,
+                new.flash_size.map(|v| v as i64),
+                new.file_name,
+                new.notes,
+                now_unix()
+            ],
+        )?;
+        let id = tx.last_insert_rowid();
+        let column = match new.kind {
+            PayloadKind::Sketch => "current_sketch",
+            PayloadKind::Filesystem => "current_fs",
+        };
+        tx.execute("INSERT OR IGNORE INTO channels (name) VALUES (?1)", params![new.channel])?;
+        tx.execute(&format!("UPDATE channels SET {column} = ?1 WHERE name = ?2"), params![id, new.channel])?;
+        tx.commit()?;
+        self.release(id)
+    }
+
+    /// One release.
+    pub fn release(&self, id: i64) -> Result<Release, StoreError> {
+        self.conn
+            .query_row("SELECT * FROM releases WHERE id = ?1", params![id], release_from_row)
+            .optional()?
+            .ok_or(StoreError::NoSuchRelease(id))
+    }
+
+    /// Releases, newest first, optionally of one channel.
+    pub fn releases(&self, channel: Option<&str>) -> Result<Vec<Release>, StoreError> {
+        let mut stmt =
+            self.conn.prepare("SELECT * FROM releases WHERE ?1 IS NULL OR channel = ?1 ORDER BY id DESC")?;
+        let rows = stmt.query_map(params![channel], release_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// All channels.
+    pub fn channels(&self) -> Result<Vec<Channel>, StoreError> {
+        let mut stmt = self.conn.prepare("SELECT * FROM channels ORDER BY name")?;
+        let rows = stmt.query_map([], channel_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One channel, if it exists.
+    pub fn channel(&self, name: &str) -> Result<Option<Channel>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT * FROM channels WHERE name = ?1", params![name], channel_from_row)
+            .optional()?)
+    }
+
+    /// Makes an earlier release of a channel its current one again (or promotes a release from
+    /// another channel by publishing the same file there).
+    pub fn promote(&mut self, id: i64, to_channel: Option<&str>) -> Result<Release, StoreError> {
+        let release = self.release(id)?;
+        match to_channel {
+            Some(target) if target != release.channel => {
+                validate_channel(target)?;
+                let bytes = self.blobs.get(&release.sha256)?;
+                self.publish(NewRelease {
+                    channel: target.to_string(),
+                    kind: release.kind,
+                    version: release.version.clone(),
+                    chip: release.chip.clone(),
+                    bytes: &bytes,
+                    md5: release.md5.clone(),
+                    md5_normalized: release.md5_normalized.clone(),
+                    flash_size: release.flash_size,
+                    file_name: release.file_name.clone(),
+                    notes: format!("promoted from {} #{}", release.channel, release.id),
+                })
+            }
+            _ => {
+                let column = match release.kind {
+                    PayloadKind::Sketch => "current_sketch",
+                    PayloadKind::Filesystem => "current_fs",
+                };
+                self.conn.execute(
+                    &format!("UPDATE channels SET {column} = ?1 WHERE name = ?2"),
+                    params![id, release.channel],
+                )?;
+                Ok(release)
+            }
+        }
+    }
+
+    /// Sets a channel's current sketch back to the release published before the current one.
+    pub fn roll_back(&mut self, channel: &str) -> Result<Release, StoreError> {
+        let ch =
+            self.channel(channel)?.ok_or_else(|| StoreError::Invalid(format!("no channel \"{channel}\"")))?;
+        let current = ch
+            .current_sketch
+            .ok_or_else(|| StoreError::Invalid(format!("channel \"{channel}\" has no release")))?;
+        let previous: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT id FROM releases WHERE channel = ?1 AND kind = 'sketch' AND id < ?2 ORDER BY id DESC LIMIT 1",
+                params![channel, current],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let previous = previous.ok_or_else(|| {
+            StoreError::Invalid(format!("channel \"{channel}\" has no earlier release to roll back to"))
+        })?;
+        self.promote(previous, None)
+    }
+
+    /// Changes a channel's rollout share and/or pause state.
+    pub fn set_rollout(
+        &mut self,
+        channel: &str,
+        percent: Option<u8>,
+        paused: Option<bool>,
+    ) -> Result<Channel, StoreError> {
+        validate_channel(channel)?;
+        if percent.is_some_and(|p| p > 100) {
+            return Err(StoreError::Invalid("a rollout share is 0 to 100 percent".into()));
+        }
+        self.conn.execute("INSERT OR IGNORE INTO channels (name) VALUES (?1)", params![channel])?;
+        if let Some(p) = percent {
+            self.conn
+                .execute("UPDATE channels SET rollout_percent = ?1 WHERE name = ?2", params![p, channel])?;
+        }
+        if let Some(p) = paused {
+            self.conn
+                .execute("UPDATE channels SET paused = ?1 WHERE name = ?2", params![p as i64, channel])?;
+        }
+        Ok(self.channel(channel)?.expect("channel was just created"))
+    }
+
+    /// Requires HTTP Basic credentials for a channel (`None` removes them).
+    pub fn set_auth(&mut self, channel: &str, auth: Option<(&str, &str)>) -> Result<(), StoreError> {
+        validate_channel(channel)?;
+        self.conn.execute("INSERT OR IGNORE INTO channels (name) VALUES (?1)", params![channel])?;
+        let (u, p) = auth.map_or((None, None), |(u, p)| (Some(u), Some(p)));
+        self.conn.execute(
+            "UPDATE channels SET auth_user = ?1, auth_password = ?2 WHERE name = ?3",
+            params![u, p, channel],
+        )?;
+        Ok(())
+    }
+
+    /// MACs allowed to update; empty means every device is allowed.
+    pub fn allowed_macs(&self) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self.conn.prepare("SELECT mac FROM allowed_macs ORDER BY mac")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Adds or removes a MAC on the allow-list (upper-case `AA:BB:…` form).
+    pub fn set_allowed(&mut self, mac: &str, allowed: bool) -> Result<(), StoreError> {
+        if allowed {
+            self.conn.execute("INSERT OR IGNORE INTO allowed_macs (mac) VALUES (?1)", params![mac])?;
+        } else {
+            self.conn.execute("DELETE FROM allowed_macs WHERE mac = ?1", params![mac])?;
+        }
+        Ok(())
+    }
+}
