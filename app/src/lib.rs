@@ -6,6 +6,12 @@
 //!
 //! - [`pki`]: the private CA and server certificate devices and server share (step 1).
 //! - [`project`]: the project directory and whole-or-nothing file writes.
+//! - [`firmware`]: reading and checking ESP firmware images.
+//! - [`store`]: releases, channels and the device inventory (SQLite) and firmware blobs.
+//! - [`publish`]: checking a firmware file and making it a channel's release.
+//! - [`server`]: the HTTPS update server devices poll.
+//! - [`preflight`]: checking the server the way a device will.
+//! - [`version`]: firmware versions, ordered numerically.
 //! - [`backend`]: the worker thread the desktop app sends commands to.
 //! - [`cli`]: the command line.
 //! - [`ui`]: the egui desktop app (the only module that knows egui).
@@ -14,7 +20,12 @@
 
 pub mod backend;
 pub mod cli;
+pub mod firmware;
 pub mod pki;
+pub mod preflight;
 pub mod project;
+pub mod publish;
+pub mod server;
+pub mod store;
 pub mod ui;
 pub mod version;

@@ -1,0 +1,47 @@
+//! The one stream of typed events the server emits: the GUI dashboard, the CLI log and the tests
+//! all watch the same thing.
+
+use std::net::SocketAddr;
+
+/// Something that happened on the server. `conn` numbers connections so a request, its decision
+/// and its download can be tied together.
+#[allow(missing_docs)] // field names say it; sizes are bytes
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub enum ServerEvent {
+    /// A listener is up.
+    Listening { addr: SocketAddr, tls: bool },
+    /// A request head arrived.
+    RequestReceived {
+        conn: u64,
+        remote: SocketAddr,
+        method: String,
+        path: String,
+        mac: Option<String>,
+        version: Option<String>,
+    },
+    /// The server answered, and why.
+    Decision { conn: u64, mac: Option<String>, status: u16, reason: String, release: Option<i64> },
+    /// A body started; `record_size` is the TLS record limit in force (None: full size).
+    DownloadStarted {
+        conn: u64,
+        mac: Option<String>,
+        release: i64,
+        version: String,
+        total: u64,
+        record_size: Option<usize>,
+    },
+    /// Bytes written to the socket so far.
+    DownloadProgress { conn: u64, mac: Option<String>, release: i64, sent: u64, total: u64 },
+    /// The whole body was written.
+    DownloadFinished { conn: u64, mac: Option<String>, release: i64, bytes: u64, millis: u64 },
+    /// The body broke off.
+    DownloadAborted { conn: u64, mac: Option<String>, release: i64, sent: u64, total: u64, why: String },
+    /// A device checked in running the release it downloaded.
+    DeviceInstalled { mac: String, release: i64, version: String },
+    /// A device downloaded a release but came back running something else.
+    DeviceRolledBack { mac: String, release: i64, running: Option<String> },
+    /// A connection was refused before any request (not TLS, handshake failed, too many).
+    ConnectionRefused { remote: SocketAddr, why: String },
+    /// Releases or channels changed and the server now answers from the new state.
+    CatalogReloaded,
+}

@@ -1,0 +1,250 @@
+//! The live device inventory: updated in memory on every request (so answers never wait for disk)
+//! and written to SQLite by a background thread in batched transactions.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, oneshot};
+
+use super::catalog::Catalog;
+use super::decision::{Answer, Decision};
+use super::device::DeviceRequest;
+use super::events::ServerEvent;
+use crate::store::{Device, DeviceState, PayloadKind, RequestRecord, Store, StoreError, now_unix};
+use crate::version::Version;
+
+enum Persist {
+    Device(Box<Device>),
+    Request(Box<RequestRecord>),
+    Flush(oneshot::Sender<()>),
+}
+
+/// Devices by station MAC.
+pub struct Inventory {
+    devices: Mutex<HashMap<String, Device>>,
+    persist: std_mpsc::Sender<Persist>,
+    events: broadcast::Sender<ServerEvent>,
+}
+
+impl Inventory {
+    /// Loads the stored devices and starts the writer thread (with its own connection).
+    pub fn start(
+        dir: &Path,
+        store: &Store,
+        events: broadcast::Sender<ServerEvent>,
+    ) -> Result<Arc<Inventory>, StoreError> {
+        let devices = store.devices()?.into_iter().map(|d| (d.mac.clone(), d)).collect();
+        let mut writer = Store::open(dir)?;
+        let (tx, rx) = std_mpsc::channel();
+        std::thread::Builder::new()
+            .name("otaforge-inventory".into())
+            .spawn(move || write_loop(&mut writer, rx))
+            .map_err(|e| StoreError::Invalid(format!("cannot start the inventory writer: {e}")))?;
+        Ok(Arc::new(Inventory { devices: Mutex::new(devices), persist: tx, events }))
+    }
+
+    /// A copy of one device.
+    pub fn get(&self, mac: &str) -> Option<Device> {
+        self.lock().get(mac).cloned()
+    }
+
+    /// A copy of every device.
+    pub fn all(&self) -> Vec<Device> {
+        self.lock().values().cloned().collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Device>> {
+        self.devices.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn save(&self, device: &Device) {
+        let _ = self.persist.send(Persist::Device(Box::new(device.clone())));
+    }
+
+    /// Records a check-in: refreshes what the device reports and notices when a device that
+    /// downloaded a release now runs it (installed) or came back on something else (rolled back).
+    /// Returns the updated record the decision should see.
+    pub fn check_in(&self, req: &DeviceRequest, channel: &str, remote: &str, catalog: &Catalog) -> Device {
+        let now = now_unix();
+        let mut map = self.lock();
+        let d = map.entry(req.sta_mac.clone()).or_insert_with(|| Device {
+            mac: req.sta_mac.clone(),
+            name: String::new(),
+            family: req.family.name().into(),
+            ap_mac: None,
+            chip_id: None,
+            chip_size: None,
+            free_space: None,
+            sketch_size: None,
+            sketch_md5: None,
+            sketch_sha256: None,
+            sdk_version: None,
+            version: None,
+            channel: channel.into(),
+            remote_ip: remote.into(),
+            first_seen: now,
+            last_seen: now,
+            last_status: 0,
+            last_reason: String::new(),
+            state: DeviceState::UpToDate,
+            state_detail: String::new(),
+            target_release: None,
+            fs_release: None,
+            attempts: 0,
+        });
+        d.family = req.family.name().into();
+        d.ap_mac = req.ap_mac.clone().or(d.ap_mac.take());
+        d.chip_id = req.chip_id.clone().or(d.chip_id.take());
+        d.chip_size = req.chip_size.or(d.chip_size);
+        d.free_space = req.free_space.or(d.free_space);
+        d.sketch_size = req.sketch_size.or(d.sketch_size);
+        d.sketch_md5 = req.sketch_md5.clone();
+        d.sketch_sha256 = req.sketch_sha256.clone();
+        d.sdk_version = req.sdk_version.clone().or(d.sdk_version.take());
+        d.version = req.version.clone();
+        d.channel = channel.into();
+        d.remote_ip = remote.into();
+        d.last_seen = now;
+        if req.mode == super::device::Mode::Sketch
+            && d.state == DeviceState::Downloaded
+            && let Some(target) = d.target_release.and_then(|t| catalog.releases.get(&t))
+        {
+            let version = req.version.as_deref().and_then(|v| Version::parse(v).ok());
+            let by_md5 = req.sketch_md5.as_deref().is_some_and(|m| target.matches_md5(m));
+            let by_version = version.is_some() && version.as_ref() == target.version.as_ref();
+            if by_md5 || by_version {
+                d.state = DeviceState::Installed;
+                d.state_detail = format!("installed {}", target.meta.version);
+                d.attempts = 0;
+                let _ = self.events.send(ServerEvent::DeviceInstalled {
+                    mac: d.mac.clone(),
+                    release: target.meta.id,
+                    version: target.meta.version.clone(),
+                });
+            } else {
+                d.state = DeviceState::RolledBack;
+                d.state_detail = format!(
+                    "downloaded {} but came back running {}",
+                    target.meta.version,
+                    req.version.as_deref().unwrap_or("another image")
+                );
+                let _ = self.events.send(ServerEvent::DeviceRolledBack {
+                    mac: d.mac.clone(),
+                    release: target.meta.id,
+                    running: req.version.clone(),
+                });
+            }
+        }
+        d.clone()
+    }
+
+    /// Records the answer a device got.
+    pub fn record_decision(&self, mac: &str, decision: &Decision) {
+        let mut map = self.lock();
+        let Some(d) = map.get_mut(mac) else { return };
+        d.last_status = decision.status();
+        d.last_reason = decision.reason.clone();
+        match &decision.answer {
+            Answer::Serve(r) if r.meta.kind == PayloadKind::Sketch => {
+                d.state = DeviceState::Downloading;
+                if d.target_release != Some(r.meta.id) {
+                    d.attempts = 0;
+                }
+                d.target_release = Some(r.meta.id);
+                d.state_detail = format!("downloading {}", r.meta.version);
+            }
+            Answer::Serve(_) | Answer::VersionInfo(_) => {}
+            Answer::NoUpdate(state) => {
+                // "Installed" says more than "up to date" until something else happens.
+                if !(d.state == DeviceState::Installed && *state == DeviceState::UpToDate) {
+                    d.state = *state;
+                    d.state_detail = decision.reason.clone();
+                }
+            }
+        }
+        self.save(d);
+    }
+
+    /// A download of `release` to `mac` completed.
+    pub fn download_finished(&self, mac: &str, release: i64, kind: PayloadKind) {
+        let mut map = self.lock();
+        let Some(d) = map.get_mut(mac) else { return };
+        match kind {
+            PayloadKind::Sketch => {
+                d.state = DeviceState::Downloaded;
+                d.attempts += 1;
+                d.state_detail = "downloaded; waiting for the device to restart into it".into();
+                d.target_release = Some(release);
+            }
+            PayloadKind::Filesystem => {
+                d.fs_release = Some(release);
+            }
+        }
+        self.save(d);
+    }
+
+    /// A download to `mac` broke off.
+    pub fn download_aborted(&self, mac: &str, why: &str) {
+        let mut map = self.lock();
+        let Some(d) = map.get_mut(mac) else { return };
+        d.state = DeviceState::Failed;
+        d.state_detail = format!("download broke off: {why}");
+        self.save(d);
+    }
+
+    /// Appends a request to the history.
+    pub fn log_request(&self, record: RequestRecord) {
+        let _ = self.persist.send(Persist::Request(Box::new(record)));
+    }
+
+    /// Waits until everything recorded so far is on disk.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.persist.send(Persist::Flush(tx)).is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), rx).await;
+        }
+    }
+}
+
+fn write_loop(store: &mut Store, rx: std_mpsc::Receiver<Persist>) {
+    let mut devices: HashMap<String, Device> = HashMap::new();
+    let mut requests = Vec::new();
+    let mut waiting = Vec::new();
+    loop {
+        let first = match rx.recv() {
+            Ok(m) => m,
+            Err(_) => return,
+        };
+        let mut next = Some(first);
+        // Gather what arrives within a short window into one transaction.
+        let deadline = std::time::Instant::now() + Duration::from_millis(50);
+        while let Some(msg) = next.take() {
+            match msg {
+                Persist::Device(d) => {
+                    devices.insert(d.mac.clone(), *d);
+                }
+                Persist::Request(r) => requests.push(*r),
+                Persist::Flush(ack) => {
+                    waiting.push(ack);
+                    break;
+                }
+            }
+            if devices.len() + requests.len() >= 2000 {
+                break;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            next = rx.recv_timeout(left).ok();
+        }
+        let batch: Vec<Device> = devices.drain().map(|(_, d)| d).collect();
+        if let Err(e) = store.save_devices(&batch, &requests) {
+            log::error!("could not save the device inventory: {e}");
+        }
+        requests.clear();
+        for ack in waiting.drain(..) {
+            let _ = ack.send(());
+        }
+    }
+}

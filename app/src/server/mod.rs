@@ -1,0 +1,253 @@
+//! The HTTPS update server devices poll for the rest of their lives.
+//!
+//! tokio + rustls (TLS 1.2 for the ESP8266, 1.3 for others) on a real socket; every answer follows
+//! what the device-side updaters expect (see `device`, `decision`); records fit small device
+//! buffers (`tls`); everything that happens is an event (`events`); devices build the inventory
+//! (`inventory`); published releases are answered from memory (`catalog`).
+
+pub mod catalog;
+pub mod decision;
+pub mod device;
+pub mod events;
+mod handler;
+pub mod http;
+pub mod inventory;
+pub mod tls;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, broadcast, watch};
+
+pub use catalog::Catalog;
+pub use events::ServerEvent;
+pub use tls::FragmentPolicy;
+
+use crate::pki::Material;
+use crate::store::{Store, StoreError};
+
+/// Default HTTPS port (the tutorial's).
+pub const DEFAULT_PORT: u16 = 3443;
+/// Default update path.
+pub const DEFAULT_PATH: &str = "/update";
+
+/// Everything the server can be told; every limit is here.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Address to bind (default all interfaces).
+    pub bind: IpAddr,
+    /// HTTPS port; 0 picks a free one.
+    pub port: u16,
+    /// Optional plain-HTTP port (for devices without TLS; not recommended).
+    pub http_port: Option<u16>,
+    /// Update path; `<path>/<channel>` selects a channel.
+    pub path: String,
+    /// How to treat `max_fragment_length`.
+    pub fragment_policy: FragmentPolicy,
+    /// Time allowed for the TLS handshake and the request head.
+    pub header_timeout: Duration,
+    /// Time a download may go without the client reading anything.
+    pub idle_timeout: Duration,
+    /// Largest request head accepted (answered 431 beyond).
+    pub max_header_bytes: usize,
+    /// Connections served at once; more are closed at once (devices retry later).
+    pub max_connections: usize,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port: DEFAULT_PORT,
+            http_port: None,
+            path: DEFAULT_PATH.into(),
+            fragment_policy: FragmentPolicy::Honour,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            max_header_bytes: 8 * 1024,
+            max_connections: 512,
+        }
+    }
+}
+
+/// Why the server could not start.
+#[allow(missing_docs)] // each variant's message is its documentation
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("no certificates in {0}: run \"otaforge cert new --host HOST\" first")]
+    NoCertificates(PathBuf),
+    #[error(transparent)]
+    Pki(#[from] crate::pki::PkiError),
+    #[error("TLS setup: {0}")]
+    Tls(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}{}", hint(.source))]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+fn hint(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            " (another program, or another otaforge serve, uses this port: pick another with --port)"
+        }
+        std::io::ErrorKind::PermissionDenied => " (ports below 1024 need privileges: use a port like 3443)",
+        _ => "",
+    }
+}
+
+struct Shared {
+    config: ServeConfig,
+    tls: tls::TlsConfigs,
+    catalog: RwLock<Arc<Catalog>>,
+    store: Mutex<Store>,
+    inventory: Arc<inventory::Inventory>,
+    events: broadcast::Sender<ServerEvent>,
+    next_conn: AtomicU64,
+    slots: Arc<Semaphore>,
+}
+
+impl Shared {
+    fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn emit(&self, event: ServerEvent) {
+        let _ = self.events.send(event);
+    }
+
+    /// Re-reads releases and channels if the database changed (or `force`).
+    fn reload(&self, last_version: &mut i64, force: bool) -> Result<bool, StoreError> {
+        let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        let version = store.data_version()?;
+        if !force && version == *last_version {
+            return Ok(false);
+        }
+        *last_version = version;
+        let previous = self.catalog();
+        let next = Catalog::load(&store, Some(&previous))?;
+        // Inventory writes also bump data_version; only a real change of what is served counts.
+        if !force && next.same_as(&previous) {
+            return Ok(false);
+        }
+        *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        Ok(true)
+    }
+}
+
+/// A running server. Dropping it does not stop it; call [`RunningServer::shutdown`].
+pub struct RunningServer {
+    /// The HTTPS address actually bound.
+    pub tls_addr: SocketAddr,
+    /// The plain-HTTP address, if enabled.
+    pub http_addr: Option<SocketAddr>,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// Subscribes to the event stream.
+    pub fn subscribe(&self) -> broadcast::Receiver<ServerEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// Makes the server answer from the current database now (after an in-process publish).
+    pub fn reload(&self) -> Result<(), StoreError> {
+        let mut v = -1;
+        self.shared.reload(&mut v, true)?;
+        self.shared.emit(ServerEvent::CatalogReloaded);
+        Ok(())
+    }
+
+    /// The live inventory.
+    pub fn devices(&self) -> Vec<crate::store::Device> {
+        self.shared.inventory.all()
+    }
+
+    /// Stops accepting, lets the inventory reach the disk, and returns.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            t.abort();
+        }
+        self.shared.inventory.flush().await;
+    }
+
+    /// Waits until everything the inventory recorded is on disk.
+    pub async fn flush(&self) {
+        self.shared.inventory.flush().await;
+    }
+}
+
+/// Starts the server for the project in `dir` (certificates from the Certificate step).
+pub async fn start(dir: &Path, config: ServeConfig) -> Result<RunningServer, ServeError> {
+    let material = Material::load(dir)?.ok_or_else(|| ServeError::NoCertificates(dir.to_path_buf()))?;
+    let tls =
+        tls::TlsConfigs::new(&material.server.cert_pem, &material.server.key_pem, config.fragment_policy)
+            .map_err(ServeError::Tls)?;
+    let store = Store::open(dir)?;
+    let (events, _) = broadcast::channel(4096);
+    let inventory = inventory::Inventory::start(dir, &store, events.clone())?;
+    let catalog = Catalog::load(&store, None)?;
+    let shared = Arc::new(Shared {
+        slots: Arc::new(Semaphore::new(config.max_connections)),
+        config,
+        tls,
+        catalog: RwLock::new(Arc::new(catalog)),
+        store: Mutex::new(store),
+        inventory,
+        events,
+        next_conn: AtomicU64::new(1),
+    });
+    let (stop, stop_rx) = watch::channel(false);
+    let bind = |port| SocketAddr::new(shared.config.bind, port);
+    let tls_listener = TcpListener::bind(bind(shared.config.port))
+        .await
+        .map_err(|source| ServeError::Bind { addr: bind(shared.config.port), source })?;
+    let tls_addr = tls_listener.local_addr().map_err(|source| ServeError::Bind { addr: bind(0), source })?;
+    let mut tasks =
+        vec![tokio::spawn(handler::accept_loop(shared.clone(), tls_listener, true, stop_rx.clone()))];
+    shared.emit(ServerEvent::Listening { addr: tls_addr, tls: true });
+    let mut http_addr = None;
+    if let Some(port) = shared.config.http_port {
+        let l = TcpListener::bind(bind(port))
+            .await
+            .map_err(|source| ServeError::Bind { addr: bind(port), source })?;
+        let addr = l.local_addr().map_err(|source| ServeError::Bind { addr: bind(port), source })?;
+        http_addr = Some(addr);
+        tasks.push(tokio::spawn(handler::accept_loop(shared.clone(), l, false, stop_rx.clone())));
+        shared.emit(ServerEvent::Listening { addr, tls: false });
+    }
+    tasks.push(tokio::spawn(watch_catalog(shared.clone(), stop_rx)));
+    Ok(RunningServer { tls_addr, http_addr, shared, stop, tasks })
+}
+
+/// Picks up publishes made by other processes (`otaforge publish` while `otaforge serve` runs).
+async fn watch_catalog(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut version = -1;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = stop.changed() => return,
+        }
+        let s = shared.clone();
+        let mut v = version;
+        let result =
+            tokio::task::spawn_blocking(move || s.reload(&mut v, false).map(|changed| (changed, v))).await;
+        match result {
+            Ok(Ok((changed, v))) => {
+                version = v;
+                if changed {
+                    shared.emit(ServerEvent::CatalogReloaded);
+                }
+            }
+            Ok(Err(e)) => log::warn!("could not reload releases: {e}"),
+            Err(_) => {}
+        }
+    }
+}
