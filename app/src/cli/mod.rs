@@ -2,6 +2,8 @@
 //! With no subcommand the binary opens the desktop app instead.
 
 mod cert;
+mod releases;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,6 +11,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub use cert::CertCommand;
+pub use releases::{PublishArgs, RolloutArgs};
+pub use serve::{CheckArgs, ServeArgs};
 
 /// OTA Forge: secure self-updating ESP8266 and ESP32 devices.
 #[derive(Debug, Parser)]
@@ -42,6 +46,26 @@ pub enum Commands {
         #[arg(long, value_name = "HOST")]
         check: Option<String>,
     },
+    /// Step 4: serve updates over HTTPS to the devices that poll.
+    Serve(ServeArgs),
+    /// Check the update server the way a device will (name, handshake, certificate, answer).
+    Check(CheckArgs),
+    /// Publish a firmware file as a channel's new release.
+    Publish(PublishArgs),
+    /// List releases and what each channel serves.
+    Releases {
+        /// Only this channel.
+        #[arg(long)]
+        channel: Option<String>,
+    },
+    /// List the devices that have checked in.
+    Devices {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a channel's rollout: share, pause/resume, promote, roll back, credentials, allow-list.
+    Rollout(RolloutArgs),
 }
 
 /// Runs a subcommand and turns its outcome into an exit code (errors go to stderr in plain words).
@@ -49,6 +73,12 @@ pub fn run(dir: PathBuf, command: Commands) -> ExitCode {
     let result = match command {
         Commands::Cert(cmd) => cert::run(&dir, cmd),
         Commands::Hosts { check } => cert::hosts(check.as_deref()),
+        Commands::Serve(args) => serve::serve(&dir, args),
+        Commands::Check(args) => serve::check(&dir, args),
+        Commands::Publish(args) => releases::publish_file(&dir, args),
+        Commands::Releases { channel } => releases::releases(&dir, channel.as_deref()),
+        Commands::Devices { json } => releases::devices(&dir, json),
+        Commands::Rollout(args) => releases::rollout(&dir, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,8 +8,10 @@
  * Used by the tests to prove that what OTA Forge makes and serves works for the device's TLS stack.
  *
  * usage: esp_tls_client HOST PORT SERVER_NAME ANCHOR.der [--rx N] [--tx N] [--time UNIX]
- *                       [--get PATH]
- * prints "OK version=0x0303 suite=0xCCA9 ..." and exits 0, or "BEARSSL_ERROR <n> <name>" and exits 1.
+ *                       [--get PATH [--header "Name: value"]... [--out FILE]]
+ * prints "OK version=0x0303 suite=0xCCA9 status=200 bytes=N max_record=M" and exits 0 (bytes counts
+ * the whole response, head included; --out saves the body), or "BEARSSL_ERROR <n> <name>" and
+ * exits 1.
  */
 #include <arpa/inet.h>
 #include <bearssl.h>
@@ -130,6 +132,31 @@ static int load_anchor(const char *path, br_x509_trust_anchor *ta) {
     return 0;
 }
 
+/* Watches the raw bytes the server sends: the largest application-data record, to prove the
+ * server kept records within the advertised max_fragment_length. */
+static size_t rec_need = 0, max_app_record = 0;
+static unsigned char rec_hdr[5];
+static size_t rec_hdr_len = 0;
+
+static void watch_records(const unsigned char *p, size_t n) {
+    while (n > 0) {
+        if (rec_need > 0) {
+            size_t take = rec_need < n ? rec_need : n;
+            rec_need -= take;
+            p += take;
+            n -= take;
+            continue;
+        }
+        rec_hdr[rec_hdr_len++] = *p++;
+        n--;
+        if (rec_hdr_len == 5) {
+            rec_need = ((size_t)rec_hdr[3] << 8) | rec_hdr[4];
+            if (rec_hdr[0] == 23 && rec_need > max_app_record) max_app_record = rec_need;
+            rec_hdr_len = 0;
+        }
+    }
+}
+
 static int sock_read(void *ctx, unsigned char *buf, size_t len) {
     for (;;) {
         ssize_t n = read(*(int *)ctx, buf, len);
@@ -137,6 +164,7 @@ static int sock_read(void *ctx, unsigned char *buf, size_t len) {
             if (n < 0 && errno == EINTR) continue;
             return -1;
         }
+        watch_records(buf, (size_t)n);
         return (int)n;
     }
 }
@@ -181,12 +209,19 @@ int main(int argc, char **argv) {
     }
     size_t rx = 16384, tx = 512; /* the core's defaults */
     long long device_time = -1;
-    const char *get = NULL;
+    const char *get = NULL, *out = NULL;
+    char extra[8192] = "";
     for (int i = 5; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--rx")) rx = strtoul(argv[i + 1], NULL, 10);
         else if (!strcmp(argv[i], "--tx")) tx = strtoul(argv[i + 1], NULL, 10);
         else if (!strcmp(argv[i], "--time")) device_time = strtoll(argv[i + 1], NULL, 10);
         else if (!strcmp(argv[i], "--get")) get = argv[i + 1];
+        else if (!strcmp(argv[i], "--out")) out = argv[i + 1];
+        else if (!strcmp(argv[i], "--header")) {
+            if (strlen(extra) + strlen(argv[i + 1]) + 3 >= sizeof extra) { fprintf(stderr, "headers too long\n"); return 2; }
+            strcat(extra, argv[i + 1]);
+            strcat(extra, "\r\n");
+        }
         else { fprintf(stderr, "unknown option %s\n", argv[i]); return 2; }
     }
 
@@ -224,23 +259,38 @@ int main(int argc, char **argv) {
     unsigned version = br_ssl_engine_get_version(&sc.eng);
     unsigned suite = sc.eng.session.cipher_suite;
     long long body = -1;
+    int status = 0;
     if (get) {
-        char req[1024];
+        /* HTTP/1.0, one request per connection, as ESP8266httpUpdate sends it. */
+        static char req[16384];
         int n = snprintf(req, sizeof req,
                          "GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: ESP8266-http-Update\r\n"
-                         "Connection: close\r\n\r\n", get, argv[3]);
+                         "Connection: close\r\n%sContent-Length: 0\r\n\r\n", get, argv[3], extra);
         if (br_sslio_write_all(&ioc, req, (size_t)n) != 0 || br_sslio_flush(&ioc) != 0) return fail(&sc);
+        FILE *sink = out ? fopen(out, "wb") : NULL;
+        char head[4096];
+        size_t head_len = 0;
+        int in_body = 0;
         body = 0;
         unsigned char buf[512];
         for (;;) {
             int r = br_sslio_read(&ioc, buf, sizeof buf);
             if (r < 0) break;
             body += r;
+            for (int k = 0; k < r; k++) {
+                if (in_body) { if (sink) fputc(buf[k], sink); continue; }
+                if (head_len < sizeof head - 1) head[head_len++] = (char)buf[k];
+                if (head_len >= 4 && !memcmp(head + head_len - 4, "\r\n\r\n", 4)) in_body = 1;
+            }
         }
+        if (sink) fclose(sink);
+        head[head_len] = 0;
+        sscanf(head, "HTTP/%*d.%*d %d", &status);
         int err = br_ssl_engine_last_error(&sc.eng);
         if (err != BR_ERR_OK && err != BR_ERR_IO) return fail(&sc);
     }
-    printf("OK version=0x%04X suite=0x%04X bytes=%lld\n", version, suite, body);
+    printf("OK version=0x%04X suite=0x%04X status=%d bytes=%lld max_record=%zu\n", version, suite, status, body,
+           max_app_record);
     close(fd);
     return 0;
 }

@@ -144,3 +144,103 @@ pub fn bearssl_connect(anchor_pem: &str, server_name: &str, addr: SocketAddr, ex
         .unwrap();
     EspTls { ok: out.status.success(), stdout: String::from_utf8_lossy(&out.stdout).into_owned() }
 }
+
+/// A project directory with certificates for `ota.test` and 127.0.0.1.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+    pub ca_pem: String,
+}
+
+impl Project {
+    pub fn new() -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        let hosts =
+            ["ota.test", "127.0.0.1"].iter().map(|h| otaforge::pki::Host::parse(h).unwrap()).collect();
+        otaforge::pki::generate(dir.path(), &otaforge::pki::IssueRequest::new(hosts), false).unwrap();
+        let ca_pem = std::fs::read_to_string(dir.path().join("ca.pem")).unwrap();
+        Project { dir, ca_pem }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Publishes `bytes` as `version` on `channel`.
+    pub fn publish(&self, bytes: &[u8], version: &str, channel: &str) -> otaforge::store::Release {
+        let mut store = otaforge::store::Store::open(self.path()).unwrap();
+        let req = otaforge::publish::PublishRequest::sketch(channel, Some(version));
+        otaforge::publish::publish(&mut store, bytes, &req).unwrap()
+    }
+
+    /// Starts `otaforge serve` in-process on a free loopback port.
+    pub async fn serve(
+        &self,
+        tweak: impl FnOnce(&mut otaforge::server::ServeConfig),
+    ) -> otaforge::server::RunningServer {
+        let mut cfg = otaforge::server::ServeConfig {
+            bind: "127.0.0.1".parse().unwrap(),
+            port: 0,
+            ..Default::default()
+        };
+        tweak(&mut cfg);
+        otaforge::server::start(self.path(), cfg).await.unwrap()
+    }
+
+    /// A reqwest client as strict as a device: TLS 1.2 only, only the CA as root, `ota.test` → `addr`.
+    pub fn client(&self, addr: SocketAddr) -> reqwest::Client {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from_pem_slice(self.ca_pem.as_bytes()).unwrap()).unwrap();
+        let tls = rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS12])
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .resolve("ota.test", addr)
+            .http1_only()
+            .build()
+            .unwrap()
+    }
+}
+
+/// An ESP8266 image (Arduino layout) of about `size` bytes whose content depends on `seed`.
+pub fn esp8266_image(size: usize, seed: u64) -> Vec<u8> {
+    otaforge::firmware::ImageBuilder::arduino_esp8266().target_size(size).seed(seed).build()
+}
+
+/// The headers ESP8266httpUpdate sends (version omitted when None).
+pub fn esp8266_headers(mac: &str, version: Option<&str>, sketch_md5: &str) -> Vec<(String, String)> {
+    let mut h = vec![
+        ("User-Agent", "ESP8266-http-Update".to_string()),
+        ("x-ESP8266-Chip-ID", "10560374".into()),
+        ("x-ESP8266-STA-MAC", mac.into()),
+        ("x-ESP8266-AP-MAC", "1A:FE:34:A1:B2:C3".into()),
+        ("x-ESP8266-free-space", "2093056".into()),
+        ("x-ESP8266-sketch-size", "300000".into()),
+        ("x-ESP8266-sketch-md5", sketch_md5.into()),
+        ("x-ESP8266-chip-size", "4194304".into()),
+        ("x-ESP8266-sdk-version", "2.2.2-dev(38a443e)".into()),
+        ("x-ESP8266-mode", "sketch".into()),
+    ];
+    if let Some(v) = version {
+        h.push(("x-ESP8266-version", v.into()));
+    }
+    h.into_iter().map(|(n, v)| (n.to_string(), v)).collect()
+}
+
+/// Sends an update check the way the device does (HTTP/1.0, Connection: close).
+pub async fn device_get(
+    client: &reqwest::Client,
+    url: &str,
+    headers: &[(String, String)],
+) -> reqwest::Response {
+    let mut req = client.get(url).version(reqwest::Version::HTTP_10).header("Connection", "close");
+    for (n, v) in headers {
+        req = req.header(n.as_str(), v.as_str());
+    }
+    req.send().await.unwrap()
+}
+
+/// MD5 as the devices report it.
+pub fn md5_hex(bytes: &[u8]) -> String {
+    otaforge::firmware::md5_hex(bytes)
+}

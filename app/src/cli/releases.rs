@@ -1,0 +1,204 @@
+//! `otaforge publish`, `releases`, `devices`, `rollout`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use crate::publish::{self, DEFAULT_CHANNEL, PublishRequest};
+use crate::server::device::parse_mac;
+use crate::store::{PayloadKind, Store};
+
+/// `otaforge publish`.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The firmware file (.bin) to publish.
+    pub file: PathBuf,
+    /// Version devices will be told (SemVer or dotted numbers); ESP32 images carry one already.
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Channel (devices poll /update/<channel>; /update is "stable").
+    #[arg(long, default_value = DEFAULT_CHANNEL)]
+    pub channel: String,
+    /// Notes shown with the release.
+    #[arg(long, default_value = "")]
+    pub notes: String,
+    /// Publish a filesystem image (served to x-ESP8266-mode: spiffs) instead of a sketch.
+    #[arg(long)]
+    pub filesystem: bool,
+}
+
+/// `otaforge rollout`.
+#[derive(Debug, Args)]
+pub struct RolloutArgs {
+    /// Channel to change.
+    #[arg(long, default_value = DEFAULT_CHANNEL)]
+    pub channel: String,
+    /// Share of devices (0-100, by a stable hash of their MAC) offered the current release.
+    #[arg(long)]
+    pub percent: Option<u8>,
+    /// Stop offering the current release.
+    #[arg(long, conflicts_with = "resume")]
+    pub pause: bool,
+    /// Offer it again.
+    #[arg(long)]
+    pub resume: bool,
+    /// Make release ID the channel's current one (or copy it to --channel from another channel).
+    #[arg(long, value_name = "ID")]
+    pub promote: Option<i64>,
+    /// Go back to the release before the current one.
+    #[arg(long)]
+    pub rollback: bool,
+    /// Require HTTP Basic credentials USER:PASSWORD on this channel ("-" removes them).
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub auth: Option<String>,
+    /// Allow only listed MACs to update (repeatable); everyone is allowed while the list is empty.
+    #[arg(long, value_name = "MAC")]
+    pub allow: Vec<String>,
+    /// Remove a MAC from the allow-list.
+    #[arg(long, value_name = "MAC")]
+    pub disallow: Vec<String>,
+}
+
+pub(super) fn publish_file(dir: &Path, args: PublishArgs) -> Result<()> {
+    let bytes = std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let mut store = Store::open(dir)?;
+    let req = PublishRequest {
+        channel: args.channel,
+        kind: if args.filesystem { PayloadKind::Filesystem } else { PayloadKind::Sketch },
+        version: args.version,
+        notes: args.notes,
+        file_name: args.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+    };
+    let release = publish::publish(&mut store, &bytes, &req)?;
+    println!(
+        "Published #{} {} on \"{}\": {} bytes, {}, MD5 {}",
+        release.id,
+        release.version,
+        release.channel,
+        release.size,
+        release.chip.as_deref().unwrap_or("filesystem image"),
+        release.md5
+    );
+    Ok(())
+}
+
+pub(super) fn releases(dir: &Path, channel: Option<&str>) -> Result<()> {
+    let store = Store::open(dir)?;
+    let channels = store.channels()?;
+    let releases = store.releases(channel)?;
+    if releases.is_empty() {
+        println!("No releases yet: otaforge publish FILE --version V");
+        return Ok(());
+    }
+    for c in channels.iter().filter(|c| channel.is_none_or(|n| n == c.name)) {
+        let state = if c.paused { ", paused".to_string() } else { String::new() };
+        println!(
+            "Channel \"{}\": rollout {}%{state}{}",
+            c.name,
+            c.rollout_percent,
+            if c.auth.is_some() { ", credentials required" } else { "" }
+        );
+    }
+    println!(
+        "{:>4}  {:<10} {:<12} {:<10} {:<10} {:>9}  {:<32}  published",
+        "id", "channel", "version", "kind", "chip", "bytes", "md5"
+    );
+    for r in releases {
+        let current = channels.iter().any(|c| c.current_sketch == Some(r.id) || c.current_fs == Some(r.id));
+        let published = time::OffsetDateTime::from_unix_timestamp(r.published_at)
+            .map(|t| t.date().to_string())
+            .unwrap_or_default();
+        println!(
+            "{:>4}{} {:<10} {:<12} {:<10} {:<10} {:>9}  {}  {published}",
+            r.id,
+            if current { "*" } else { " " },
+            r.channel,
+            r.version,
+            match r.kind {
+                PayloadKind::Sketch => "sketch",
+                PayloadKind::Filesystem => "filesystem",
+            },
+            r.chip.as_deref().unwrap_or("-"),
+            r.size,
+            r.md5
+        );
+    }
+    println!("(* = what the channel serves now)");
+    Ok(())
+}
+
+pub(super) fn devices(dir: &Path, json: bool) -> Result<()> {
+    let store = Store::open(dir)?;
+    let devices = store.devices()?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&devices)?);
+        return Ok(());
+    }
+    if devices.is_empty() {
+        println!("No device has checked in yet.");
+        return Ok(());
+    }
+    println!(
+        "{:<17}  {:<7}  {:<10}  {:<8}  {:<15}  {:<12}  why",
+        "MAC", "chip", "version", "channel", "address", "state"
+    );
+    for d in devices {
+        println!(
+            "{:<17}  {:<7}  {:<10}  {:<8}  {:<15}  {:<12}  {}",
+            d.mac,
+            d.family,
+            d.version.as_deref().unwrap_or("-"),
+            d.channel,
+            d.remote_ip,
+            d.state.label(),
+            d.last_reason
+        );
+    }
+    Ok(())
+}
+
+pub(super) fn rollout(dir: &Path, args: RolloutArgs) -> Result<()> {
+    let mut store = Store::open(dir)?;
+    if let Some(id) = args.promote {
+        let r = store.promote(id, Some(&args.channel))?;
+        println!("\"{}\" now serves #{} {}", r.channel, r.id, r.version);
+    }
+    if args.rollback {
+        let r = store.roll_back(&args.channel)?;
+        println!("Rolled back: \"{}\" now serves #{} {}", r.channel, r.id, r.version);
+    }
+    if let Some(auth) = &args.auth {
+        if auth == "-" {
+            store.set_auth(&args.channel, None)?;
+        } else {
+            let Some((user, pass)) = auth.split_once(':') else { bail!("--auth takes USER:PASSWORD") };
+            store.set_auth(&args.channel, Some((user, pass)))?;
+        }
+    }
+    for (list, allowed) in [(&args.allow, true), (&args.disallow, false)] {
+        for raw in list {
+            let mac = parse_mac(raw).with_context(|| format!("\"{raw}\" is not a MAC address"))?;
+            store.set_allowed(&mac, allowed)?;
+        }
+    }
+    let paused = match (args.pause, args.resume) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => None,
+    };
+    let c = store.set_rollout(&args.channel, args.percent, paused)?;
+    let allowed = store.allowed_macs()?;
+    println!(
+        "Channel \"{}\": rollout {}%{}; {}",
+        c.name,
+        c.rollout_percent,
+        if c.paused { ", paused" } else { "" },
+        if allowed.is_empty() {
+            "every device may update".to_string()
+        } else {
+            format!("only {} listed device(s) may update", allowed.len())
+        }
+    );
+    Ok(())
+}

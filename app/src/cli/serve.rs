@@ -1,0 +1,166 @@
+//! `otaforge serve` and `otaforge check`.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::server::{self, FragmentPolicy, ServeConfig, ServerEvent};
+
+/// `otaforge serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind: IpAddr,
+    /// HTTPS port.
+    #[arg(long, default_value_t = server::DEFAULT_PORT)]
+    pub port: u16,
+    /// Also serve plain HTTP on this port (devices without TLS; not recommended).
+    #[arg(long, value_name = "PORT")]
+    pub http_port: Option<u16>,
+    /// Update path; <path>/<channel> selects a channel.
+    #[arg(long, default_value = server::DEFAULT_PATH)]
+    pub path: String,
+    /// Send full 16 KB TLS records even to devices that advertise a smaller max_fragment_length
+    /// (faster for ESP8266s with 16 KB receive buffers; breaks those built with setBufferSizes(512, 512)).
+    #[arg(long)]
+    pub ignore_fragment_length: bool,
+    /// Seconds allowed for the TLS handshake and request head.
+    #[arg(long, default_value_t = 10)]
+    pub header_timeout: u64,
+    /// Seconds a download may stall before it is dropped.
+    #[arg(long, default_value_t = 30)]
+    pub idle_timeout: u64,
+    /// Largest request head, bytes.
+    #[arg(long, default_value_t = 8192)]
+    pub max_header_bytes: usize,
+    /// Connections served at once.
+    #[arg(long, default_value_t = 512)]
+    pub max_connections: usize,
+}
+
+impl ServeArgs {
+    fn config(&self) -> ServeConfig {
+        ServeConfig {
+            bind: self.bind,
+            port: self.port,
+            http_port: self.http_port,
+            path: self.path.clone(),
+            fragment_policy: if self.ignore_fragment_length {
+                FragmentPolicy::Ignore
+            } else {
+                FragmentPolicy::Honour
+            },
+            header_timeout: Duration::from_secs(self.header_timeout),
+            idle_timeout: Duration::from_secs(self.idle_timeout),
+            max_header_bytes: self.max_header_bytes,
+            max_connections: self.max_connections,
+        }
+    }
+}
+
+pub(super) fn serve(dir: &Path, args: ServeArgs) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async {
+        let running = server::start(dir, args.config()).await?;
+        let mut events = running.subscribe();
+        println!("Serving updates on https://{}{} (Ctrl-C stops)", running.tls_addr, args.path);
+        if let Some(a) = running.http_addr {
+            println!("Plain HTTP on http://{a}{}", args.path);
+        }
+        let mut last_progress: HashMap<u64, Instant> = HashMap::new();
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                ev = events.recv() => match ev {
+                    Ok(ev) => log_event(&ev, &mut last_progress),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => println!("({n} events skipped)"),
+                    Err(_) => break,
+                },
+            }
+        }
+        println!("Stopping…");
+        running.shutdown().await;
+        anyhow::Ok(())
+    })
+}
+
+fn stamp() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    format!("{:02}:{:02}:{:02}", now.hour(), now.minute(), now.second())
+}
+
+fn who(mac: &Option<String>) -> &str {
+    mac.as_deref().unwrap_or("(no MAC)")
+}
+
+/// One line per event; download progress at most once a second per download.
+fn log_event(ev: &ServerEvent, last: &mut HashMap<u64, Instant>) {
+    let t = stamp();
+    match ev {
+        ServerEvent::Decision { mac, status, reason, .. } => {
+            println!("{t} {} → {status}: {reason}", who(mac))
+        }
+        ServerEvent::DownloadStarted { conn, mac, version, total, record_size, .. } => {
+            last.insert(*conn, Instant::now());
+            let records = record_size.map(|r| format!(", {r}-byte TLS records")).unwrap_or_default();
+            println!("{t} {} downloading {version}: {total} bytes{records}", who(mac));
+        }
+        ServerEvent::DownloadProgress { conn, mac, sent, total, .. } => {
+            let due = last.get(conn).is_none_or(|l| l.elapsed() >= Duration::from_secs(1));
+            if due && sent < total {
+                last.insert(*conn, Instant::now());
+                println!("{t} {}   {sent}/{total} bytes ({}%)", who(mac), sent * 100 / (*total).max(1));
+            }
+        }
+        ServerEvent::DownloadFinished { conn, mac, bytes, millis, .. } => {
+            last.remove(conn);
+            println!("{t} {} download complete: {bytes} bytes in {:.1} s", who(mac), *millis as f64 / 1000.0);
+        }
+        ServerEvent::DownloadAborted { conn, mac, sent, total, why, .. } => {
+            last.remove(conn);
+            println!("{t} {} download broke off at {sent}/{total}: {why}", who(mac));
+        }
+        ServerEvent::DeviceInstalled { mac, version, .. } => println!("{t} {mac} installed {version} ✓"),
+        ServerEvent::DeviceRolledBack { mac, running, .. } => {
+            println!(
+                "{t} {mac} came back on the old firmware ({})",
+                running.as_deref().unwrap_or("unknown version")
+            )
+        }
+        ServerEvent::ConnectionRefused { remote, why } => println!("{t} {remote} refused: {why}"),
+        ServerEvent::CatalogReloaded => println!("{t} releases changed: now serving the new state"),
+        ServerEvent::Listening { .. } | ServerEvent::RequestReceived { .. } => {}
+    }
+}
+
+/// `otaforge check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Host devices use (default: the first name in the server certificate).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Port.
+    #[arg(long, default_value_t = server::DEFAULT_PORT)]
+    pub port: u16,
+    /// Update path.
+    #[arg(long, default_value = server::DEFAULT_PATH)]
+    pub path: String,
+}
+
+pub(super) fn check(dir: &Path, args: CheckArgs) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let ok =
+        rt.block_on(crate::preflight::run(dir, args.host.as_deref(), args.port, &args.path, &mut |step| {
+            println!("{} {}: {}", if step.ok { "✔" } else { "✖" }, step.name, step.detail);
+        }))?;
+    if !ok {
+        anyhow::bail!("devices would not get updates from this server yet (see ✖ above)");
+    }
+    println!("Devices can update from this server.");
+    Ok(())
+}
