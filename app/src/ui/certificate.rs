@@ -341,6 +341,6 @@ fn cert_grid(ui: &mut egui::Ui, title: &str, id: &str, c: &CertInfo, now: Offset
 
 fn row(ui: &mut egui::Ui, name: &str, value: &str) {
     ui.label(name);
-    ui.add(egui::Label::new(RichText::new(value).monospace()).selectable(true));
+    ui.add(egui::Label::new(RichText::new(value).monospace()).selectable(true).wrap());
     ui.end_row();
 }
