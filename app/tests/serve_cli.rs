@@ -11,7 +11,8 @@ use otaforge::store::Store;
 use support::{Project, esp8266_image, otaforge, run};
 
 fn publish(p: &Project, file: &std::path::Path, version: &str) -> (bool, String) {
-    let (out, stdout, stderr) = run(otaforge(p.path()).args(["publish", file.to_str().unwrap(), "--version", version]));
+    let (out, stdout, stderr) =
+        run(otaforge(p.path()).args(["publish", file.to_str().unwrap(), "--version", version]));
     (out.status.success(), format!("{stdout}{stderr}"))
 }
 
@@ -110,7 +111,8 @@ fn serve_and_check_as_real_processes() {
     let _ = server.kill();
     let _ = server.wait();
     assert!(out.status.success(), "{stdout}{stderr}");
-    for want in ["✔ Handshake: TLS 1.2", "CHACHA20", "✔ Update check: serves 1.0.0 (", "Devices can update"] {
+    for want in ["✔ Handshake: TLS 1.2", "CHACHA20", "✔ Update check: serves 1.0.0 (", "Devices can update"]
+    {
         assert!(stdout.contains(want), "{want}:\n{stdout}");
     }
 }
@@ -121,7 +123,10 @@ fn check_says_what_is_wrong_when_no_server_runs() {
     let (out, stdout, stderr) =
         run(otaforge(p.path()).args(["check", "--host", "127.0.0.1", "--port", &free_port().to_string()]));
     assert!(!out.status.success());
-    assert!(stdout.contains("✖ Handshake") && stdout.contains("is otaforge serve running?"), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("✖ Handshake") && stdout.contains("is otaforge serve running?"),
+        "{stdout}{stderr}"
+    );
 }
 
 fn free_port() -> u16 {

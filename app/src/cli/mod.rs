@@ -2,6 +2,7 @@
 //! With no subcommand the binary opens the desktop app instead.
 
 mod cert;
+mod firmware;
 mod releases;
 mod serve;
 
@@ -11,6 +12,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub use cert::CertCommand;
+pub use firmware::BakeArgs;
 pub use releases::{PublishArgs, RolloutArgs};
 pub use serve::{CheckArgs, ServeArgs};
 
@@ -46,6 +48,19 @@ pub enum Commands {
         #[arg(long, value_name = "HOST")]
         check: Option<String>,
     },
+    /// Step 2: put the CA and the update settings into firmware (sketch source or a prebuilt .bin).
+    Bake(BakeArgs),
+    /// Read a firmware file: format, chip, flash settings, checksums, version, config block.
+    Inspect {
+        /// The .bin file.
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the config-block C header the reference firmware includes.
+    #[command(hide = true)]
+    ConfigBlockHeader,
     /// Step 4: serve updates over HTTPS to the devices that poll.
     Serve(ServeArgs),
     /// Check the update server the way a device will (name, handshake, certificate, answer).
@@ -73,6 +88,12 @@ pub fn run(dir: PathBuf, command: Commands) -> ExitCode {
     let result = match command {
         Commands::Cert(cmd) => cert::run(&dir, cmd),
         Commands::Hosts { check } => cert::hosts(check.as_deref()),
+        Commands::Bake(args) => firmware::bake(&dir, args),
+        Commands::Inspect { file, json } => firmware::inspect_file(&file, json),
+        Commands::ConfigBlockHeader => {
+            print!("{}", crate::firmware::config_block::c_header());
+            Ok(())
+        }
         Commands::Serve(args) => serve::serve(&dir, args),
         Commands::Check(args) => serve::check(&dir, args),
         Commands::Publish(args) => releases::publish_file(&dir, args),

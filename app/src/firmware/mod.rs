@@ -10,10 +10,12 @@
 //! `elf2bin.py` and `Esp.cpp`, and ESP-IDF's `esp_app_desc_t`; the code is written from those facts.
 
 pub mod chip;
+pub mod config_block;
 pub mod digest;
 pub mod image;
 mod parse;
 mod read;
+pub mod source;
 pub mod synth;
 
 pub use chip::{Chip, ChipError};

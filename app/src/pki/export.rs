@@ -43,6 +43,11 @@ pub fn c_header(material: &Material) -> Result<String, PkiError> {
     Ok(out)
 }
 
+/// `text` as a quoted C string literal (valid C and C++).
+pub fn c_string_literal(text: &str) -> String {
+    format!("\"{}\"", c_escape(text))
+}
+
 /// Escapes text for a C string literal. PEM is plain ASCII, but a corrupt file must not produce a
 /// header that compiles into something else.
 fn c_escape(s: &str) -> String {

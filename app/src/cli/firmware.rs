@@ -1,0 +1,250 @@
+//! `otaforge inspect` and `otaforge bake`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use crate::firmware::config_block::{self, DeviceSettings};
+use crate::firmware::{ImageInfo, inspect, source};
+use crate::pki;
+
+/// `otaforge bake`: settings from these options, the CA from the project.
+#[derive(Debug, Args)]
+pub struct BakeArgs {
+    /// Write ota_config.h into this sketch folder (bake from source).
+    #[arg(long, value_name = "DIR", conflicts_with = "image")]
+    pub sketch: Option<PathBuf>,
+    /// Build the sketch afterwards with arduino-cli or PlatformIO (needs --board).
+    #[arg(long, requires = "sketch")]
+    pub build: bool,
+    /// Board: an FQBN for arduino-cli (esp8266:esp8266:nodemcuv2) or a PlatformIO environment.
+    #[arg(long)]
+    pub board: Option<String>,
+    /// Write the settings into this prebuilt reference .bin (no compiler needed)…
+    #[arg(long, value_name = "IN.bin", requires = "out")]
+    pub image: Option<PathBuf>,
+    /// …and save the result here.
+    #[arg(long, value_name = "OUT.bin")]
+    pub out: Option<PathBuf>,
+    /// Update-server host (default: the first name in the server certificate).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// HTTPS port.
+    #[arg(long, default_value_t = crate::server::DEFAULT_PORT)]
+    pub port: u16,
+    /// Update path.
+    #[arg(long, default_value = crate::server::DEFAULT_PATH)]
+    pub path: String,
+    /// Channel ("" = the default, /update).
+    #[arg(long, default_value = "")]
+    pub channel: String,
+    /// Firmware version the device reports (default for --image: the version the image carries).
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Device name.
+    #[arg(long, default_value = "")]
+    pub device_name: String,
+    /// Seconds between update checks.
+    #[arg(long, default_value_t = 3600)]
+    pub poll_interval: u32,
+    /// BearSSL receive buffer (ESP8266): 512..16384.
+    #[arg(long, default_value_t = 16384)]
+    pub tls_rx: u16,
+    /// BearSSL send buffer (ESP8266): 512..16384.
+    #[arg(long, default_value_t = 512)]
+    pub tls_tx: u16,
+    /// Wi-Fi network.
+    #[arg(long, default_value = "")]
+    pub wifi_ssid: String,
+    /// Wi-Fi password.
+    #[arg(long, default_value = "")]
+    pub wifi_password: String,
+}
+
+pub(super) fn inspect_file(file: &Path, json: bool) -> Result<()> {
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let info = inspect(&bytes)?;
+    let config = config_block::read(&bytes);
+    if json {
+        let cfg = match &config {
+            Ok(Some(s)) => serde_json::json!({ "baked": true, "settings": redacted(s) }),
+            Ok(None) => serde_json::json!({ "baked": false }),
+            Err(e) => serde_json::json!({ "error": e.to_string() }),
+        };
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "image": info, "config_block": cfg }))?
+        );
+    } else {
+        print_info(&info);
+        match &config {
+            Ok(Some(s)) => println!(
+                "Config:     baked: {}:{}{}{} version {} name \"{}\", CA {} bytes, Wi-Fi {}",
+                s.host,
+                s.port,
+                s.path,
+                if s.channel.is_empty() { String::new() } else { format!("/{}", s.channel) },
+                s.version,
+                s.device_name,
+                s.ca_pem.len(),
+                if s.wifi_ssid.is_empty() { "as built".to_string() } else { format!("\"{}\"", s.wifi_ssid) }
+            ),
+            Ok(None) => println!("Config:     block present, not baked (the firmware uses its ota_config.h)"),
+            Err(e) => println!("Config:     {e}"),
+        }
+    }
+    if !info.is_valid() {
+        bail!("the image is damaged: {}", info.problems().join("; "));
+    }
+    Ok(())
+}
+
+fn redacted(s: &DeviceSettings) -> DeviceSettings {
+    let mut s = s.clone();
+    if !s.wifi_password.is_empty() {
+        s.wifi_password = "(set)".into();
+    }
+    s
+}
+
+fn print_info(i: &ImageInfo) {
+    println!("Format:     {}", i.format.name());
+    println!("Chip:       {}", i.chip.map(|c| c.name()).unwrap_or("unknown"));
+    if let (Some(mode), Some(code)) = (i.flash_mode, i.flash_size_code) {
+        let size =
+            i.flash_size_bytes.map(|b| format!("{} MB", b as f64 / 1048576.0)).unwrap_or("unknown".into());
+        println!(
+            "Flash:      {} mode, {size} (code {code}), freq code {}",
+            mode.name(),
+            i.flash_freq_code.unwrap_or(0)
+        );
+    }
+    if let Some(e) = i.entry {
+        println!("Entry:      {e:#010x}");
+    }
+    for (n, s) in i.segments.iter().enumerate() {
+        println!("Segment {n}:  {:#010x}, {} bytes at file offset {:#x}", s.load_addr, s.len, s.file_offset);
+    }
+    let yn = |b: Option<bool>| match b {
+        Some(true) => "valid",
+        Some(false) => "INVALID",
+        None => "none",
+    };
+    println!("Checksum:   {}", yn(i.checksum_valid));
+    println!("SHA-256:    {} (appended digest)", yn(i.sha256_valid));
+    if let Some(a) = &i.arduino {
+        println!(
+            "Arduino:    length {} ({}), CRC {:#010x} ({})",
+            a.stored_len,
+            if a.len_valid { "valid" } else { "INVALID" },
+            a.stored_crc,
+            if a.crc_valid { "valid" } else { "INVALID" }
+        );
+    }
+    if let Some(d) = &i.app_desc {
+        println!(
+            "App:        {} {} (ESP-IDF {}, built {} {})",
+            d.project_name, d.version, d.idf_version, d.date, d.time
+        );
+    }
+    if let Some(n) = i.signature_len {
+        println!("Signature:  {n} bytes appended");
+    }
+    println!("Size:       {} bytes", i.size);
+    println!("MD5:        {}  (what a device reports after flashing this file)", i.md5);
+    println!("SHA-256:    {}", i.sha256);
+    for w in &i.warnings {
+        println!("Note:       {w}");
+    }
+    for p in i.problems() {
+        println!("Problem:    {p}");
+    }
+}
+
+pub(super) fn bake(dir: &Path, args: BakeArgs) -> Result<()> {
+    let material = pki::Material::load(dir)?.ok_or_else(|| pki::PkiError::NoMaterial { dir: dir.into() })?;
+    let cert = pki::CertInfo::from_pem(&material.server.cert_pem, pki::SERVER_CERT)?;
+    let host = match &args.host {
+        Some(h) => pki::Host::parse(h)?.to_string(),
+        None => {
+            cert.dns_sans.first().cloned().context("the server certificate names no host: pass --host")?
+        }
+    };
+    if let Ok(h) = pki::Host::parse(&host)
+        && !cert.coverage(&h).by_dns_san
+    {
+        bail!(
+            "the server certificate does not cover \"{host}\": devices would fail the name check. Renew it with this host (otaforge cert renew --host {host})"
+        );
+    }
+    let mut settings = DeviceSettings {
+        host,
+        port: args.port,
+        path: args.path.clone(),
+        channel: args.channel.clone(),
+        version: args.version.clone().unwrap_or_default(),
+        device_name: args.device_name.clone(),
+        wifi_ssid: args.wifi_ssid.clone(),
+        wifi_password: args.wifi_password.clone(),
+        ca_pem: material.trust_anchor_pem().to_string(),
+        poll_interval_s: args.poll_interval,
+        tls_rx_buffer: args.tls_rx,
+        tls_tx_buffer: args.tls_tx,
+        baked_at: time::OffsetDateTime::now_utc().unix_timestamp() as u32,
+    };
+    if let Some(sketch) = &args.sketch {
+        if settings.version.is_empty() {
+            bail!("give the firmware version (--version 1.0.0): devices report it to the server");
+        }
+        crate::version::Version::parse(&settings.version)?;
+        let written = source::write_sketch_config(sketch, &settings)?;
+        for w in &written {
+            println!("Wrote {}", w.display());
+        }
+        if args.build {
+            let board =
+                args.board.as_deref().context("--build needs --board (e.g. esp8266:esp8266:nodemcuv2)")?;
+            let bin = source::build(sketch, board)?;
+            println!("Built {}", bin.display());
+        } else if source::find_toolchain().is_none() {
+            println!(
+                "No arduino-cli or PlatformIO on PATH: build in the Arduino IDE, or install one (see device-firmware/README.md)."
+            );
+        }
+        return Ok(());
+    }
+    let (Some(input), Some(out)) = (&args.image, &args.out) else {
+        bail!("say what to bake: --sketch DIR, or --image IN.bin --out OUT.bin");
+    };
+    let bytes = std::fs::read(input).with_context(|| format!("cannot read {}", input.display()))?;
+    if settings.version.is_empty() {
+        settings.version = match config_block::read(&bytes) {
+            Ok(Some(previous)) => previous.version,
+            _ => inspect(&bytes)?.app_desc.map(|d| d.version).unwrap_or_default(),
+        };
+    }
+    if settings.version.is_empty() {
+        bail!("the image carries no version: pass --version");
+    }
+    let baked = config_block::bake(&bytes, &settings)?;
+    crate::project::write_atomic(out, &baked, crate::project::Secrecy::Secret)
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    let info = inspect(&baked)?;
+    println!(
+        "Wrote {} ({} bytes, MD5 {}): every checksum fixed, settings baked:",
+        out.display(),
+        info.size,
+        info.md5
+    );
+    println!(
+        "  https://{}:{}{}{}  version {}  name \"{}\"",
+        settings.host,
+        settings.port,
+        settings.path,
+        if settings.channel.is_empty() { String::new() } else { format!("/{}", settings.channel) },
+        settings.version,
+        settings.device_name
+    );
+    Ok(())
+}
