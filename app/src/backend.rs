@@ -10,6 +10,8 @@ use std::sync::mpsc as std_mpsc;
 
 use tokio::sync::mpsc;
 
+use crate::firmware::settings::{self, BakeForm};
+use crate::firmware::{self, FirmwareReport, source};
 use crate::pki::{self, CertReport, Host, IssueRequest, export, local};
 
 /// What the UI asks for.
@@ -45,6 +47,26 @@ pub enum Command {
         /// Destination; `None` asks with a file dialog.
         to: Option<PathBuf>,
     },
+    /// Inspect a firmware file; with no path, ask with a file dialog.
+    InspectFirmware(Option<PathBuf>),
+    /// Bake settings into a prebuilt image and write the result.
+    BakeImage {
+        /// The reference image.
+        input: PathBuf,
+        /// Where to write the baked copy.
+        output: PathBuf,
+        /// The settings.
+        form: BakeForm,
+    },
+    /// Write ota_config.h into a sketch folder; with no folder, ask with a dialog.
+    WriteSketchConfig {
+        /// The sketch folder.
+        dir: Option<PathBuf>,
+        /// The settings.
+        form: BakeForm,
+    },
+    /// Look for arduino-cli / PlatformIO.
+    FindToolchain,
 }
 
 /// Formats the trust anchor can be exported in.
@@ -88,6 +110,26 @@ pub enum Event {
     Exported(PathBuf),
     /// Export did not happen (cancelled or failed), with the reason.
     ExportFailed(String),
+    /// A firmware file was read (or could not be, with the reason).
+    FirmwareInspected {
+        /// The file.
+        path: PathBuf,
+        /// The report, or why the file is not usable.
+        result: Result<Box<FirmwareReport>, String>,
+    },
+    /// A baked image was written.
+    FirmwareBaked {
+        /// Where.
+        path: PathBuf,
+        /// The baked image's report.
+        report: Box<FirmwareReport>,
+    },
+    /// ota_config.h (and the block header) were written.
+    SketchConfigWritten(Vec<PathBuf>),
+    /// A firmware action failed; nothing was written.
+    FirmwareFailed(String),
+    /// The toolchain found on PATH (None: none).
+    Toolchain(Option<String>),
 }
 
 /// A running worker. Dropping it stops the runtime.
@@ -190,6 +232,71 @@ impl Worker {
                     reaches_here: resolution.reaches_here(),
                     host,
                 });
+            }
+            Command::InspectFirmware(path) => {
+                let path = match path {
+                    Some(p) => p,
+                    None => {
+                        match rfd::AsyncFileDialog::new().add_filter("Firmware", &["bin"]).pick_file().await {
+                            Some(h) => h.path().to_path_buf(),
+                            None => return,
+                        }
+                    }
+                };
+                let p = path.clone();
+                let result = tokio::task::spawn_blocking(move || {
+                    let bytes = std::fs::read(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+                    firmware::report(&bytes).map(Box::new).map_err(|e| e.to_string())
+                })
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+                self.emit(Event::FirmwareInspected { path, result });
+            }
+            Command::BakeImage { input, output, form } => {
+                let out = output.clone();
+                let result = tokio::task::spawn_blocking(move || -> Result<Box<FirmwareReport>, String> {
+                    let bytes =
+                        std::fs::read(&input).map_err(|e| format!("cannot read {}: {e}", input.display()))?;
+                    let (baked, _) = settings::bake_image(&dir, &bytes, &form).map_err(|e| e.to_string())?;
+                    crate::project::write_atomic(&out, &baked, crate::project::Secrecy::Secret)
+                        .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+                    firmware::report(&baked).map(Box::new).map_err(|e| e.to_string())
+                })
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+                self.emit(match result {
+                    Ok(report) => Event::FirmwareBaked { path: output, report },
+                    Err(e) => Event::FirmwareFailed(e),
+                });
+            }
+            Command::WriteSketchConfig { dir: sketch, form } => {
+                let sketch = match sketch {
+                    Some(d) => d,
+                    None => {
+                        match rfd::AsyncFileDialog::new().set_title("Sketch folder").pick_folder().await {
+                            Some(h) => h.path().to_path_buf(),
+                            None => return,
+                        }
+                    }
+                };
+                let result = tokio::task::spawn_blocking(move || -> Result<Vec<PathBuf>, String> {
+                    let s = settings::device_settings(&dir, &form, true).map_err(|e| e.to_string())?;
+                    source::write_sketch_config(&sketch, &s).map_err(|e| e.to_string())
+                })
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+                self.emit(match result {
+                    Ok(paths) => Event::SketchConfigWritten(paths),
+                    Err(e) => Event::FirmwareFailed(e),
+                });
+            }
+            Command::FindToolchain => {
+                let found = tokio::task::spawn_blocking(source::find_toolchain).await.ok().flatten();
+                self.emit(Event::Toolchain(found.map(|t| match t {
+                    source::Toolchain::ArduinoCli(p) | source::Toolchain::PlatformIo(p) => {
+                        p.display().to_string()
+                    }
+                })));
             }
             Command::ExportAnchor { format, to } => {
                 let event = match self.export(format, to).await {

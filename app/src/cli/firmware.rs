@@ -6,8 +6,8 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use crate::firmware::config_block::{self, DeviceSettings};
+use crate::firmware::settings::{self, BakeForm};
 use crate::firmware::{ImageInfo, inspect, source};
-use crate::pki;
 
 /// `otaforge bake`: settings from these options, the CA from the project.
 #[derive(Debug, Args)]
@@ -162,42 +162,31 @@ fn print_info(i: &ImageInfo) {
     }
 }
 
-pub(super) fn bake(dir: &Path, args: BakeArgs) -> Result<()> {
-    let material = pki::Material::load(dir)?.ok_or_else(|| pki::PkiError::NoMaterial { dir: dir.into() })?;
-    let cert = pki::CertInfo::from_pem(&material.server.cert_pem, pki::SERVER_CERT)?;
-    let host = match &args.host {
-        Some(h) => pki::Host::parse(h)?.to_string(),
-        None => {
-            cert.dns_sans.first().cloned().context("the server certificate names no host: pass --host")?
+impl BakeArgs {
+    fn form(&self) -> BakeForm {
+        BakeForm {
+            host: self.host.clone().unwrap_or_default(),
+            port: self.port,
+            path: self.path.clone(),
+            channel: self.channel.clone(),
+            version: self.version.clone().unwrap_or_default(),
+            device_name: self.device_name.clone(),
+            poll_interval_s: self.poll_interval,
+            tls_rx_buffer: self.tls_rx,
+            tls_tx_buffer: self.tls_tx,
+            wifi_ssid: self.wifi_ssid.clone(),
+            wifi_password: self.wifi_password.clone(),
         }
-    };
-    if let Ok(h) = pki::Host::parse(&host)
-        && !cert.coverage(&h).by_dns_san
-    {
-        bail!(
-            "the server certificate does not cover \"{host}\": devices would fail the name check. Renew it with this host (otaforge cert renew --host {host})"
-        );
     }
-    let mut settings = DeviceSettings {
-        host,
-        port: args.port,
-        path: args.path.clone(),
-        channel: args.channel.clone(),
-        version: args.version.clone().unwrap_or_default(),
-        device_name: args.device_name.clone(),
-        wifi_ssid: args.wifi_ssid.clone(),
-        wifi_password: args.wifi_password.clone(),
-        ca_pem: material.trust_anchor_pem().to_string(),
-        poll_interval_s: args.poll_interval,
-        tls_rx_buffer: args.tls_rx,
-        tls_tx_buffer: args.tls_tx,
-        baked_at: time::OffsetDateTime::now_utc().unix_timestamp() as u32,
-    };
+}
+
+pub(super) fn bake(dir: &Path, args: BakeArgs) -> Result<()> {
+    let form = args.form();
     if let Some(sketch) = &args.sketch {
-        if settings.version.is_empty() {
+        if form.version.trim().is_empty() {
             bail!("give the firmware version (--version 1.0.0): devices report it to the server");
         }
-        crate::version::Version::parse(&settings.version)?;
+        let settings = settings::device_settings(dir, &form, true)?;
         let written = source::write_sketch_config(sketch, &settings)?;
         for w in &written {
             println!("Wrote {}", w.display());
@@ -218,16 +207,8 @@ pub(super) fn bake(dir: &Path, args: BakeArgs) -> Result<()> {
         bail!("say what to bake: --sketch DIR, or --image IN.bin --out OUT.bin");
     };
     let bytes = std::fs::read(input).with_context(|| format!("cannot read {}", input.display()))?;
-    if settings.version.is_empty() {
-        settings.version = match config_block::read(&bytes) {
-            Ok(Some(previous)) => previous.version,
-            _ => inspect(&bytes)?.app_desc.map(|d| d.version).unwrap_or_default(),
-        };
-    }
-    if settings.version.is_empty() {
-        bail!("the image carries no version: pass --version");
-    }
-    let baked = config_block::bake(&bytes, &settings)?;
+    let (baked, settings) = settings::bake_image(dir, &bytes, &form)?;
+    // Owner-only: the image may now hold a Wi-Fi password.
     crate::project::write_atomic(out, &baked, crate::project::Secrecy::Secret)
         .with_context(|| format!("cannot write {}", out.display()))?;
     let info = inspect(&baked)?;

@@ -15,6 +15,7 @@ pub mod digest;
 pub mod image;
 mod parse;
 mod read;
+pub mod settings;
 pub mod source;
 pub mod synth;
 
@@ -29,3 +30,20 @@ pub use synth::{ImageBuilder, fix_checksums};
 mod fuzz;
 #[cfg(test)]
 mod tests;
+
+/// An image and the settings baked into it: what the Firmware step shows before and after baking.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FirmwareReport {
+    /// The inspection.
+    pub image: ImageInfo,
+    /// The config block: baked settings, unbaked (`Ok(None)`), or why there is none.
+    pub config: Result<Option<config_block::DeviceSettings>, String>,
+}
+
+/// Inspects an image and reads its config block.
+pub fn report(bytes: &[u8]) -> Result<FirmwareReport, ImageError> {
+    Ok(FirmwareReport {
+        image: inspect(bytes)?,
+        config: config_block::read(bytes).map_err(|e| e.to_string()),
+    })
+}

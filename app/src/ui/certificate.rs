@@ -102,6 +102,7 @@ impl CertificateStep {
                 self.error = None;
             }
             Event::ExportFailed(why) => self.notice = Some(why),
+            _ => {}
         }
     }
 

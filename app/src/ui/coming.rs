@@ -6,10 +6,6 @@ pub(super) fn ui(ui: &mut egui::Ui, step: Step) {
     ui.heading(step.title());
     ui.add_space(8.0);
     let text = match step {
-        Step::Firmware => {
-            "Coming next: bake the CA, the update-server address and the firmware version into the \
-             reference sketch (generated ota_config.h) or straight into a prebuilt .bin — no compiler needed."
-        }
         Step::Flash => {
             "Coming next: flash an ESP8266 or ESP32 over USB with progress, automatic baud fallback and \
              plain-words diagnosis — or a virtual device when no board is plugged in."
@@ -18,7 +14,7 @@ pub(super) fn ui(ui: &mut egui::Ui, step: Step) {
             "Coming next: the HTTPS update server devices poll. Drag a .bin onto the window to publish \
              it and watch each device download it live."
         }
-        Step::Certificate => "",
+        Step::Certificate | Step::Firmware => "",
     };
     ui.label(text);
     ui.add_space(8.0);

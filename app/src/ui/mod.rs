@@ -6,12 +6,19 @@
 
 mod certificate;
 mod coming;
+mod firmware;
 
 use std::path::PathBuf;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Event};
 
 pub use certificate::CertificateStep;
+pub use firmware::FirmwareStep;
+
+/// Labels of the Firmware step's main controls.
+pub mod firmware_labels {
+    pub use super::firmware::{BAKE, WRITE_CONFIG};
+}
 
 /// The app's steps, in the order a user takes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -72,6 +79,7 @@ impl StepStatus {
 struct Remembered {
     step: Step,
     certificate: certificate::Remembered,
+    firmware: firmware::Remembered,
 }
 
 /// The OTA Forge desktop app.
@@ -80,6 +88,8 @@ pub struct OtaForgeApp {
     step: Step,
     /// The Certificate step (public so UI tests can inspect it).
     pub certificate: CertificateStep,
+    /// The Firmware step.
+    pub firmware: FirmwareStep,
 }
 
 impl OtaForgeApp {
@@ -90,19 +100,38 @@ impl OtaForgeApp {
         let ctx = cc.egui_ctx.clone();
         let backend = Backend::start(dir, move || ctx.request_repaint())?;
         let certificate = CertificateStep::new(remembered.certificate, &backend);
-        Ok(OtaForgeApp { backend, step: remembered.step, certificate })
+        let firmware = FirmwareStep::new(remembered.firmware, &backend);
+        Ok(OtaForgeApp { backend, step: remembered.step, certificate, firmware })
     }
 
     fn drain_events(&mut self) {
         while let Some(event) = self.backend.try_recv() {
-            self.certificate.on_event(event);
+            match event {
+                Event::FirmwareInspected { .. }
+                | Event::FirmwareBaked { .. }
+                | Event::SketchConfigWritten(_)
+                | Event::FirmwareFailed(_)
+                | Event::Toolchain(_) => self.firmware.on_event(event),
+                other => self.certificate.on_event(other),
+            }
+        }
+    }
+
+    /// A `.bin` dropped anywhere on the window goes to the Firmware step (the Serve step will
+    /// publish drops once it exists).
+    fn take_dropped_files(&mut self, ctx: &egui::Context) {
+        let dropped = ctx.input(|i| i.raw.dropped_files.clone());
+        if let Some(file) = dropped.first() {
+            self.step = Step::Firmware;
+            self.firmware.dropped(file.path().to_path_buf(), &self.backend);
         }
     }
 
     fn status(&self, step: Step) -> StepStatus {
         match step {
             Step::Certificate => self.certificate.status(),
-            Step::Firmware | Step::Flash | Step::Serve => StepStatus::Coming,
+            Step::Firmware => self.firmware.status(),
+            Step::Flash | Step::Serve => StepStatus::Coming,
         }
     }
 
@@ -127,17 +156,27 @@ impl OtaForgeApp {
 impl eframe::App for OtaForgeApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         self.drain_events();
+        self.take_dropped_files(ui.ctx());
         egui::Panel::left("steps").resizable(false).exact_size(200.0).show(ui, |ui| self.sidebar(ui));
         egui::CentralPanel::default().show(ui, |ui| {
             egui::ScrollArea::vertical().show(ui, |ui| match self.step {
                 Step::Certificate => self.certificate.ui(ui, &self.backend),
+                Step::Firmware => {
+                    let host =
+                        self.certificate.report.as_ref().and_then(|r| r.server.dns_sans.first().cloned());
+                    self.firmware.ui(ui, &self.backend, host.as_deref());
+                }
                 other => coming::ui(ui, other),
             });
         });
     }
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
-        let remembered = Remembered { step: self.step, certificate: self.certificate.remembered() };
+        let remembered = Remembered {
+            step: self.step,
+            certificate: self.certificate.remembered(),
+            firmware: self.firmware.remembered(),
+        };
         eframe::set_value(storage, eframe::APP_KEY, &remembered);
     }
 }

@@ -1,0 +1,99 @@
+//! The Firmware step driven headless: drop a reference .bin on the window, see its inspection,
+//! give a version, bake, see the settings read back from the written file.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use otaforge::firmware::{Chip, ImageBuilder, config_block};
+use otaforge::ui::OtaForgeApp;
+
+#[derive(Debug)]
+struct Dropped(PathBuf);
+
+impl egui::DroppedFile for Dropped {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+fn app(dir: &Path) -> Harness<'static, OtaForgeApp> {
+    let dir = dir.to_path_buf();
+    Harness::builder()
+        .with_size(egui::vec2(1100.0, 1400.0))
+        .build_eframe(move |cc| OtaForgeApp::new(cc, dir).expect("backend starts"))
+}
+
+fn step_until(
+    h: &mut Harness<'_, OtaForgeApp>,
+    what: &str,
+    done: impl Fn(&Harness<'_, OtaForgeApp>) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done(h) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+        h.step();
+    }
+}
+
+fn drop_file(h: &mut Harness<'_, OtaForgeApp>, path: &Path) {
+    h.input_mut().dropped_files.push(Arc::new(Dropped(path.to_path_buf())));
+    h.step();
+}
+
+#[test]
+fn dropping_a_reference_bin_then_baking_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = vec![otaforge::pki::Host::parse("ota.test").unwrap()];
+    otaforge::pki::generate(dir.path(), &otaforge::pki::IssueRequest::new(hosts), false).unwrap();
+    let mut image = ImageBuilder::for_chip(Chip::Esp8266).target_size(120_000).build();
+    config_block::reserve(&mut image).unwrap();
+    let input = dir.path().join("reference.bin");
+    std::fs::write(&input, &image).unwrap();
+
+    let mut h = app(dir.path());
+    h.step();
+    drop_file(&mut h, &input);
+    step_until(&mut h, "the inspection", |h| h.state().firmware.input.is_some());
+    h.step();
+    h.get_by_label("present, not baked yet");
+    h.get_by_label("all valid");
+
+    h.get_by_label("Version").focus();
+    h.step();
+    h.get_by_label("Version").type_text("1.2.3");
+    h.step();
+    h.get_by_label(otaforge::ui::firmware_labels::BAKE).click();
+    h.step();
+    step_until(&mut h, "the baked image", |h| {
+        h.state().firmware.baked.is_some() || h.state().firmware.message.is_some()
+    });
+    h.step();
+    let baked_path = h.state().firmware.baked.as_ref().map(|(p, _)| p.clone()).unwrap_or_else(|| {
+        panic!("bake failed: {:?}", h.state().firmware.message);
+    });
+    h.get_by_label("baked: https://ota.test:3443/update version 1.2.3 \"\"");
+    let settings = config_block::read(&std::fs::read(&baked_path).unwrap()).unwrap().unwrap();
+    assert_eq!(settings.version, "1.2.3");
+    assert_eq!(settings.ca_pem, std::fs::read_to_string(dir.path().join("ca.pem")).unwrap());
+}
+
+#[test]
+fn dropping_something_else_says_what_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let notes = dir.path().join("notes.bin");
+    std::fs::write(&notes, "<html><body>404</body></html>").unwrap();
+    let mut h = app(dir.path());
+    h.step();
+    drop_file(&mut h, &notes);
+    step_until(&mut h, "the inspection", |h| h.state().firmware.input.is_some());
+    h.step();
+    h.get_by_label_contains("HTML page, not a firmware image");
+    assert!(h.query_by_label(otaforge::ui::firmware_labels::BAKE).is_none(), "nothing to bake");
+}
