@@ -117,9 +117,9 @@ impl FirmwareStep {
             ui.colored_label(color, format!("{} {text}", if *ok { "✔" } else { "✖" }));
         }
         ui.separator();
-        self.from_source(ui, backend);
+        self.source_section(ui, backend);
         ui.separator();
-        self.into_image(ui, backend);
+        self.image_section(ui, backend);
     }
 
     fn settings_form(&mut self, ui: &mut egui::Ui, default_host: Option<&str>) {
@@ -142,7 +142,7 @@ impl FirmwareStep {
         });
     }
 
-    fn from_source(&mut self, ui: &mut egui::Ui, backend: &Backend) {
+    fn source_section(&mut self, ui: &mut egui::Ui, backend: &Backend) {
         ui.strong("From source");
         ui.horizontal(|ui| {
             let label = ui.label("Sketch folder");
@@ -176,7 +176,7 @@ impl FirmwareStep {
         }
     }
 
-    fn into_image(&mut self, ui: &mut egui::Ui, backend: &Backend) {
+    fn image_section(&mut self, ui: &mut egui::Ui, backend: &Backend) {
         ui.strong("Into a prebuilt .bin (no compiler)");
         ui.horizontal(|ui| {
             if ui.button("Choose .bin…").clicked() {
