@@ -122,8 +122,13 @@ pub fn build_command(tc: &Toolchain, sketch: &Path, board: &str) -> Command {
             c
         }
         Toolchain::PlatformIo(exe) => {
+            // PlatformIO builds a project (the folder with platformio.ini, e.g. device-firmware/)
+            // whose source folder is this sketch.
             let mut c = Command::new(exe);
-            c.args(["run", "-e", board]).current_dir(sketch);
+            let src = sketch.canonicalize().unwrap_or_else(|_| sketch.to_path_buf());
+            c.args(["run", "-e", board])
+                .current_dir(platformio_project(sketch))
+                .env("PLATFORMIO_SRC_DIR", src);
             c
         }
     }
@@ -138,9 +143,16 @@ pub fn build(sketch: &Path, board: &str) -> Result<PathBuf, SourceError> {
     if !status.success() {
         return Err(SourceError::BuildFailed(status.code()));
     }
-    newest_bin(&sketch.join("build"))
-        .or_else(|| newest_bin(&sketch.join(".pio")))
-        .ok_or(SourceError::NoBinary(sketch.into()))
+    let out = match tc {
+        Toolchain::ArduinoCli(_) => sketch.join("build"),
+        Toolchain::PlatformIo(_) => platformio_project(sketch).join(".pio/build").join(board),
+    };
+    newest_bin(&out).ok_or(SourceError::NoBinary(out))
+}
+
+/// The nearest folder at or above the sketch holding a `platformio.ini` (else the sketch itself).
+fn platformio_project(sketch: &Path) -> PathBuf {
+    sketch.ancestors().find(|d| d.join("platformio.ini").is_file()).unwrap_or(sketch).to_path_buf()
 }
 
 fn newest_bin(dir: &Path) -> Option<PathBuf> {
@@ -163,4 +175,25 @@ fn newest_bin(dir: &Path) -> Option<PathBuf> {
         }
     }
     best.map(|(_, p)| p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platformio_builds_the_project_with_the_sketch_as_its_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let sketch = dir.path().join("esp8266/otaforge_esp8266");
+        std::fs::create_dir_all(&sketch).unwrap();
+        std::fs::write(dir.path().join("platformio.ini"), "[env:nodemcuv2]\n").unwrap();
+        let c = build_command(&Toolchain::PlatformIo("pio".into()), &sketch, "nodemcuv2");
+        assert_eq!(c.get_current_dir(), Some(dir.path()));
+        let src = c.get_envs().find(|(k, _)| *k == "PLATFORMIO_SRC_DIR").and_then(|(_, v)| v).unwrap();
+        assert_eq!(Path::new(src), sketch.canonicalize().unwrap());
+        let c =
+            build_command(&Toolchain::ArduinoCli("arduino-cli".into()), &sketch, "esp8266:esp8266:nodemcuv2");
+        let args: Vec<_> = c.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert_eq!(args[..4], ["compile", "--fqbn", "esp8266:esp8266:nodemcuv2", "--export-binaries"]);
+    }
 }

@@ -1,0 +1,19 @@
+/* Host syntax-check stub: declarations only. Mirrors in shape arduino-esp32 3.x
+ * cores/esp32/WString.h: String with the constructors, assignments and accessors the sketch uses. */
+#ifndef HOSTCHECK_ESP32_WSTRING_H
+#define HOSTCHECK_ESP32_WSTRING_H
+
+class String {
+public:
+    String(const char *cstr = "");
+    String(const String &str);
+    ~String(void);
+
+    String &operator=(const String &rhs);
+    String &operator=(const char *cstr);
+
+    unsigned int length(void) const;
+    const char *c_str() const;
+};
+
+#endif

@@ -1,0 +1,67 @@
+/* Host syntax-check stub, not a port: declarations only, no behaviour.
+ * Mirrors in shape esp8266/Arduino 3.x cores/esp8266/Arduino.h (timing, random, configTime,
+ * std::min/max), with the parts of cores/esp8266/Print.h, HardwareSerial.h and Esp.h that the
+ * OTA Forge sketch calls. Only the APIs the sketch uses are declared. */
+#ifndef HOSTCHECK_ESP8266_ARDUINO_H
+#define HOSTCHECK_ESP8266_ARDUINO_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <algorithm>
+#include <functional>
+
+#define HIGH 0x1
+#define LOW 0x0
+
+unsigned long millis(void);
+void delay(unsigned long ms);
+
+/* WMath prototypes */
+long random(long);
+long random(long, long);
+
+/* configures with approximated TZ value. part of the old api */
+void configTime(int timezone, int daylightOffset_sec, const char *server1, const char *server2 = nullptr,
+                const char *server3 = nullptr);
+void configTime(const char *tz, const char *server1, const char *server2 = nullptr, const char *server3 = nullptr);
+
+using std::max;
+using std::min;
+
+#include "pgmspace.h"
+#include "WString.h"
+
+/* cores/esp8266/Print.h */
+class Print {
+public:
+    size_t printf(const char *format, ...) __attribute__((format(printf, 2, 3)));
+    size_t printf_P(PGM_P format, ...) __attribute__((format(printf, 2, 3)));
+    size_t println(void);
+};
+
+/* cores/esp8266/HardwareSerial.h */
+class HardwareSerial : public Print {
+public:
+    void begin(unsigned long baud);
+    void flush(void);
+};
+extern HardwareSerial Serial;
+
+/* cores/esp8266/Esp.h */
+class EspClass {
+public:
+    static void restart();
+    static uint32_t getChipId();
+    static uint32_t getFreeHeap();
+    static uint32_t getMaxFreeBlockSize();
+    static String getResetReason();
+};
+extern EspClass ESP;
+
+#include "pins_arduino.h"
+
+#endif
