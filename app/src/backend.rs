@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
 
 use tokio::sync::mpsc;
@@ -67,6 +68,15 @@ pub enum Command {
     },
     /// Look for arduino-cli / PlatformIO.
     FindToolchain,
+    /// Build a sketch folder with the toolchain on PATH; the log streams back as events.
+    BuildSketch {
+        /// The sketch folder.
+        dir: PathBuf,
+        /// FQBN (arduino-cli) or environment (PlatformIO).
+        board: String,
+    },
+    /// Stop the running build.
+    CancelBuild,
 }
 
 /// Formats the trust anchor can be exported in.
@@ -130,6 +140,10 @@ pub enum Event {
     FirmwareFailed(String),
     /// The toolchain found on PATH (None: none).
     Toolchain(Option<String>),
+    /// A line the build printed.
+    BuildLog(String),
+    /// The build ended: the .bin it made, or why not.
+    BuildFinished(Result<PathBuf, String>),
 }
 
 /// A running worker. Dropping it stops the runtime.
@@ -149,7 +163,12 @@ impl Backend {
             .thread_name("otaforge-worker")
             .enable_all()
             .build()?;
-        let worker = Worker { dir: dir.clone(), events: ev_tx, wake: Arc::new(wake) };
+        let worker = Worker {
+            dir: dir.clone(),
+            events: ev_tx,
+            wake: Arc::new(wake),
+            cancel_build: Arc::new(AtomicBool::new(false)),
+        };
         std::thread::Builder::new()
             .name("otaforge-runtime".into())
             .spawn(move || runtime.block_on(worker.run(cmd_rx)))?;
@@ -178,6 +197,8 @@ struct Worker {
     dir: PathBuf,
     events: std_mpsc::Sender<Event>,
     wake: Arc<dyn Fn() + Send + Sync>,
+    /// Set to stop the running build.
+    cancel_build: Arc<AtomicBool>,
 }
 
 impl Worker {
@@ -298,6 +319,24 @@ impl Worker {
                     }
                 })));
             }
+            Command::BuildSketch { dir: sketch, board } => {
+                self.cancel_build.store(false, Ordering::Relaxed);
+                let worker = self.clone();
+                let result = tokio::task::spawn_blocking(move || -> Result<PathBuf, String> {
+                    let tc = source::find_toolchain()
+                        .ok_or_else(|| source::SourceError::NoToolchain.to_string())?;
+                    let mut log = |line: String| worker.emit(Event::BuildLog(line));
+                    source::build(&tc, &sketch, &board, &mut log, &worker.cancel_build)
+                        .map_err(|e| e.to_string())
+                })
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+                if let Ok(bin) = &result {
+                    Box::pin(self.handle(Command::InspectFirmware(Some(bin.clone())))).await;
+                }
+                self.emit(Event::BuildFinished(result));
+            }
+            Command::CancelBuild => self.cancel_build.store(true, Ordering::Relaxed),
             Command::ExportAnchor { format, to } => {
                 let event = match self.export(format, to).await {
                     Ok(Some(path)) => Event::Exported(path),

@@ -194,7 +194,9 @@ pub(super) fn bake(dir: &Path, args: BakeArgs) -> Result<()> {
         if args.build {
             let board =
                 args.board.as_deref().context("--build needs --board (e.g. esp8266:esp8266:nodemcuv2)")?;
-            let bin = source::build(sketch, board)?;
+            let tc = source::find_toolchain().ok_or(source::SourceError::NoToolchain)?;
+            let never = std::sync::atomic::AtomicBool::new(false);
+            let bin = source::build(&tc, sketch, board, &mut |line| println!("  {line}"), &never)?;
             println!("Built {}", bin.display());
         } else if source::find_toolchain().is_none() {
             println!(

@@ -1,8 +1,12 @@
 //! Baking from source: write `ota_config.h` (and the config-block header) into a sketch folder,
 //! and build it with the user's toolchain when one is installed.
 
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use super::config_block::{self, DeviceSettings};
 use crate::pki::export::c_string_literal;
@@ -27,8 +31,10 @@ pub enum SourceError {
         "no toolchain found: install arduino-cli (https://arduino.github.io/arduino-cli/) and the core (arduino-cli core install esp8266:esp8266 or esp32:esp32), or PlatformIO (pip install platformio); the headers are written, so you can also build in the Arduino IDE"
     )]
     NoToolchain,
-    #[error("the build failed (exit code {0:?}); see the log above")]
+    #[error("the build failed (exit code {0:?}); see the log")]
     BuildFailed(Option<i32>),
+    #[error("the build was cancelled")]
+    Cancelled,
     #[error("the build finished but no .bin was found under {0}")]
     NoBinary(PathBuf),
 }
@@ -134,12 +140,62 @@ pub fn build_command(tc: &Toolchain, sketch: &Path, board: &str) -> Command {
     }
 }
 
-/// Builds the sketch (output streams to the terminal) and returns the `.bin` it produced.
-pub fn build(sketch: &Path, board: &str) -> Result<PathBuf, SourceError> {
-    let tc = find_toolchain().ok_or(SourceError::NoToolchain)?;
-    let status = build_command(&tc, sketch, board)
-        .status()
+/// Builds the sketch with `tc`, handing every line the toolchain prints to `on_line` as it comes,
+/// and returns the `.bin` it produced. Setting `cancel` stops the build (the toolchain is killed)
+/// within a fraction of a second.
+pub fn build(
+    tc: &Toolchain,
+    sketch: &Path,
+    board: &str,
+    on_line: &mut dyn FnMut(String),
+    cancel: &AtomicBool,
+) -> Result<PathBuf, SourceError> {
+    let started = std::time::SystemTime::now();
+    let mut command = build_command(tc, sketch, board);
+    // Its own process group, so cancelling also stops the compilers the toolchain started.
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .map_err(|source| SourceError::Write { path: sketch.to_path_buf(), source })?;
+    let (tx, rx) = mpsc::channel();
+    for pipe in [
+        child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
+        child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    drop(tx);
+    let status = loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(line) => on_line(line),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                break child
+                    .wait()
+                    .map_err(|source| SourceError::Write { path: sketch.to_path_buf(), source })?;
+            }
+        }
+        if cancel.load(Ordering::Relaxed) {
+            #[cfg(unix)]
+            let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).status();
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(SourceError::Cancelled);
+        }
+    };
     if !status.success() {
         return Err(SourceError::BuildFailed(status.code()));
     }
@@ -147,7 +203,10 @@ pub fn build(sketch: &Path, board: &str) -> Result<PathBuf, SourceError> {
         Toolchain::ArduinoCli(_) => sketch.join("build"),
         Toolchain::PlatformIo(_) => platformio_project(sketch).join(".pio/build").join(board),
     };
-    newest_bin(&out).ok_or(SourceError::NoBinary(out))
+    match newest_bin(&out) {
+        Some((modified, bin)) if modified >= started - Duration::from_secs(2) => Ok(bin),
+        _ => Err(SourceError::NoBinary(out)),
+    }
 }
 
 /// The nearest folder at or above the sketch holding a `platformio.ini` (else the sketch itself).
@@ -155,7 +214,7 @@ fn platformio_project(sketch: &Path) -> PathBuf {
     sketch.ancestors().find(|d| d.join("platformio.ini").is_file()).unwrap_or(sketch).to_path_buf()
 }
 
-fn newest_bin(dir: &Path) -> Option<PathBuf> {
+fn newest_bin(dir: &Path) -> Option<(std::time::SystemTime, PathBuf)> {
     let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -174,7 +233,7 @@ fn newest_bin(dir: &Path) -> Option<PathBuf> {
             }
         }
     }
-    best.map(|(_, p)| p)
+    best
 }
 
 #[cfg(test)]
@@ -195,5 +254,59 @@ mod tests {
             build_command(&Toolchain::ArduinoCli("arduino-cli".into()), &sketch, "esp8266:esp8266:nodemcuv2");
         let args: Vec<_> = c.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
         assert_eq!(args[..4], ["compile", "--fqbn", "esp8266:esp8266:nodemcuv2", "--export-binaries"]);
+    }
+
+    /// A stand-in for arduino-cli: prints progress, writes a .bin where the real one does.
+    #[cfg(unix)]
+    fn fake_arduino_cli(dir: &Path, body: &str) -> Toolchain {
+        use std::os::unix::fs::PermissionsExt;
+        let exe = dir.join("arduino-cli");
+        std::fs::write(&exe, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Toolchain::ArduinoCli(exe)
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn builds_stream_their_log_and_return_the_new_bin() {
+        let dir = tempfile::tempdir().unwrap();
+        let sketch = dir.path().join("s");
+        std::fs::create_dir(&sketch).unwrap();
+        let tc = fake_arduino_cli(
+            dir.path(),
+            "echo Compiling sketch...; echo warning: x >&2; d=\"$5/build/esp8266.esp8266.nodemcuv2\"; mkdir -p \"$d\"; echo bin > \"$d/s.ino.bin\"; echo > \"$d/s.ino.bootloader.bin\"; echo Done",
+        );
+        let mut lines = Vec::new();
+        let bin =
+            build(&tc, &sketch, "esp8266:esp8266:nodemcuv2", &mut |l| lines.push(l), &AtomicBool::new(false))
+                .unwrap();
+        assert!(bin.ends_with("build/esp8266.esp8266.nodemcuv2/s.ino.bin"), "{}", bin.display());
+        assert!(
+            lines.contains(&"Compiling sketch...".to_string()) && lines.contains(&"warning: x".to_string())
+        );
+        assert!(lines.contains(&"Done".to_string()));
+
+        let failing = fake_arduino_cli(dir.path(), "echo 'error: no such board'; exit 3");
+        let r = build(&failing, &sketch, "x:y:z", &mut |_| {}, &AtomicBool::new(false));
+        assert!(matches!(r, Err(SourceError::BuildFailed(Some(3)))), "{r:?}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn cancel_stops_a_running_build_quickly() {
+        let dir = tempfile::tempdir().unwrap();
+        let tc = fake_arduino_cli(dir.path(), "echo started; sleep 30; echo never");
+        let cancel = std::sync::Arc::new(AtomicBool::new(false));
+        let c = cancel.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            c.store(true, Ordering::Relaxed);
+        });
+        let t = std::time::Instant::now();
+        let mut lines = Vec::new();
+        let r = build(&tc, dir.path(), "a:b:c", &mut |l| lines.push(l), &cancel);
+        assert!(matches!(r, Err(SourceError::Cancelled)), "{r:?}");
+        assert!(t.elapsed() < Duration::from_secs(3), "cancel took {:?}", t.elapsed());
+        assert_eq!(lines, ["started"]);
     }
 }

@@ -14,20 +14,39 @@ use crate::firmware::settings::BakeForm;
 pub const BAKE: &str = "Bake into the .bin";
 /// Label of the sketch button.
 pub const WRITE_CONFIG: &str = "Write ota_config.h";
+/// Label of the build button.
+pub const BUILD: &str = "Build";
 
 /// What the Firmware step remembers between runs (never the Wi-Fi password).
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct Remembered {
     form: BakeForm,
     sketch_dir: String,
+    board: String,
 }
+
+impl Default for Remembered {
+    fn default() -> Self {
+        Remembered {
+            form: BakeForm::default(),
+            sketch_dir: String::new(),
+            board: "esp8266:esp8266:nodemcuv2".into(),
+        }
+    }
+}
+
+/// Lines of build log kept on screen.
+const LOG_LINES: usize = 400;
 
 /// State of the Firmware step.
 pub struct FirmwareStep {
     form: BakeForm,
     sketch_dir: String,
+    board: String,
     toolchain: Option<Option<String>>,
+    building: bool,
+    log: std::collections::VecDeque<String>,
     /// The prebuilt image chosen (by dialog or drop) and what it holds.
     pub input: Option<(PathBuf, Result<Box<FirmwareReport>, String>)>,
     output: String,
@@ -49,7 +68,10 @@ impl FirmwareStep {
         FirmwareStep {
             form: remembered.form,
             sketch_dir,
+            board: remembered.board,
             toolchain: None,
+            building: false,
+            log: Default::default(),
             input: None,
             output: String::new(),
             baked: None,
@@ -59,7 +81,7 @@ impl FirmwareStep {
     }
 
     pub(super) fn remembered(&self) -> Remembered {
-        Remembered { form: self.form.clone(), sketch_dir: self.sketch_dir.clone() }
+        Remembered { form: self.form.clone(), sketch_dir: self.sketch_dir.clone(), board: self.board.clone() }
     }
 
     pub(super) fn status(&self) -> StepStatus {
@@ -99,6 +121,21 @@ impl FirmwareStep {
                 self.message = Some((false, why));
             }
             Event::Toolchain(found) => self.toolchain = Some(found),
+            Event::BuildLog(line) => {
+                if self.log.len() == LOG_LINES {
+                    self.log.pop_front();
+                }
+                self.log.push_back(line);
+            }
+            Event::BuildFinished(result) => {
+                self.building = false;
+                self.message = Some(match result {
+                    Ok(bin) => {
+                        (true, format!("Built {} — shown below, ready to bake or publish.", bin.display()))
+                    }
+                    Err(why) => (false, why),
+                });
+            }
             _ => {}
         }
     }
@@ -161,9 +198,42 @@ impl FirmwareStep {
         }
         match &self.toolchain {
             Some(Some(path)) => {
-                ui.label(format!(
-                    "Toolchain: {path}. Build with: otaforge bake --sketch <folder> --build --board <FQBN>"
-                ));
+                ui.horizontal(|ui| {
+                    let label = ui.label("Board");
+                    ui.add(egui::TextEdit::singleline(&mut self.board).desired_width(260.0))
+                        .labelled_by(label.id);
+                    let can_build =
+                        !self.building && !self.sketch_dir.trim().is_empty() && !self.board.trim().is_empty();
+                    if ui
+                        .add_enabled(can_build, egui::Button::new(BUILD))
+                        .on_hover_text(path.as_str())
+                        .clicked()
+                    {
+                        self.building = true;
+                        self.log.clear();
+                        self.message = None;
+                        backend.send(Command::BuildSketch {
+                            dir: PathBuf::from(self.sketch_dir.trim()),
+                            board: self.board.trim().to_string(),
+                        });
+                    }
+                    if self.building && ui.button("Cancel build").clicked() {
+                        backend.send(Command::CancelBuild);
+                    }
+                });
+                if self.building {
+                    ui.horizontal(|ui| {
+                        ui.spinner();
+                        ui.label("Building…");
+                    });
+                }
+                if !self.log.is_empty() {
+                    egui::ScrollArea::vertical().max_height(160.0).stick_to_bottom(true).show(ui, |ui| {
+                        for line in &self.log {
+                            ui.label(RichText::new(line).monospace().small());
+                        }
+                    });
+                }
             }
             Some(None) => {
                 ui.label(

@@ -111,7 +111,9 @@ impl OtaForgeApp {
                 | Event::FirmwareBaked { .. }
                 | Event::SketchConfigWritten(_)
                 | Event::FirmwareFailed(_)
-                | Event::Toolchain(_) => self.firmware.on_event(event),
+                | Event::Toolchain(_)
+                | Event::BuildLog(_)
+                | Event::BuildFinished(_) => self.firmware.on_event(event),
                 other => self.certificate.on_event(other),
             }
         }
