@@ -1,32 +1,10 @@
 //! The Certificate step driven the way a user drives it, headless (egui_kittest, no renderer):
 //! type a host, click "Generate cert", see the fingerprint and names appear.
 
-use std::time::{Duration, Instant};
+mod ui_support;
 
-use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
-use otaforge::ui::OtaForgeApp;
-
-fn app(dir: &std::path::Path) -> Harness<'static, OtaForgeApp> {
-    let dir = dir.to_path_buf();
-    Harness::builder()
-        .with_size(egui::vec2(1100.0, 900.0))
-        .build_eframe(move |cc| OtaForgeApp::new(cc, dir).expect("backend starts"))
-}
-
-/// Steps the UI until `done` holds, failing after a deadline (the backend works on its own thread).
-fn step_until(
-    h: &mut Harness<'_, OtaForgeApp>,
-    what: &str,
-    done: impl Fn(&Harness<'_, OtaForgeApp>) -> bool,
-) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !done(h) {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-        h.step();
-    }
-}
+use ui_support::{app, step_until, type_into};
 
 #[test]
 fn typing_a_host_and_generating_shows_fingerprint_and_names() {
@@ -36,10 +14,7 @@ fn typing_a_host_and_generating_shows_fingerprint_and_names() {
         h.query_by_label_contains("No certificates in this project yet").is_some()
     });
 
-    h.get_by_label("Update-server host").focus();
-    h.step();
-    h.get_by_label("Update-server host").type_text("ota.test, 192.168.1.70");
-    h.step();
+    type_into(&mut h, "Update-server host", "ota.test, 192.168.1.70");
     h.get_by_label("Generate cert").click();
     h.step();
     step_until(&mut h, "the generated report", |h| h.state().certificate.report.is_some());
@@ -64,10 +39,7 @@ fn a_bad_host_is_explained_and_generate_stays_disabled() {
     step_until(&mut h, "initial load", |h| {
         h.query_by_label_contains("No certificates in this project yet").is_some()
     });
-    h.get_by_label("Update-server host").focus();
-    h.step();
-    h.get_by_label("Update-server host").type_text("192.168.1.300");
-    h.step();
+    type_into(&mut h, "Update-server host", "192.168.1.300");
     h.step();
     h.get_by_label_contains("not a valid one");
     h.get_by_label("Generate cert").click();

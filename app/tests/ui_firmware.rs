@@ -1,51 +1,11 @@
 //! The Firmware step driven headless: drop a reference .bin on the window, see its inspection,
 //! give a version, bake, see the settings read back from the written file.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+mod ui_support;
 
-use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use otaforge::firmware::{Chip, ImageBuilder, config_block};
-use otaforge::ui::OtaForgeApp;
-
-#[derive(Debug)]
-struct Dropped(PathBuf);
-
-impl egui::DroppedFile for Dropped {
-    fn path(&self) -> &Path {
-        &self.0
-    }
-    fn bytes(&self) -> Result<Vec<u8>, String> {
-        std::fs::read(&self.0).map_err(|e| e.to_string())
-    }
-}
-
-fn app(dir: &Path) -> Harness<'static, OtaForgeApp> {
-    let dir = dir.to_path_buf();
-    Harness::builder()
-        .with_size(egui::vec2(1100.0, 1400.0))
-        .build_eframe(move |cc| OtaForgeApp::new(cc, dir).expect("backend starts"))
-}
-
-fn step_until(
-    h: &mut Harness<'_, OtaForgeApp>,
-    what: &str,
-    done: impl Fn(&Harness<'_, OtaForgeApp>) -> bool,
-) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !done(h) {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-        h.step();
-    }
-}
-
-fn drop_file(h: &mut Harness<'_, OtaForgeApp>, path: &Path) {
-    h.input_mut().dropped_files.push(Arc::new(Dropped(path.to_path_buf())));
-    h.step();
-}
+use ui_support::{app, drop_file, step_until, type_into};
 
 #[test]
 fn dropping_a_reference_bin_then_baking_it() {
@@ -65,10 +25,7 @@ fn dropping_a_reference_bin_then_baking_it() {
     h.get_by_label("present, not baked yet");
     h.get_by_label("all valid");
 
-    h.get_by_label("Version").focus();
-    h.step();
-    h.get_by_label("Version").type_text("1.2.3");
-    h.step();
+    type_into(&mut h, "Version", "1.2.3");
     h.get_by_label(otaforge::ui::firmware_labels::BAKE).click();
     h.step();
     step_until(&mut h, "the baked image", |h| {

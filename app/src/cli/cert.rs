@@ -172,14 +172,9 @@ fn print_cert(c: &CertInfo, now: OffsetDateTime) {
     if c.issuer != c.subject {
         println!("  Issuer:    {}", c.issuer);
     }
-    let names: Vec<String> = c
-        .dns_sans
-        .iter()
-        .map(|d| format!("DNS:{d}"))
-        .chain(c.ip_sans.iter().map(|i| format!("IP:{i}")))
-        .collect();
+    let names = c.names_text();
     if !names.is_empty() {
-        println!("  Names:     {}", names.join(", "));
+        println!("  Names:     {names}");
     }
     println!("  Key:       {} (signature {})", c.key, c.signature);
     if c.is_ca {

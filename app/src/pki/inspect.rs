@@ -62,6 +62,16 @@ impl CertInfo {
         (self.not_after - now).whole_days()
     }
 
+    /// The names, as `DNS:…` and `IP:…` entries joined by ", " (empty when there are none).
+    pub fn names_text(&self) -> String {
+        self.dns_sans
+            .iter()
+            .map(|d| format!("DNS:{d}"))
+            .chain(self.ip_sans.iter().map(|i| format!("IP:{i}")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// How a device connecting by `host` sees this certificate's names.
     pub fn coverage(&self, host: &Host) -> Coverage {
         let text = host.as_dns_text();

@@ -70,31 +70,9 @@ impl Inventory {
     pub fn check_in(&self, req: &DeviceRequest, channel: &str, remote: &str, catalog: &Catalog) -> Device {
         let now = now_unix();
         let mut map = self.lock();
-        let d = map.entry(req.sta_mac.clone()).or_insert_with(|| Device {
-            mac: req.sta_mac.clone(),
-            name: String::new(),
-            family: req.family.name().into(),
-            ap_mac: None,
-            chip_id: None,
-            chip_size: None,
-            free_space: None,
-            sketch_size: None,
-            sketch_md5: None,
-            sketch_sha256: None,
-            sdk_version: None,
-            version: None,
-            channel: channel.into(),
-            remote_ip: remote.into(),
-            first_seen: now,
-            last_seen: now,
-            last_status: 0,
-            last_reason: String::new(),
-            state: DeviceState::UpToDate,
-            state_detail: String::new(),
-            target_release: None,
-            fs_release: None,
-            attempts: 0,
-        });
+        let d = map
+            .entry(req.sta_mac.clone())
+            .or_insert_with(|| Device::new(&req.sta_mac, req.family.name(), channel, remote, now));
         d.family = req.family.name().into();
         d.ap_mac = req.ap_mac.clone().or(d.ap_mac.take());
         d.chip_id = req.chip_id.clone().or(d.chip_id.take());

@@ -96,6 +96,37 @@ pub struct Device {
     pub attempts: u32,
 }
 
+impl Device {
+    /// A device seen for the first time now.
+    pub fn new(mac: &str, family: &str, channel: &str, remote_ip: &str, now: i64) -> Device {
+        Device {
+            mac: mac.into(),
+            name: String::new(),
+            family: family.into(),
+            ap_mac: None,
+            chip_id: None,
+            chip_size: None,
+            free_space: None,
+            sketch_size: None,
+            sketch_md5: None,
+            sketch_sha256: None,
+            sdk_version: None,
+            version: None,
+            channel: channel.into(),
+            remote_ip: remote_ip.into(),
+            first_seen: now,
+            last_seen: now,
+            last_status: 0,
+            last_reason: String::new(),
+            state: DeviceState::UpToDate,
+            state_detail: String::new(),
+            target_release: None,
+            fs_release: None,
+            attempts: 0,
+        }
+    }
+}
+
 /// One request as received, for a device's history.
 #[allow(missing_docs)]
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -321,14 +321,9 @@ fn cert_grid(ui: &mut egui::Ui, title: &str, id: &str, c: &CertInfo, now: Offset
     ui.strong(title);
     egui::Grid::new(id).num_columns(2).spacing([12.0, 4.0]).striped(true).show(ui, |ui| {
         row(ui, "Subject", &c.subject);
-        if !c.dns_sans.is_empty() || !c.ip_sans.is_empty() {
-            let names: Vec<String> = c
-                .dns_sans
-                .iter()
-                .map(|d| format!("DNS:{d}"))
-                .chain(c.ip_sans.iter().map(|i| format!("IP:{i}")))
-                .collect();
-            row(ui, "Names", &names.join(", "));
+        let names = c.names_text();
+        if !names.is_empty() {
+            row(ui, "Names", &names);
         }
         row(ui, "Key", &format!("{} ({})", c.key, c.signature));
         row(
