@@ -108,8 +108,12 @@ fn serve_and_check_as_real_processes() {
 
     let (out, stdout, stderr) =
         run(otaforge(p.path()).args(["check", "--host", "127.0.0.1", "--port", &port.to_string()]));
-    let _ = server.kill();
-    let _ = server.wait();
+    // SIGTERM (what systemd and kill send) stops it cleanly, with the inventory flushed.
+    let term = std::process::Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    let stopped = lines.map_while(Result::ok).any(|l| l.contains("Stopping"));
+    let status = server.wait().unwrap();
+    assert!(stopped && status.success(), "serve did not stop cleanly on SIGTERM: {status:?}");
     assert!(out.status.success(), "{stdout}{stderr}");
     for want in ["✔ Handshake: TLS 1.2", "CHACHA20", "✔ Update check: serves 1.0.0 (", "Devices can update"]
     {

@@ -73,9 +73,18 @@ pub(super) fn serve(dir: &Path, args: ServeArgs) -> Result<()> {
             println!("Plain HTTP on http://{a}{}", args.path);
         }
         let mut last_progress: HashMap<u64, Instant> = HashMap::new();
+        // SIGTERM (systemd, kill) stops as cleanly as Ctrl-C: the inventory reaches the disk.
+        #[cfg(unix)]
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        #[cfg(unix)]
+        let terminated = async move { term.recv().await };
+        #[cfg(not(unix))]
+        let terminated = std::future::pending::<Option<()>>();
+        tokio::pin!(terminated);
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => break,
+                _ = &mut terminated => break,
                 ev = events.recv() => match ev {
                     Ok(ev) => log_event(&ev, &mut last_progress),
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => println!("({n} events skipped)"),
