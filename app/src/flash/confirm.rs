@@ -1,0 +1,1 @@
+//! Server-side confirmation of ESP8266 flashes.

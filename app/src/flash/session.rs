@@ -1,0 +1,487 @@
+//! One flash from start to end: check the file, connect (retrying while the user puts the board
+//! into download mode), identify the board, refuse a wrong chip, write, verify, start the new
+//! firmware. When writing fails at a high baud rate it starts again slower, and says so.
+
+use std::time::{Duration, Instant};
+
+use espflash::connection::{Connection, ResetAfterOperation, ResetBeforeOperation};
+use espflash::flasher::Flasher;
+use serialport::UsbPortInfo;
+
+use super::diagnosis::{Context, FlashError, diagnose};
+use super::esp32::{self, WriteOptions};
+use super::link::{self, Cancel, Link, ResetLines};
+use super::plan::{self, ImageKind, Plan};
+use super::progress::{BoardInfo, FlashUpdate, Meter, Phase};
+use super::{BAUD_LADDER, DEFAULT_BAUD, ROM_BAUD, esp8266, ports};
+use crate::firmware::{Chip, md5_hex};
+
+/// What to flash, where, and how.
+#[derive(Debug, Clone)]
+pub struct FlashRequest {
+    /// The serial port, e.g. `/dev/ttyUSB0` or a virtual device's pty.
+    pub port: String,
+    /// The file's bytes (`.bin` or ELF).
+    pub image: Vec<u8>,
+    /// The chip the user says it is (`None`: detect).
+    pub chip: Option<Chip>,
+    /// The fastest baud rate to try; slower ones follow when it fails.
+    pub baud: u32,
+    /// Where to write, overriding what the file suggests.
+    pub offset: Option<u32>,
+    /// Compare the flash with the image afterwards (needs a stub: ESP32 family).
+    pub verify: bool,
+    /// Leave regions that already hold the image alone (ESP32 family).
+    pub skip_unchanged: bool,
+    /// Erase the whole flash first (ESP32 family).
+    pub erase_all: bool,
+    /// How long to keep trying to reach the board's bootloader.
+    pub connect_timeout: Duration,
+}
+
+impl FlashRequest {
+    /// Flash `image` on `port` with the defaults: detect the chip, 460800 baud with fallback,
+    /// verify, skip unchanged regions, 20 s for the user to put the board in download mode.
+    pub fn new(port: impl Into<String>, image: Vec<u8>) -> FlashRequest {
+        FlashRequest {
+            port: port.into(),
+            image,
+            chip: None,
+            baud: DEFAULT_BAUD,
+            offset: None,
+            verify: true,
+            skip_unchanged: true,
+            erase_all: false,
+            connect_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// How sure it is that the board holds the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Verification {
+    /// The board's flash MD5 equals the image's.
+    Verified,
+    /// The flash already held the image (same MD5), so nothing was written.
+    Unchanged,
+    /// Written without checking (verification turned off).
+    NotVerified,
+    /// The ESP8266 ROM cannot read back; the update server confirms it at the first check-in.
+    ServerWillConfirm,
+}
+
+/// A flash that worked.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FlashOutcome {
+    /// The board.
+    pub board: BoardInfo,
+    /// What was written.
+    pub kind: ImageKind,
+    /// Where.
+    pub offset: u32,
+    /// How many bytes.
+    pub bytes: u64,
+    /// MD5 of those bytes, lower-case hex.
+    pub md5: String,
+    /// The firmware version the image carries.
+    pub version: Option<String>,
+    /// How sure it is.
+    pub verification: Verification,
+    /// Time from start to end.
+    pub elapsed: Duration,
+    /// Whether the board was told to run the new firmware.
+    pub started: bool,
+}
+
+impl FlashOutcome {
+    /// One paragraph for the user.
+    pub fn summary(&self) -> String {
+        let what = format!(
+            "Flashed {} at 0x{:x} to the {} on {} in {:.1} s at {} baud.",
+            super::progress::human_bytes(self.bytes),
+            self.offset,
+            self.board.chip,
+            self.board.port,
+            self.elapsed.as_secs_f64(),
+            self.board.baud
+        );
+        let check = match self.verification {
+            Verification::Verified => " The flash was read back and matches the image (MD5).",
+            Verification::Unchanged => {
+                " The board already held exactly this image, so nothing needed writing."
+            }
+            Verification::NotVerified => " Not verified (verification was turned off).",
+            Verification::ServerWillConfirm => {
+                " The ESP8266's ROM cannot read flash back, so OTA Forge will confirm this flash when the device first checks in with the update server."
+            }
+        };
+        let start = if self.started { " The new firmware is starting." } else { "" };
+        format!("{what}{check}{start}")
+    }
+}
+
+/// Flashes a board, reporting progress as it goes. Cancel from another thread at any time.
+pub fn flash(
+    req: &FlashRequest,
+    cancel: &Cancel,
+    report: &mut dyn FnMut(FlashUpdate),
+) -> Result<FlashOutcome, FlashError> {
+    let started = Instant::now();
+    let plan = plan::plan(req.image.clone(), req.offset)?;
+    report(FlashUpdate::Note(format!("Writing the {}.", plan.describe())));
+    for w in &plan.warnings {
+        report(FlashUpdate::Note(w.clone()));
+    }
+    let ladder = ladder(req.baud);
+    let mut first_failure: Option<FlashError> = None;
+    for (i, &baud) in ladder.iter().enumerate() {
+        let retry = i > 0;
+        match attempt(req, &plan, baud, retry, cancel, report) {
+            Ok(mut outcome) => {
+                outcome.elapsed = started.elapsed();
+                return Ok(outcome);
+            }
+            Err(failure) => {
+                let error = failure.error;
+                if cancel.is_cancelled() || matches!(error, FlashError::Cancelled { .. }) {
+                    return Err(error);
+                }
+                if retry && matches!(error, FlashError::NoSync { .. }) {
+                    // The board did not come back for the retry: the first diagnosis stands.
+                    return Err(first_failure.unwrap_or(error));
+                }
+                match ladder.get(i + 1) {
+                    Some(next) if error.slower_may_help() && failure.can_retry => {
+                        report(FlashUpdate::Note(format!(
+                            "Flashing at {baud} baud failed: {error} Trying again at {next} baud."
+                        )));
+                        first_failure.get_or_insert(error);
+                    }
+                    _ => return Err(error),
+                }
+            }
+        }
+    }
+    unreachable!("the ladder always ends in a final attempt")
+}
+
+/// `baud` first, then the standard slower rates down to 115200.
+fn ladder(baud: u32) -> Vec<u32> {
+    let baud = baud.max(9600);
+    let mut out = vec![baud];
+    out.extend(BAUD_LADDER.iter().copied().filter(|&b| b < baud));
+    out
+}
+
+/// A failed attempt, and whether the board can be brought back to its ROM for another.
+struct Failure {
+    error: FlashError,
+    can_retry: bool,
+}
+
+impl From<FlashError> for Failure {
+    fn from(error: FlashError) -> Self {
+        Failure { error, can_retry: false }
+    }
+}
+
+/// Where an attempt stands, for diagnosing what goes wrong.
+struct Tracker<'a> {
+    port: &'a str,
+    phase: Phase,
+    baud: u32,
+    written: u64,
+    total: u64,
+    cancel: &'a Cancel,
+}
+
+impl Tracker<'_> {
+    fn fail(&self, e: &(dyn std::error::Error + 'static)) -> FlashError {
+        let d = diagnose(
+            e,
+            &Context {
+                port: self.port,
+                phase: self.phase,
+                written: self.written,
+                total: self.total,
+                baud: self.baud,
+                cancelled: self.cancel.is_cancelled(),
+            },
+        );
+        log::debug!("flash failed while {}: {e:?} → {d:?}", self.phase.doing());
+        d
+    }
+
+    fn phase(&mut self, phase: Phase, report: &mut dyn FnMut(FlashUpdate)) {
+        self.phase = phase;
+        report(FlashUpdate::Phase(phase));
+    }
+}
+
+fn attempt(
+    req: &FlashRequest,
+    plan: &Plan,
+    baud: u32,
+    retry: bool,
+    cancel: &Cancel,
+    report: &mut dyn FnMut(FlashUpdate),
+) -> Result<FlashOutcome, Failure> {
+    let mut t =
+        Tracker { port: &req.port, phase: Phase::Connect, baud: ROM_BAUD, written: 0, total: 0, cancel };
+    t.phase(Phase::Connect, report);
+    let (port, lines) = link::open(&req.port, ROM_BAUD, cancel)?;
+    let (vid, pid) = ports::usb_id(&req.port).unwrap_or((0, 0));
+    let usb = UsbPortInfo { vid, pid, serial_number: None, manufacturer: None, product: None };
+    // A pty (a virtual device) or an adapter without modem lines cannot reset the board.
+    let (before, after) = match lines {
+        ResetLines::Available => (ResetBeforeOperation::DefaultReset, ResetAfterOperation::HardReset),
+        ResetLines::None => (ResetBeforeOperation::NoReset, ResetAfterOperation::NoReset),
+    };
+    let mut conn = port.map(|p| Connection::new(p, usb, after, before, ROM_BAUD));
+    let timeout = if retry { Duration::from_secs(4) } else { req.connect_timeout };
+    sync(&mut conn, &t, timeout, report)?;
+    let magic = conn.get().read_reg(esp8266::MAGIC_REG).map_err(|e| t.fail(&e))?;
+    if magic == esp8266::MAGIC {
+        // The ROM auto-bauds and keeps no stub, so another try at a slower rate always works.
+        esp8266_attempt(req, plan, baud, lines, conn, &mut t, report)
+            .map_err(|error| Failure { error, can_retry: true })
+    } else {
+        esp32_attempt(req, plan, baud, lines, conn, &mut t, report)
+            .map_err(|error| Failure { error, can_retry: lines == ResetLines::Available })
+    }
+}
+
+/// Syncs with the ROM, retrying (and telling the user how to enter download mode) until
+/// `timeout`.
+fn sync(
+    conn: &mut Link<Connection>,
+    t: &Tracker<'_>,
+    timeout: Duration,
+    report: &mut dyn FnMut(FlashUpdate),
+) -> Result<(), FlashError> {
+    let started = Instant::now();
+    let mut told = false;
+    loop {
+        let Err(e) = conn.get().begin() else { return Ok(()) };
+        match t.fail(&e) {
+            FlashError::NoSync { .. } => {}
+            other => return Err(other),
+        }
+        if started.elapsed() >= timeout {
+            return Err(FlashError::NoSync { port: t.port.into(), secs: timeout.as_secs().max(1) });
+        }
+        if !told {
+            told = true;
+            report(FlashUpdate::Note(
+                "No answer from the board yet. Put it in download mode: hold BOOT (or FLASH), tap RESET (EN/RST), release BOOT. Still trying…"
+                    .into(),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn check_chip(req: &FlashRequest, plan: &Plan, board: Chip) -> Result<(), FlashError> {
+    if let Some(asked) = req.chip
+        && asked != board
+    {
+        return Err(FlashError::ChipMismatch { asked, board });
+    }
+    plan.check_chip(board)
+}
+
+fn esp8266_attempt(
+    req: &FlashRequest,
+    plan: &Plan,
+    baud: u32,
+    lines: ResetLines,
+    mut conn: Link<Connection>,
+    t: &mut Tracker<'_>,
+    report: &mut dyn FnMut(FlashUpdate),
+) -> Result<FlashOutcome, FlashError> {
+    check_chip(req, plan, Chip::Esp8266)?;
+    let c = conn.get();
+    if baud != ROM_BAUD {
+        // The ROM has no CHANGE_BAUDRATE, but it measures the rate of each SYNC.
+        let faster = c.set_baud(baud).and_then(|_| c.begin());
+        if faster.is_ok() {
+            t.baud = baud;
+        } else {
+            if t.cancel.is_cancelled() {
+                return Err(FlashError::Cancelled { written: 0, total: 0 });
+            }
+            report(FlashUpdate::Note(format!(
+                "The ESP8266 did not answer at {baud} baud; continuing at {ROM_BAUD} baud."
+            )));
+            c.set_baud(ROM_BAUD).and_then(|_| c.begin()).map_err(|e| t.fail(&e))?;
+        }
+    }
+    let mac = esp8266::read_mac(c).map_err(|e| t.fail(&e))?;
+    let flash_size = esp8266::flash_size(esp8266::flash_id(c).map_err(|e| t.fail(&e))?);
+    let board =
+        BoardInfo { port: req.port.clone(), chip: Chip::Esp8266, mac, flash_size, baud: t.baud, stub: false };
+    report(FlashUpdate::Board(board.clone()));
+    plan.check_fits(flash_size)?;
+    if req.erase_all {
+        report(FlashUpdate::Note(
+            "The ESP8266 ROM cannot erase the whole chip; only the image's sectors are erased.".into(),
+        ));
+    }
+    let mut meter = Meter::new(plan.data.len() as u64);
+    t.total = meter.total();
+    let mut phase_report = |u: FlashUpdate| {
+        report(u);
+    };
+    let written = esp8266::write(c, plan.offset, &plan.data, &mut meter, t.cancel, &mut phase_report);
+    t.written = meter.written();
+    t.phase = if meter.written() == 0 { Phase::Erase } else { Phase::Write };
+    written.map_err(|e| t.fail(&e))?;
+    report(FlashUpdate::Note(
+        "The ESP8266's ROM cannot read its flash back, so this write is not verified here: OTA Forge confirms it when the device first checks in with the update server."
+            .into(),
+    ));
+    t.phase(Phase::Reset, report);
+    let started = start_firmware(c, lines, esp8266::run_firmware, report);
+    Ok(FlashOutcome {
+        board,
+        kind: plan.kind,
+        offset: plan.offset,
+        bytes: plan.data.len() as u64,
+        md5: md5_hex(&plan.data),
+        version: plan.version.clone(),
+        verification: Verification::ServerWillConfirm,
+        elapsed: Duration::ZERO,
+        started,
+    })
+}
+
+/// Leaves the bootloader: on a board with reset lines by resetting it, else by asking the ROM
+/// to run the firmware. A failure here does not undo the flash, so it is only a note.
+fn start_firmware(
+    conn: &mut Connection,
+    lines: ResetLines,
+    run: fn(&mut Connection) -> Result<(), espflash::Error>,
+    report: &mut dyn FnMut(FlashUpdate),
+) -> bool {
+    let result = match lines {
+        ResetLines::Available => conn.reset(),
+        ResetLines::None => run(conn),
+    };
+    match result {
+        Ok(()) => true,
+        Err(e) => {
+            report(FlashUpdate::Note(format!(
+                "The image is written, but the board could not be restarted ({e}): press its RESET button."
+            )));
+            false
+        }
+    }
+}
+
+fn esp32_attempt(
+    req: &FlashRequest,
+    plan: &Plan,
+    baud: u32,
+    lines: ResetLines,
+    mut conn: Link<Connection>,
+    t: &mut Tracker<'_>,
+    report: &mut dyn FnMut(FlashUpdate),
+) -> Result<FlashOutcome, FlashError> {
+    let detected = conn.get().detect_chip(false).map_err(|e| t.fail(&e))?;
+    let chip = esp32::from_espflash(detected).ok_or_else(|| FlashError::UnknownChip {
+        what: format!("{detected}, which OTA Forge does not support yet"),
+    })?;
+    check_chip(req, plan, chip)?;
+    let (verify, skip) = (req.verify, req.skip_unchanged);
+    let mut flasher: Link<Flasher> = conn
+        .try_map(|c| Flasher::try_connect(c, true, verify, skip, Some(detected), Some(baud)))
+        .map_err(|(e, _conn)| t.fail(&e))?;
+    t.baud = baud;
+    let info = flasher.get().device_info().map_err(|e| t.fail(&e))?;
+    let flash_size = Some(u64::from(info.flash_size.size()));
+    let board = BoardInfo {
+        port: req.port.clone(),
+        chip,
+        mac: info.mac_address.map(|m| m.to_uppercase()),
+        flash_size,
+        baud,
+        stub: true,
+    };
+    report(FlashUpdate::Board(board.clone()));
+    plan.check_fits(flash_size)?;
+    let segments = esp32::segments(flasher.get(), plan, flash_size).map_err(|e| t.fail(&e))?;
+    let mut meter = Meter::new(segments.iter().map(|(_, d)| d.len() as u64).sum());
+    t.total = meter.total();
+    let opts = WriteOptions { verify, skip_unchanged: skip, erase_all: req.erase_all };
+    let mut last_phase = Phase::Connect;
+    let result = {
+        let mut track = |u: FlashUpdate| {
+            if let FlashUpdate::Phase(p) = u {
+                last_phase = p;
+            }
+            report(u);
+        };
+        esp32::write(flasher.get(), &segments, opts, &mut meter, &mut track)
+    };
+    t.written = meter.written();
+    t.phase = last_phase;
+    let written = result.map_err(|e| t.fail(&e))?;
+    if let Some(e) = &written.reset_error {
+        report(FlashUpdate::Note(format!(
+            "The image is written, but the board could not be restarted ({e}): press its RESET button."
+        )));
+    }
+    t.phase(Phase::Reset, report);
+    // espflash restarted a board with reset lines itself; without them it left the ROM waiting.
+    let started = match lines {
+        ResetLines::Available => written.reset_error.is_none(),
+        ResetLines::None => start_firmware(flasher.get().connection(), lines, esp32::run_firmware, report),
+    };
+    let verification = if written.all_skipped {
+        Verification::Unchanged
+    } else if verify {
+        Verification::Verified
+    } else {
+        Verification::NotVerified
+    };
+    Ok(FlashOutcome {
+        board,
+        kind: plan.kind,
+        offset: plan.offset,
+        bytes: meter.total(),
+        md5: md5_hex(&plan.data),
+        version: plan.version.clone(),
+        verification,
+        elapsed: Duration::ZERO,
+        started,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ladder_steps_down_to_115200() {
+        assert_eq!(ladder(921_600), [921_600, 460_800, 230_400, 115_200]);
+        assert_eq!(ladder(460_800), [460_800, 230_400, 115_200]);
+        assert_eq!(ladder(115_200), [115_200]);
+        assert_eq!(ladder(1_500_000), [1_500_000, 921_600, 460_800, 230_400, 115_200]);
+        assert_eq!(ladder(300_000), [300_000, 230_400, 115_200]);
+    }
+
+    #[test]
+    fn a_bad_file_is_refused_before_the_port_is_touched() {
+        let req = FlashRequest::new("/dev/this-port-does-not-exist", b"<!DOCTYPE html><html>".to_vec());
+        let err = flash(&req, &Cancel::new(), &mut |_| {}).unwrap_err();
+        assert!(matches!(err, FlashError::BadImage(_)), "{err:?}");
+    }
+
+    #[test]
+    fn a_missing_port_is_named() {
+        let image = crate::firmware::ImageBuilder::arduino_esp8266().target_size(8192).build();
+        let req = FlashRequest::new("/dev/ttyUSB-nope", image);
+        let err = flash(&req, &Cancel::new(), &mut |_| {}).unwrap_err();
+        assert!(err.to_string().starts_with("There is no serial port /dev/ttyUSB-nope."), "{err}");
+    }
+}
