@@ -142,6 +142,36 @@ pub struct RequestRecord {
     pub headers: String,
 }
 
+/// Requests kept per device: a device polling hourly keeps about four days of history, and the
+/// table stays bounded by the fleet's size instead of growing for as long as the server runs.
+pub const HISTORY_PER_DEVICE: usize = 100;
+
+/// Requests kept that name no device (malformed, unknown clients, browsers).
+pub const HISTORY_UNATTRIBUTED: usize = 10_000;
+
+/// Drops history beyond the limits for the devices that just got new entries. Uses the
+/// `(mac, id)` index, so the cost is proportional to what is deleted, not to the table.
+fn prune_history(tx: &rusqlite::Transaction<'_>, added: &[RequestRecord]) -> rusqlite::Result<()> {
+    let mut macs: Vec<&str> = added.iter().filter_map(|q| q.mac.as_deref()).collect();
+    macs.sort_unstable();
+    macs.dedup();
+    let mut per_device = tx.prepare_cached(
+        "DELETE FROM requests WHERE mac = ?1 AND id <=
+           (SELECT id FROM requests WHERE mac = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+    )?;
+    for mac in macs {
+        per_device.execute(params![mac, HISTORY_PER_DEVICE as i64])?;
+    }
+    if added.iter().any(|q| q.mac.is_none()) {
+        tx.prepare_cached(
+            "DELETE FROM requests WHERE mac IS NULL AND id <=
+               (SELECT id FROM requests WHERE mac IS NULL ORDER BY id DESC LIMIT 1 OFFSET ?1)",
+        )?
+        .execute(params![HISTORY_UNATTRIBUTED as i64])?;
+    }
+    Ok(())
+}
+
 fn device_from_row(r: &Row<'_>) -> rusqlite::Result<Device> {
     let u = |v: Option<i64>| v.map(|x| x as u64);
     Ok(Device {
@@ -218,6 +248,7 @@ impl Store {
             for q in requests {
                 log.execute(params![q.at, q.mac, q.remote, q.method, q.path, q.status, q.reason, q.headers])?;
             }
+            prune_history(&tx, requests)?;
         }
         tx.commit()?;
         Ok(())
@@ -257,5 +288,48 @@ impl Store {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(mac: Option<&str>, at: i64) -> RequestRecord {
+        RequestRecord {
+            at,
+            mac: mac.map(String::from),
+            remote: "10.0.0.2".into(),
+            method: "GET".into(),
+            path: "/update".into(),
+            status: 304,
+            reason: "up to date".into(),
+            headers: String::new(),
+        }
+    }
+
+    #[test]
+    fn history_keeps_the_newest_requests_per_device() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let busy = "AA:BB:CC:00:00:01";
+        let quiet = "AA:BB:CC:00:00:02";
+        // Several batches, as the inventory writer sends them.
+        for batch in 0..3i64 {
+            let mut reqs: Vec<RequestRecord> = (0..60).map(|i| request(Some(busy), batch * 60 + i)).collect();
+            reqs.push(request(Some(quiet), batch));
+            reqs.push(request(None, batch));
+            store.save_devices(&[], &reqs).unwrap();
+        }
+        let kept = store.requests(busy, 1000).unwrap();
+        assert_eq!(kept.len(), HISTORY_PER_DEVICE);
+        assert_eq!(kept.first().unwrap().at, 179, "newest first, and the newest is kept");
+        assert_eq!(kept.last().unwrap().at, 180 - HISTORY_PER_DEVICE as i64);
+        assert_eq!(store.requests(quiet, 1000).unwrap().len(), 3, "another device's history untouched");
+        let unattributed: i64 = store
+            .conn
+            .query_row("SELECT count(*) FROM requests WHERE mac IS NULL", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(unattributed, 3);
     }
 }

@@ -1,8 +1,15 @@
 //! The live device inventory: updated in memory on every request (so answers never wait for disk)
 //! and written to SQLite by a background thread in batched transactions.
+//!
+//! Devices are kept compactly (see [`slim`]): a few hundred bytes each, so memory follows the
+//! fleet's size gently.
+
+mod slim;
 
 use std::collections::HashMap;
 use std::path::Path;
+
+use slim::{Interner, MacKey, Slim, mac_key};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,7 +31,7 @@ enum Persist {
 
 /// Devices by station MAC.
 pub struct Inventory {
-    devices: Mutex<HashMap<String, Device>>,
+    devices: Mutex<DeviceMap>,
     persist: std_mpsc::Sender<Persist>,
     events: broadcast::Sender<ServerEvent>,
 }
@@ -36,7 +43,10 @@ impl Inventory {
         store: &Store,
         events: broadcast::Sender<ServerEvent>,
     ) -> Result<Arc<Inventory>, StoreError> {
-        let devices = store.devices()?.into_iter().map(|d| (d.mac.clone(), d)).collect();
+        let mut devices = DeviceMap::default();
+        for d in store.devices()? {
+            devices.put(&d);
+        }
         let mut writer = Store::open(dir)?;
         let (tx, rx) = std_mpsc::channel();
         std::thread::Builder::new()
@@ -48,15 +58,15 @@ impl Inventory {
 
     /// A copy of one device.
     pub fn get(&self, mac: &str) -> Option<Device> {
-        self.lock().get(mac).cloned()
+        self.lock().get(mac)
     }
 
     /// A copy of every device.
     pub fn all(&self) -> Vec<Device> {
-        self.lock().values().cloned().collect()
+        self.lock().all()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Device>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, DeviceMap> {
         self.devices.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -70,9 +80,10 @@ impl Inventory {
     pub fn check_in(&self, req: &DeviceRequest, channel: &str, remote: &str, catalog: &Catalog) -> Device {
         let now = now_unix();
         let mut map = self.lock();
-        let d = map
-            .entry(req.sta_mac.clone())
-            .or_insert_with(|| Device::new(&req.sta_mac, req.family.name(), channel, remote, now));
+        let mut device = map
+            .get(&req.sta_mac)
+            .unwrap_or_else(|| Device::new(&req.sta_mac, req.family.name(), channel, remote, now));
+        let d = &mut device;
         d.family = req.family.name().into();
         d.ap_mac = req.ap_mac.clone().or(d.ap_mac.take());
         d.chip_id = req.chip_id.clone().or(d.chip_id.take());
@@ -116,13 +127,15 @@ impl Inventory {
                 });
             }
         }
-        d.clone()
+        map.put(&device);
+        device
     }
 
     /// Records the answer a device got.
     pub fn record_decision(&self, mac: &str, decision: &Decision) {
         let mut map = self.lock();
-        let Some(d) = map.get_mut(mac) else { return };
+        let Some(mut device) = map.get(mac) else { return };
+        let d = &mut device;
         d.last_status = decision.status();
         d.last_reason = decision.reason.clone();
         match &decision.answer {
@@ -144,12 +157,14 @@ impl Inventory {
             }
         }
         self.save(d);
+        map.put(&device);
     }
 
     /// A download of `release` to `mac` completed.
     pub fn download_finished(&self, mac: &str, release: i64, kind: PayloadKind) {
         let mut map = self.lock();
-        let Some(d) = map.get_mut(mac) else { return };
+        let Some(mut device) = map.get(mac) else { return };
+        let d = &mut device;
         match kind {
             PayloadKind::Sketch => {
                 d.state = DeviceState::Downloaded;
@@ -162,15 +177,18 @@ impl Inventory {
             }
         }
         self.save(d);
+        map.put(&device);
     }
 
     /// A download to `mac` broke off.
     pub fn download_aborted(&self, mac: &str, why: &str) {
         let mut map = self.lock();
-        let Some(d) = map.get_mut(mac) else { return };
+        let Some(mut device) = map.get(mac) else { return };
+        let d = &mut device;
         d.state = DeviceState::Failed;
         d.state_detail = format!("download broke off: {why}");
         self.save(d);
+        map.put(&device);
     }
 
     /// Appends a request to the history.
@@ -184,6 +202,46 @@ impl Inventory {
         if self.persist.send(Persist::Flush(tx)).is_ok() {
             let _ = tokio::time::timeout(Duration::from_secs(10), rx).await;
         }
+    }
+}
+
+/// The in-memory device table: compact records by MAC bytes, and the words they share. Public
+/// so its footprint can be measured (`app/tests/inventory_memory.rs`).
+#[derive(Default)]
+pub struct DeviceMap {
+    map: HashMap<MacKey, Box<Slim>>,
+    words: Interner,
+}
+
+impl DeviceMap {
+    /// A copy of the device with station MAC `mac` (canonical `AA:BB:CC:DD:EE:FF`).
+    pub fn get(&self, mac: &str) -> Option<Device> {
+        let key = mac_key(mac)?;
+        self.map.get(&key).map(|s| s.unpack(&key))
+    }
+
+    /// Inserts or replaces a device. Records whose MAC is not canonical are ignored: the server
+    /// only ever records canonical MACs.
+    pub fn put(&mut self, d: &Device) {
+        if let Some(key) = mac_key(&d.mac) {
+            let slim = Slim::pack(d, &mut self.words);
+            self.map.insert(key, slim);
+        }
+    }
+
+    /// Copies of every device.
+    pub fn all(&self) -> Vec<Device> {
+        self.map.iter().map(|(k, s)| s.unpack(k)).collect()
+    }
+
+    /// Devices held.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether no device is held.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
     }
 }
 
