@@ -7,6 +7,8 @@
 //! - [`pki`]: the private CA and server certificate devices and server share (step 1).
 //! - [`project`]: the project directory and whole-or-nothing file writes.
 //! - [`firmware`]: reading and checking ESP firmware images.
+//! - [`flash`]: writing firmware to a board over USB serial (step 3).
+//! - [`sim`]: virtual devices: a simulated ESP on a pseudo-terminal that boots and updates itself.
 //! - [`store`]: releases, channels and the device inventory (SQLite) and firmware blobs.
 //! - [`publish`]: checking a firmware file and making it a channel's release.
 //! - [`server`]: the HTTPS update server devices poll.
@@ -21,11 +23,13 @@
 pub mod backend;
 pub mod cli;
 pub mod firmware;
+pub mod flash;
 pub mod pki;
 pub mod preflight;
 pub mod project;
 pub mod publish;
 pub mod server;
+pub mod sim;
 pub mod store;
 pub mod ui;
 pub mod version;

@@ -11,6 +11,15 @@ use std::sync::mpsc as std_mpsc;
 
 use tokio::sync::mpsc;
 
+mod flash;
+mod serve;
+
+pub use flash::{FlashCommand, FlashEvent};
+pub use serve::{
+    Download, LogEntry, LogKind, PublishCheck, PublishDraft, ServeCommand, ServeEvent, ServeSettings,
+    ServerInfo, check_file,
+};
+
 use crate::firmware::settings::{self, BakeForm};
 use crate::firmware::{self, FirmwareReport, source};
 use crate::pki::{self, CertReport, Host, IssueRequest, export, local};
@@ -77,6 +86,10 @@ pub enum Command {
     },
     /// Stop the running build.
     CancelBuild,
+    /// Flash step (see `backend/flash.rs`).
+    Flash(FlashCommand),
+    /// Serve step (see `backend/serve.rs`).
+    Serve(ServeCommand),
 }
 
 /// Formats the trust anchor can be exported in.
@@ -144,6 +157,10 @@ pub enum Event {
     BuildLog(String),
     /// The build ended: the .bin it made, or why not.
     BuildFinished(Result<PathBuf, String>),
+    /// Flash step (see `backend/flash.rs`).
+    Flash(FlashEvent),
+    /// Serve step (see `backend/serve.rs`).
+    Serve(ServeEvent),
 }
 
 /// A running worker. Dropping it stops the runtime.
@@ -168,6 +185,7 @@ impl Backend {
             events: ev_tx,
             wake: Arc::new(wake),
             cancel_build: Arc::new(AtomicBool::new(false)),
+            serve_state: Default::default(),
         };
         std::thread::Builder::new()
             .name("otaforge-runtime".into())
@@ -199,6 +217,8 @@ struct Worker {
     wake: Arc<dyn Fn() + Send + Sync>,
     /// Set to stop the running build.
     cancel_build: Arc<AtomicBool>,
+    /// The Serve step's server, while it runs.
+    serve_state: serve::ServeState,
 }
 
 impl Worker {
@@ -337,6 +357,8 @@ impl Worker {
                 self.emit(Event::BuildFinished(result));
             }
             Command::CancelBuild => self.cancel_build.store(true, Ordering::Relaxed),
+            Command::Flash(command) => self.flash(command).await,
+            Command::Serve(command) => self.serve(command).await,
             Command::ExportAnchor { format, to } => {
                 let event = match self.export(format, to).await {
                     Ok(Some(path)) => Event::Exported(path),

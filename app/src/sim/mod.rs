@@ -1,0 +1,10 @@
+//! Virtual devices: simulated ESP boards for trying the app without hardware, for CI, and as a
+//! load generator.
+//!
+//! - [`serial`]: an ESP ROM bootloader (and flasher stub) on a pseudo-terminal, with its flash kept
+//!   in a file: what the Flash step writes to.
+//! - [`device`]: the same board after reset: it boots what is in its flash and polls the update
+//!   server the way the Arduino cores' HTTP updaters do.
+
+pub mod device;
+pub mod serial;
