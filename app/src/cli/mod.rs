@@ -5,6 +5,7 @@ mod cert;
 mod firmware;
 mod releases;
 mod serve;
+mod sim;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,6 +16,7 @@ pub use cert::CertCommand;
 pub use firmware::BakeArgs;
 pub use releases::{PublishArgs, RolloutArgs};
 pub use serve::{CheckArgs, ServeArgs};
+pub use sim::SimCommand;
 
 /// OTA Forge: secure self-updating ESP8266 and ESP32 devices.
 #[derive(Debug, Parser)]
@@ -81,6 +83,9 @@ pub enum Commands {
     },
     /// Change a channel's rollout: share, pause/resume, promote, roll back, credentials, allow-list.
     Rollout(RolloutArgs),
+    /// Virtual devices: a simulated ESP on a serial port, for trying the app without hardware.
+    #[command(subcommand)]
+    Sim(SimCommand),
 }
 
 /// Runs a subcommand and turns its outcome into an exit code (errors go to stderr in plain words).
@@ -100,6 +105,7 @@ pub fn run(dir: PathBuf, command: Commands) -> ExitCode {
         Commands::Releases { channel } => releases::releases(&dir, channel.as_deref()),
         Commands::Devices { json } => releases::devices(&dir, json),
         Commands::Rollout(args) => releases::rollout(&dir, args),
+        Commands::Sim(cmd) => sim::run(&dir, cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
