@@ -1,0 +1,311 @@
+//! What a virtual chip does after a reset, up to the moment the reference firmware is running:
+//! ESP8266: eboot carries out a pending update copy, then the sketch at 0x1000 starts;
+//! ESP32: the bootloader picks the app slot otadata names, checks it (checksum, SHA-256, chip)
+//! and falls back to another slot when it is broken. Then the firmware reads its config block and
+//! works out what the updater will report: sketch size, MD5 (or SHA-256) and free space, computed
+//! the way `ESP.getSketchSize()`, `getSketchMD5()` and `getFreeSketchSpace()` compute them.
+
+use std::io::Read;
+
+use super::flash::{Flash, FlashError, SECTOR};
+use super::identity::Identity;
+use super::partitions::{AppSlot, PartitionMap};
+use crate::firmware::config_block::{self, ConfigError, DeviceSettings};
+use crate::firmware::{Chip, ImageInfo, digest, inspect};
+
+/// Where an ESP8266 sketch's filesystem sits (the Arduino "Flash Size" menu, e.g. `4M (FS:2MB)`):
+/// the sketch and the downloaded update share the space below it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Esp8266Layout {
+    /// First byte of the filesystem (`FS_start - 0x40200000`).
+    pub fs_start: usize,
+    /// End of the filesystem.
+    pub fs_end: usize,
+}
+
+impl Esp8266Layout {
+    /// The layout the Arduino boards default to for a chip of `size` bytes (nodemcuv2 on 4 MB:
+    /// `4M2M`, a 2 MB filesystem at 0x200000).
+    pub fn for_flash_size(size: usize) -> Esp8266Layout {
+        const MB: usize = 1 << 20;
+        match size {
+            s if s <= 512 * 1024 => Esp8266Layout { fs_start: 0x6B000, fs_end: 0x7B000 },
+            s if s <= MB => Esp8266Layout { fs_start: 0xEB000, fs_end: 0xFB000 },
+            s if s <= 2 * MB => Esp8266Layout { fs_start: 0x100000, fs_end: 0x1FA000 },
+            s => Esp8266Layout { fs_start: 0x200000, fs_end: s - 0x6000 },
+        }
+    }
+}
+
+/// What survives a software reset: the RTC memory eboot's command lives in, and why we reset.
+#[derive(Debug, Clone, Default)]
+pub struct Rtc {
+    /// A copy eboot must make before starting the sketch (ESP8266 updates).
+    pub eboot_copy: Option<EbootCopy>,
+    /// Why the chip last reset.
+    pub reset_reason: ResetReason,
+}
+
+/// `ACTION_COPY_RAW`: copy `len` bytes from `src` to `dst`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EbootCopy {
+    /// Where the update was written.
+    pub src: usize,
+    /// Where it goes (0 for a sketch).
+    pub dst: usize,
+    /// Its length.
+    pub len: usize,
+}
+
+/// Why the chip last reset, as `ESP.getResetReason()` words it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResetReason {
+    /// Power applied.
+    #[default]
+    PowerOn,
+    /// `ESP.restart()` (after an update).
+    SoftwareRestart,
+    /// The EN/RST pin (after flashing over serial).
+    External,
+}
+
+impl ResetReason {
+    /// The core's wording.
+    pub fn text(self) -> &'static str {
+        match self {
+            ResetReason::PowerOn => "Power On",
+            ResetReason::SoftwareRestart => "Software/System restart",
+            ResetReason::External => "External System",
+        }
+    }
+}
+
+/// Where the firmware's settings came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settings {
+    /// The config block holds baked settings.
+    Baked(DeviceSettings),
+    /// The block is there, unbaked: the firmware would use `ota_config.h`, which a virtual
+    /// device does not have.
+    Unbaked,
+    /// The block is marked baked but is damaged; the firmware ignores it.
+    Damaged(String),
+    /// No config block: not the reference firmware.
+    NotReference(String),
+}
+
+/// Where the running firmware is and what it reports about itself.
+#[derive(Debug, Clone)]
+pub struct Booted {
+    /// Its settings.
+    pub settings: Settings,
+    /// The running image, as inspected.
+    pub image: ImageInfo,
+    /// `ESP.getSketchSize()`.
+    pub sketch_size: usize,
+    /// `ESP.getSketchMD5()` (ESP8266), lower-case hex.
+    pub sketch_md5: String,
+    /// The running partition's SHA-256 (ESP32), upper-case hex.
+    pub sketch_sha256: Option<String>,
+    /// `ESP.getFreeSketchSpace()`.
+    pub free_space: usize,
+    /// The chip's flash mode (header byte 2 at 0x0; the updater writes it into new images).
+    pub flash_mode: u8,
+    /// ESP8266 layout or ESP32 slots.
+    pub layout: Layout,
+}
+
+/// Where updates go.
+#[derive(Debug, Clone)]
+pub enum Layout {
+    /// Below the filesystem, then copied to 0x0 by eboot.
+    Esp8266(Esp8266Layout),
+    /// Into the other OTA slot, then selected in otadata.
+    Esp32 {
+        /// The partition map.
+        map: PartitionMap,
+        /// The slot running now.
+        running: AppSlot,
+    },
+}
+
+/// Why the chip does not start the firmware (a real one would print ROM/bootloader errors and
+/// reset in a loop).
+#[allow(missing_docs)] // each variant's message is its documentation
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    #[error("the flash is blank at 0x{0:x}: nothing to boot (flash a firmware first)")]
+    Blank(usize),
+    #[error(
+        "no Arduino sketch at 0x1000 (this virtual ESP8266 runs Arduino images: eboot at 0x0, the sketch at 0x1000)"
+    )]
+    NotArduino,
+    #[error("the image at 0x{addr:x} does not boot: {why}")]
+    Broken { addr: usize, why: String },
+    #[error("no app slot boots: {0}")]
+    NoBootableSlot(String),
+    #[error("eboot could not copy the update: {0}")]
+    Eboot(String),
+    #[error(transparent)]
+    Flash(#[from] FlashError),
+}
+
+/// Resets the chip and starts what its flash holds.
+pub fn boot(flash: &mut Flash, id: &Identity, rtc: &mut Rtc) -> Result<Booted, BootError> {
+    if id.chip.is_esp8266() { boot_esp8266(flash, id, rtc) } else { boot_esp32(flash, id) }
+}
+
+fn boot_esp8266(flash: &mut Flash, id: &Identity, rtc: &mut Rtc) -> Result<Booted, BootError> {
+    let layout = Esp8266Layout::for_flash_size(id.flash_size);
+    if let Some(cmd) = rtc.eboot_copy.take() {
+        eboot_copy(flash, cmd, layout.fs_start)?;
+    }
+    if flash.read(0, 1)?[0] != 0xE9 {
+        return Err(BootError::Blank(0));
+    }
+    let sketch_size = esp8266_sketch_size(flash).ok_or(BootError::NotArduino)?;
+    let bytes = flash.read(0, sketch_size)?;
+    let image = inspect(&bytes).map_err(|e| BootError::Broken { addr: 0, why: e.to_string() })?;
+    let Some(arduino) = &image.arduino else { return Err(BootError::NotArduino) };
+    // The ROM checks eboot's checksum; eboot loads the sketch. Neither reads the CRC at 0x1014.
+    if !arduino.eboot.checksum.valid || !arduino.sketch.checksum.valid {
+        let why = image.problems().into_iter().next().unwrap_or_else(|| "bad checksum".into());
+        return Err(BootError::Broken { addr: 0, why });
+    }
+    let free_space = layout.fs_start.saturating_sub(sketch_size.next_multiple_of(SECTOR));
+    Ok(Booted {
+        settings: read_settings(&bytes),
+        sketch_md5: digest::md5_hex(&bytes),
+        sketch_sha256: None,
+        sketch_size,
+        free_space,
+        flash_mode: bytes[2],
+        image,
+        layout: Layout::Esp8266(layout),
+    })
+}
+
+/// `ESP.getSketchSize()`: walk the sketch header at 0x1000, round past the checksum byte.
+fn esp8266_sketch_size(flash: &Flash) -> Option<usize> {
+    let head = flash.read(0x1000, 8).ok()?;
+    if head[0] != 0xE9 {
+        return None;
+    }
+    let mut pos = 0x1000 + 8;
+    for _ in 0..head[1] {
+        let seg = flash.read(pos, 8).ok()?;
+        pos += 8 + u32::from_le_bytes([seg[4], seg[5], seg[6], seg[7]]) as usize;
+        if pos >= flash.size() {
+            return None;
+        }
+    }
+    Some((pos + 16) & !15)
+}
+
+/// eboot's `ACTION_COPY_RAW`; gzip'd updates are unpacked on the way, as eboot does.
+fn eboot_copy(flash: &mut Flash, cmd: EbootCopy, limit: usize) -> Result<(), BootError> {
+    let head = flash.read(cmd.src, 2.min(cmd.len))?;
+    if head == [0x1F, 0x8B] {
+        let packed = flash.read(cmd.src, cmd.len)?;
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&packed[..])
+            .take(limit as u64 + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| BootError::Eboot(format!("the gzip'd update does not unpack: {e}")))?;
+        if cmd.dst + out.len() > limit {
+            return Err(BootError::Eboot("the unpacked update does not fit below the filesystem".into()));
+        }
+        flash.erase_range(cmd.dst, out.len())?;
+        flash.write(cmd.dst, &out)?;
+        return Ok(());
+    }
+    flash.copy(cmd.src, cmd.dst, cmd.len)?;
+    Ok(())
+}
+
+fn boot_esp32(flash: &mut Flash, id: &Identity) -> Result<Booted, BootError> {
+    let map = PartitionMap::read(flash)?;
+    let first = map.boot_slot(flash).ok_or_else(|| BootError::NoBootableSlot("no app partition".into()))?;
+    // The bootloader tries the chosen slot, then the others.
+    let mut order = vec![first];
+    order.extend(map.slots().into_iter().filter(|s| *s != first));
+    let mut failures = Vec::new();
+    for slot in order {
+        match check_esp32_slot(flash, id.chip, slot) {
+            Ok((bytes, image)) => {
+                let free_space = map.next_update_slot(slot).map_or(0, |s| s.size);
+                let sha = match image.extended_header.is_some_and(|h| h.hash_appended == 1) {
+                    true => hex::encode_upper(&bytes[bytes.len() - 32..]),
+                    false => digest::sha256_hex(&bytes).to_ascii_uppercase(),
+                };
+                return Ok(Booted {
+                    settings: read_settings(&bytes),
+                    sketch_md5: digest::md5_hex(&bytes),
+                    sketch_sha256: Some(sha),
+                    sketch_size: bytes.len(),
+                    free_space,
+                    flash_mode: bytes[2],
+                    image,
+                    layout: Layout::Esp32 { map, running: slot },
+                });
+            }
+            Err(why) => failures.push(format!("{} at 0x{:x}: {why}", slot.label(), slot.offset)),
+        }
+    }
+    Err(BootError::NoBootableSlot(failures.join("; ")))
+}
+
+/// What `esp_image_verify` checks: magic, chip id, checksum, SHA-256.
+pub(super) fn check_esp32_slot(
+    flash: &Flash,
+    chip: Chip,
+    slot: AppSlot,
+) -> Result<(Vec<u8>, ImageInfo), String> {
+    let len = esp32_image_len(flash, slot).ok_or("no valid image header (nothing flashed here?)")?;
+    let bytes = flash.read(slot.offset, len).map_err(|e| e.to_string())?;
+    check_esp32_image(&bytes, chip).map(|info| (bytes, info))
+}
+
+/// The checks on an ESP32 app image the bootloader (and `esp_ota_set_boot_partition`) make.
+pub(super) fn check_esp32_image(bytes: &[u8], chip: Chip) -> Result<ImageInfo, String> {
+    let info = inspect(bytes).map_err(|e| e.to_string())?;
+    match info.chip {
+        Some(c) if c == chip => {}
+        Some(c) => return Err(format!("mismatch chip ID, expected {}, found {}", chip.name(), c.name())),
+        None => return Err("not an ESP32 app image".into()),
+    }
+    if let Some(p) = info.problems().into_iter().next() {
+        return Err(p);
+    }
+    Ok(info)
+}
+
+/// Length of the app image in `slot`: header, segments, padding and checksum, then the SHA-256.
+fn esp32_image_len(flash: &Flash, slot: AppSlot) -> Option<usize> {
+    let head = flash.read(slot.offset, 24).ok()?;
+    if head[0] != 0xE9 || head[1] == 0 || head[1] > 16 {
+        return None;
+    }
+    let mut pos = 24;
+    for _ in 0..head[1] {
+        let seg = flash.read(slot.offset + pos, 8).ok()?;
+        pos += 8 + u32::from_le_bytes([seg[4], seg[5], seg[6], seg[7]]) as usize;
+        if pos >= slot.size {
+            return None;
+        }
+    }
+    let len = (pos | 15) + 1 + if head[23] == 1 { 32 } else { 0 };
+    (len <= slot.size).then_some(len)
+}
+
+fn read_settings(image: &[u8]) -> Settings {
+    match config_block::read(image) {
+        Ok(Some(s)) => Settings::Baked(s),
+        Ok(None) => Settings::Unbaked,
+        Err(e @ (ConfigError::BadCrc | ConfigError::WrongFormat(_))) => Settings::Damaged(e.to_string()),
+        Err(e) => Settings::NotReference(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests;
