@@ -256,8 +256,12 @@ pub fn diagnose(error: &(dyn std::error::Error + 'static), ctx: &Context<'_>) ->
     {
         return FlashError::Garbled { phase, baud };
     }
+    if all.contains("Wrong boot mode") || all.contains("getting no sync reply") {
+        return silent();
+    }
     if let Some(i) = texts.iter().position(|t| t.starts_with("Error while running ")) {
-        let command = texts[i].trim_start_matches("Error while running ").trim_end_matches(" command");
+        let command =
+            protocol_name(texts[i].trim_start_matches("Error while running ").trim_end_matches(" command"));
         let reason = texts.get(i + 1).cloned().unwrap_or_else(|| "an error status".into());
         if reason.contains("Bad data checksum") || reason.contains("invalid CRC") {
             return FlashError::Garbled { phase, baud };
@@ -289,6 +293,18 @@ fn espflash_error(e: &espflash::Error, ctx: &Context<'_>) -> Option<FlashError> 
 /// espflash's chip names ("esp32c3") as OTA Forge chips.
 pub fn slug_chip(name: &str) -> Option<Chip> {
     name.parse().ok()
+}
+
+/// espflash's command names as the protocol writes them: `FlashDeflData` → `FLASH_DEFL_DATA`.
+fn protocol_name(camel: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
 }
 
 fn lower_first(s: &str) -> String {
@@ -376,6 +392,12 @@ mod tests {
         assert!(d.to_string().contains("sudo usermod -aG"), "{d}");
         let d = open_error(port, serialport::Error::new(serialport::ErrorKind::NoDevice, "locked"));
         assert!(d.to_string().contains("is in use by another program"), "{d}");
+    }
+
+    #[test]
+    fn command_names() {
+        assert_eq!(protocol_name("FlashDeflData"), "FLASH_DEFL_DATA");
+        assert_eq!(protocol_name("Sync"), "SYNC");
     }
 
     #[test]

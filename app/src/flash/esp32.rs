@@ -90,8 +90,10 @@ pub fn write(
 }
 
 /// After espflash's own end-of-write handling left the board in its ROM bootloader (no reset
-/// lines to restart it with), tells the ROM to run the new firmware.
+/// lines to restart it with), tells the ROM to run the new firmware. The stub's reboot into the
+/// ROM loses whatever arrives meanwhile, so the ROM is synced with first.
 pub fn run_firmware(conn: &mut Connection) -> Result<(), espflash::Error> {
+    conn.begin()?;
     conn.with_timeout(Duration::from_secs(3), |c| {
         c.command(Command::FlashBegin {
             size: 0,

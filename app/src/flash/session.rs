@@ -238,7 +238,8 @@ fn attempt(
         ResetLines::None => (ResetBeforeOperation::NoReset, ResetAfterOperation::NoReset),
     };
     let mut conn = port.map(|p| Connection::new(p, usb, after, before, ROM_BAUD));
-    let timeout = if retry { Duration::from_secs(4) } else { req.connect_timeout };
+    // A retry only makes sense if the board answers at once; else the first diagnosis stands.
+    let timeout = if retry { Duration::from_secs(1) } else { req.connect_timeout };
     sync(&mut conn, &t, timeout, report)?;
     let magic = conn.get().read_reg(esp8266::MAGIC_REG).map_err(|e| t.fail(&e))?;
     if magic == esp8266::MAGIC {
@@ -267,15 +268,15 @@ fn sync(
             FlashError::NoSync { .. } => {}
             other => return Err(other),
         }
-        if started.elapsed() >= timeout {
-            return Err(FlashError::NoSync { port: t.port.into(), secs: timeout.as_secs().max(1) });
-        }
         if !told {
             told = true;
             report(FlashUpdate::Note(
                 "No answer from the board yet. Put it in download mode: hold BOOT (or FLASH), tap RESET (EN/RST), release BOOT. Still trying…"
                     .into(),
             ));
+        }
+        if started.elapsed() >= timeout {
+            return Err(FlashError::NoSync { port: t.port.into(), secs: timeout.as_secs().max(1) });
         }
         std::thread::sleep(Duration::from_millis(100));
     }
