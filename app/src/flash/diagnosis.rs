@@ -266,7 +266,7 @@ pub fn diagnose(error: &(dyn std::error::Error + 'static), ctx: &Context<'_>) ->
         if reason.contains("Bad data checksum") || reason.contains("invalid CRC") {
             return FlashError::Garbled { phase, baud };
         }
-        return FlashError::Refused { command: command.into(), reason: lower_first(&reason) };
+        return FlashError::Refused { command, reason: lower_first(&reason) };
     }
     if all.contains("Failed to connect to the device") {
         return silent();
