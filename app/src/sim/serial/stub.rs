@@ -98,8 +98,12 @@ impl Machine {
     }
 
     /// READ_FLASH: `offset, length, packet size, packets in flight`. After a normal answer the
-    /// stub streams raw data frames, never more than `in flight` ahead of the host's 4-byte
-    /// acknowledgements (the total received so far), then one frame with the MD5 of it all.
+    /// stub streams raw data frames, each acknowledged by the host with a 4-byte frame (the
+    /// total received so far), then one frame with the MD5 of it all.
+    ///
+    /// It keeps one packet in flight whatever the host allows (the protocol lets a stub send
+    /// fewer): espflash flushes its input before every acknowledgement, so packets sent ahead
+    /// would be thrown away on a pty, where they arrive at once.
     fn read_flash(&mut self, req: &Request, link: &mut Link) -> Result<(), LinkDown> {
         let (Some(offset), Some(length), Some(packet), Some(in_flight)) =
             (req.word(0), req.word(1), req.word(2), req.word(3))
@@ -118,22 +122,18 @@ impl Machine {
         };
         self.answer(link, req.op, 0, &[], Status::Ok)?;
         let mut sent = 0usize;
-        let mut acked = 0usize;
-        while acked < data.len() {
-            while sent < data.len() && sent - acked < (packet as usize) * (in_flight as usize) {
-                let end = (sent + packet as usize).min(data.len());
-                link.send(&data[sent..end])?;
-                sent = end;
-            }
+        while sent < data.len() {
+            let end = (sent + packet as usize).min(data.len());
+            link.send(&data[sent..end])?;
+            sent = end;
             match link.recv(Some(ACK_TIMEOUT))? {
-                Some(ack) if ack.len() == 4 => {
-                    let n = u32::from_le_bytes([ack[0], ack[1], ack[2], ack[3]]) as usize;
-                    acked = acked.max(n.min(sent));
-                }
+                Some(ack)
+                    if ack.len() == 4
+                        && u32::from_le_bytes([ack[0], ack[1], ack[2], ack[3]]) as usize == sent => {}
                 Some(other) => {
                     log::debug!(
-                        "virtual device: READ_FLASH got a {}-byte frame instead of an ack; stopping",
-                        other.len()
+                        "virtual device: READ_FLASH got {:02x?} instead of an ack for {sent}; stopping",
+                        &other[..other.len().min(8)]
                     );
                     return Ok(());
                 }
