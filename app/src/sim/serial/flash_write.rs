@@ -8,6 +8,9 @@ use flate2::{Decompress, FlushDecompress, Status as ZStatus};
 
 use super::flash_file::{FlashFile, SECTOR_SIZE};
 
+/// The large erase unit of SPI NOR flash.
+const BLOCK_SIZE: u32 = 0x1_0000;
+
 /// Code being uploaded to RAM (a flasher stub), segment by segment.
 #[derive(Debug, Default)]
 pub struct MemLoad {
@@ -145,11 +148,23 @@ impl FlashWrite {
             return Err(BlockError::OutOfRange);
         }
         if self.just_in_time && block_end > self.erased_until as u64 {
-            let from = self.erased_until.max(addr / SECTOR_SIZE * SECTOR_SIZE);
-            let to = (block_end.div_ceil(SECTOR_SIZE as u64) * SECTOR_SIZE as u64) as u32;
-            flash.erase(from, to - from).map_err(|_| BlockError::Io)?;
-            busy += erase_time(from, to - from);
-            self.erased_until = to;
+            // Like the stubs: a whole 64 KB block where one starts and the write still covers
+            // it, else a 4 KB sector; the stale area ahead of `addr` is left alone.
+            let region_end = (self.offset as u64 + self.size as u64).next_multiple_of(SECTOR_SIZE as u64);
+            let mut at = self.erased_until.max(addr / SECTOR_SIZE * SECTOR_SIZE);
+            while (at as u64) < block_end {
+                let len = if at % BLOCK_SIZE == 0 && region_end >= at as u64 + BLOCK_SIZE as u64 {
+                    BLOCK_SIZE
+                } else {
+                    SECTOR_SIZE
+                };
+                if !flash.erase(at, len).map_err(|_| BlockError::Io)? {
+                    return Err(BlockError::OutOfRange);
+                }
+                busy += erase_time(at, len);
+                at += len;
+            }
+            self.erased_until = at;
         }
         if !flash.program(addr, &bytes).map_err(|_| BlockError::Io)? {
             return Err(BlockError::OutOfRange);
@@ -221,6 +236,7 @@ mod tests {
     fn stub_style_compressed_write_erases_just_in_time() {
         let (_d, mut f) = flash();
         f.program(0x2_0000, &[0x00; 16]).unwrap(); // stale data the write must erase first
+        f.program(0x2_6000, &[0x00; 4]).unwrap(); // data past the write that must survive
         let image: Vec<u8> = (0..0x5000u32).map(|i| (i * 7 % 251) as u8).collect();
         let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
         z.write_all(&image).unwrap();
@@ -234,6 +250,7 @@ mod tests {
         }
         assert_eq!(f.read(0x2_0000, image.len() as u32).unwrap(), &image[..]);
         assert_eq!(f.read(0x2_5000, 1), Some(&[0xFF][..]));
+        assert_eq!(f.read(0x2_6000, 4), Some(&[0x00; 4][..]), "no 64 KB erase past the write's end");
         assert_eq!(w.accept(99, &packed[..1], &mut f, false), Err(BlockError::Sequence));
     }
 

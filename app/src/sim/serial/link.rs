@@ -149,6 +149,11 @@ impl Link {
         sleep_until(Instant::now() + d, &self.stop);
     }
 
+    /// Waits until `t` (device-side work that runs alongside the UART ends), unless stopping.
+    pub fn wait_until(&self, t: Instant) {
+        sleep_until(t, &self.stop);
+    }
+
     fn byte_time(&self, n: usize) -> Duration {
         Duration::from_nanos(n as u64 * 10 * 1_000_000_000 / self.baud().max(300) as u64)
     }

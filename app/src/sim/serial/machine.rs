@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::flash_write::{FlashWrite, MemLoad};
 use super::frame::{self, BadRequest, Request, Status, op, rom_error, stub_error};
@@ -31,6 +31,9 @@ pub(super) struct Machine {
     pub(super) shared: Arc<Shared>,
     pub(super) write: Option<FlashWrite>,
     pub(super) mem: MemLoad,
+    /// When the flash chip finishes the work a stub queued (stubs write one block while the
+    /// next arrives).
+    pub(super) flash_free_at: Instant,
     blocks_seen: u32,
     fail_seen: u32,
 }
@@ -60,6 +63,7 @@ impl Machine {
             shared,
             write: None,
             mem: MemLoad::default(),
+            flash_free_at: Instant::now(),
             blocks_seen: 0,
             fail_seen: 0,
         }

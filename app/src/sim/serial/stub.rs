@@ -20,6 +20,9 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Machine {
     pub(super) fn stub_command(&mut self, req: Request, link: &mut Link) -> Result<(), LinkDown> {
+        if self.timing && !matches!(req.op, op::FLASH_DATA | op::FLASH_DEFL_DATA) {
+            link.wait_until(self.flash_free_at); // queued flash writes finish first
+        }
         if let Some(done) = self.common_command(&req, link) {
             return done;
         }
