@@ -7,6 +7,7 @@
 mod certificate;
 mod coming;
 mod firmware;
+pub mod serve;
 
 use std::path::PathBuf;
 
@@ -14,6 +15,7 @@ use crate::backend::{Backend, Event};
 
 pub use certificate::CertificateStep;
 pub use firmware::FirmwareStep;
+pub use serve::ServeStep;
 
 /// Labels of the Firmware step's main controls.
 pub mod firmware_labels {
@@ -80,6 +82,7 @@ struct Remembered {
     step: Step,
     certificate: certificate::Remembered,
     firmware: firmware::Remembered,
+    serve: serve::Remembered,
 }
 
 /// The OTA Forge desktop app.
@@ -90,6 +93,8 @@ pub struct OtaForgeApp {
     pub certificate: CertificateStep,
     /// The Firmware step.
     pub firmware: FirmwareStep,
+    /// The Serve step.
+    pub serve: ServeStep,
 }
 
 impl OtaForgeApp {
@@ -101,7 +106,8 @@ impl OtaForgeApp {
         let backend = Backend::start(dir, move || ctx.request_repaint())?;
         let certificate = CertificateStep::new(remembered.certificate, &backend);
         let firmware = FirmwareStep::new(remembered.firmware, &backend);
-        Ok(OtaForgeApp { backend, step: remembered.step, certificate, firmware })
+        let serve = ServeStep::new(remembered.serve, &backend);
+        Ok(OtaForgeApp { backend, step: remembered.step, certificate, firmware, serve })
     }
 
     fn drain_events(&mut self) {
@@ -114,18 +120,25 @@ impl OtaForgeApp {
                 | Event::Toolchain(_)
                 | Event::BuildLog(_)
                 | Event::BuildFinished(_) => self.firmware.on_event(event),
+                Event::Serve(event) => self.serve.on_event(event, &self.backend),
                 other => self.certificate.on_event(other),
             }
         }
     }
 
-    /// A `.bin` dropped anywhere on the window goes to the Firmware step (the Serve step will
-    /// publish drops once it exists).
+    /// A `.bin` dropped anywhere on the window: on the Serve step it opens the publish dialog,
+    /// anywhere else it goes to the Firmware step.
     fn take_dropped_files(&mut self, ctx: &egui::Context) {
         let dropped = ctx.input(|i| i.raw.dropped_files.clone());
         if let Some(file) = dropped.first() {
-            self.step = Step::Firmware;
-            self.firmware.dropped(file.path().to_path_buf(), &self.backend);
+            let path = file.path().to_path_buf();
+            match self.step {
+                Step::Serve => self.serve.dropped(path, &self.backend),
+                _ => {
+                    self.step = Step::Firmware;
+                    self.firmware.dropped(path, &self.backend);
+                }
+            }
         }
     }
 
@@ -133,7 +146,8 @@ impl OtaForgeApp {
         match step {
             Step::Certificate => self.certificate.status(),
             Step::Firmware => self.firmware.status(),
-            Step::Flash | Step::Serve => StepStatus::Coming,
+            Step::Serve => self.serve.status(),
+            Step::Flash => StepStatus::Coming,
         }
     }
 
@@ -161,6 +175,10 @@ impl eframe::App for OtaForgeApp {
         self.take_dropped_files(ui.ctx());
         egui::Panel::left("steps").resizable(false).exact_size(200.0).show(ui, |ui| self.sidebar(ui));
         egui::CentralPanel::default().show(ui, |ui| {
+            if self.step == Step::Serve {
+                // Its lists scroll on their own, drawing only the rows on screen.
+                return self.serve.ui(ui, &self.backend);
+            }
             egui::ScrollArea::vertical().show(ui, |ui| match self.step {
                 Step::Certificate => self.certificate.ui(ui, &self.backend),
                 Step::Firmware => {
@@ -178,6 +196,7 @@ impl eframe::App for OtaForgeApp {
             step: self.step,
             certificate: self.certificate.remembered(),
             firmware: self.firmware.remembered(),
+            serve: self.serve.remembered(),
         };
         eframe::set_value(storage, eframe::APP_KEY, &remembered);
     }

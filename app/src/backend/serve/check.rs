@@ -1,0 +1,108 @@
+//! Checking a file before it is published, and publishing it: the same checks as
+//! `otaforge publish` (so the window and the CLI refuse the same things), plus what the fleet
+//! reports about its free space.
+
+use std::path::Path;
+
+use super::{PublishCheck, PublishDraft, sentence};
+use crate::firmware;
+use crate::publish::{self, PublishRequest};
+use crate::store::{Device, PayloadKind, Release, Store};
+
+fn request(draft: &PublishDraft) -> PublishRequest {
+    let version = Some(draft.version.trim()).filter(|v| !v.is_empty()).map(str::to_string);
+    PublishRequest {
+        channel: draft.channel.trim().to_string(),
+        kind: PayloadKind::Sketch,
+        version,
+        notes: String::new(),
+        file_name: draft.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+    }
+}
+
+/// Reads and checks a file the way `otaforge publish` does; nothing is stored.
+pub fn check_file(dir: &Path, draft: PublishDraft, devices: Vec<Device>) -> PublishCheck {
+    let mut check = PublishCheck {
+        size: 0,
+        inspection: Err(String::new()),
+        found_version: None,
+        current: None,
+        problems: Vec::new(),
+        warnings: Vec::new(),
+        draft,
+    };
+    let bytes = match std::fs::read(&check.draft.path) {
+        Ok(b) => b,
+        Err(e) => {
+            let why = format!("Cannot read {}: {e}", check.draft.path.display());
+            check.inspection = Err(why.clone());
+            check.problems.push(why);
+            return check;
+        }
+    };
+    check.size = bytes.len() as u64;
+    check.inspection = firmware::report(&bytes).map(Box::new).map_err(|e| sentence(&e.to_string()));
+    if let Ok(report) = &check.inspection {
+        check.found_version = report
+            .image
+            .app_desc
+            .as_ref()
+            .map(|d| d.version.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .or_else(|| report.config.as_ref().ok().and_then(|c| c.as_ref()).map(|s| s.version.clone()))
+            .filter(|v| !v.is_empty());
+    }
+    let mut req = request(&check.draft);
+    if req.version.is_none() {
+        req.version = check.found_version.clone();
+    }
+    let store = match Store::open(dir) {
+        Ok(s) => s,
+        Err(e) => {
+            check.problems.push(sentence(&e.to_string()));
+            return check;
+        }
+    };
+    check.current = store
+        .channel(&req.channel)
+        .ok()
+        .flatten()
+        .and_then(|c| c.current_sketch)
+        .and_then(|id| store.release(id).ok());
+    if let Err(e) = publish::check(&store, &bytes, &req) {
+        check.problems.push(sentence(&e.to_string()));
+    }
+    let short: Vec<&Device> = devices
+        .iter()
+        .filter(|d| d.channel == req.channel && d.free_space.is_some_and(|f| f < check.size))
+        .collect();
+    if !short.is_empty() {
+        let on_channel = devices.iter().filter(|d| d.channel == req.channel).count();
+        let least = short.iter().filter_map(|d| d.free_space).min().unwrap_or(0);
+        check.warnings.push(format!(
+            "{} of {on_channel} devices on \"{}\" report less free space ({} KB at least) than this {} KB \
+             image: they will not be offered it.",
+            short.len(),
+            req.channel,
+            least / 1024,
+            check.size / 1024
+        ));
+    }
+    check
+}
+
+/// Checks and publishes; the version falls back to the one baked into the image.
+pub(super) fn publish_file(dir: &Path, draft: &PublishDraft) -> Result<Release, String> {
+    let bytes =
+        std::fs::read(&draft.path).map_err(|e| format!("Cannot read {}: {e}", draft.path.display()))?;
+    let mut req = request(draft);
+    if req.version.is_none()
+        && let Ok(report) = firmware::report(&bytes)
+        && let Ok(Some(settings)) = report.config
+        && !settings.version.is_empty()
+    {
+        req.version = Some(settings.version);
+    }
+    let mut store = Store::open(dir).map_err(|e| sentence(&e.to_string()))?;
+    publish::publish(&mut store, &bytes, &req).map_err(|e| sentence(&e.to_string()))
+}

@@ -1,0 +1,107 @@
+//! Releases: what each channel serves now and to what share of devices, its history, and the
+//! controls to promote, roll back, pause and resume.
+
+use std::collections::HashMap;
+
+use egui::RichText;
+
+use super::{bytes, clock};
+use crate::backend::{Backend, Command, ServeCommand};
+use crate::store::{Channel, PayloadKind, Release};
+
+pub(super) fn ui(
+    ui: &mut egui::Ui,
+    backend: &Backend,
+    channels: &[Channel],
+    releases: &[Release],
+    edits: &mut HashMap<String, u8>,
+) {
+    if releases.is_empty() {
+        ui.label("No releases yet. Drop a .bin on this window (or use \"Publish a .bin…\") to publish one.");
+        return;
+    }
+    egui::ScrollArea::vertical().id_salt("releases").auto_shrink([false, false]).show(ui, |ui| {
+        for channel in channels {
+            channel_ui(ui, backend, channel, releases, edits);
+            ui.add_space(10.0);
+        }
+    });
+}
+
+fn channel_ui(
+    ui: &mut egui::Ui,
+    backend: &Backend,
+    channel: &Channel,
+    releases: &[Release],
+    edits: &mut HashMap<String, u8>,
+) {
+    let history: Vec<&Release> = releases.iter().filter(|r| r.channel == channel.name).collect();
+    let current = history.iter().find(|r| Some(r.id) == channel.current_sketch);
+    let name = &channel.name;
+    let path = if name == crate::publish::DEFAULT_CHANNEL {
+        "/update".to_string()
+    } else {
+        format!("/update/{name}")
+    };
+    ui.horizontal(|ui| {
+        ui.label(RichText::new(format!("Channel \"{name}\"")).strong());
+        ui.label(RichText::new(path).monospace().small());
+        match current {
+            Some(r) => ui.label(format!("serves {} (#{})", r.version, r.id)),
+            None => ui.label("serves nothing"),
+        };
+        if channel.paused {
+            ui.colored_label(ui.visuals().warn_fg_color, "paused");
+        }
+    });
+    ui.horizontal(|ui| {
+        let share = edits.entry(name.clone()).or_insert(channel.rollout_percent);
+        let label = ui.label("Rollout share");
+        ui.add(egui::Slider::new(share, 0..=100).suffix(" %")).labelled_by(label.id);
+        let share = *share;
+        if share != channel.rollout_percent && ui.button(format!("Offer to {share}%")).clicked() {
+            backend.send(Command::Serve(ServeCommand::Rollout {
+                channel: name.clone(),
+                percent: Some(share),
+                paused: None,
+            }));
+        }
+        let (text, pause) = if channel.paused { ("Resume", false) } else { ("Pause", true) };
+        if ui.button(format!("{text} \"{name}\"")).clicked() {
+            backend.send(Command::Serve(ServeCommand::Rollout {
+                channel: name.clone(),
+                percent: None,
+                paused: Some(pause),
+            }));
+        }
+        let earlier =
+            current.is_some_and(|c| history.iter().any(|r| r.id < c.id && r.kind == PayloadKind::Sketch));
+        if ui.add_enabled(earlier, egui::Button::new(format!("Roll back \"{name}\""))).clicked() {
+            backend.send(Command::Serve(ServeCommand::RollBack(name.clone())));
+        }
+    });
+    egui::Grid::new(("history", name)).num_columns(7).striped(true).spacing([14.0, 3.0]).show(ui, |ui| {
+        for h in ["#", "Version", "Chip", "Size", "Published (UTC)", "File", ""] {
+            ui.label(RichText::new(h).small().strong());
+        }
+        ui.end_row();
+        for r in &history {
+            let is_current = Some(r.id) == channel.current_sketch || Some(r.id) == channel.current_fs;
+            ui.label(r.id.to_string());
+            let version = if is_current { format!("{} — current", r.version) } else { r.version.clone() };
+            ui.label(RichText::new(version).monospace());
+            let chip = match r.kind {
+                PayloadKind::Sketch => r.chip.clone().unwrap_or_else(|| "?".into()),
+                PayloadKind::Filesystem => "filesystem".into(),
+            };
+            ui.label(chip);
+            ui.label(bytes(r.size));
+            ui.label(clock(r.published_at));
+            ui.add(egui::Label::new(&r.file_name).truncate());
+            if !is_current && ui.button(format!("Make #{} current", r.id)).clicked() {
+                backend.send(Command::Serve(ServeCommand::Promote(r.id)));
+            }
+            ui.end_row();
+        }
+    });
+}
