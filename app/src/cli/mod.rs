@@ -3,6 +3,7 @@
 
 mod cert;
 mod firmware;
+mod flash;
 mod releases;
 mod serve;
 mod sim;
@@ -14,6 +15,7 @@ use clap::{Parser, Subcommand};
 
 pub use cert::CertCommand;
 pub use firmware::BakeArgs;
+pub use flash::{FlashArgs, MonitorArgs};
 pub use releases::{PublishArgs, RolloutArgs};
 pub use serve::{CheckArgs, ServeArgs};
 pub use sim::SimCommand;
@@ -63,6 +65,16 @@ pub enum Commands {
     /// Print the config-block C header the reference firmware includes.
     #[command(hide = true)]
     ConfigBlockHeader,
+    /// Serial ports a board could be on (ESP boards first, virtual devices included).
+    Ports {
+        /// Print JSON instead of a list.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Step 3: flash a board over USB serial (ESP8266, ESP32 family), with progress and diagnosis.
+    Flash(FlashArgs),
+    /// Show what a board prints on its serial port.
+    Monitor(MonitorArgs),
     /// Step 4: serve updates over HTTPS to the devices that poll.
     Serve(ServeArgs),
     /// Check the update server the way a device will (name, handshake, certificate, answer).
@@ -99,6 +111,9 @@ pub fn run(dir: PathBuf, command: Commands) -> ExitCode {
             print!("{}", crate::firmware::config_block::c_header());
             Ok(())
         }
+        Commands::Ports { json } => flash::ports(&dir, json),
+        Commands::Flash(args) => flash::flash(&dir, args),
+        Commands::Monitor(args) => flash::monitor(&dir, args),
         Commands::Serve(args) => serve::serve(&dir, args),
         Commands::Check(args) => serve::check(&dir, args),
         Commands::Publish(args) => releases::publish_file(&dir, args),

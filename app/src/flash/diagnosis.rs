@@ -68,6 +68,10 @@ pub enum FlashError {
         progress = progress(*.written, *.total)
     )]
     Cancelled { written: u64, total: u64 },
+    #[error(
+        "The port {port} disappeared: the board was unplugged or reset (boards with native USB come back under a new port name)."
+    )]
+    MonitorLost { port: String },
     #[error("Flashing failed while {doing}: {detail}", doing = .phase.doing())]
     Other { phase: Phase, detail: String },
 }

@@ -6,6 +6,7 @@
 
 mod blobs;
 mod devices;
+mod flashed;
 mod releases;
 mod schema;
 
@@ -15,6 +16,7 @@ use rusqlite::Connection;
 
 pub use blobs::Blobs;
 pub use devices::{Device, DeviceState, RequestRecord};
+pub use flashed::FlashedImage;
 pub use releases::{Channel, NewRelease, PayloadKind, Release, validate_channel};
 
 /// File name of the database inside the project directory.

@@ -4,6 +4,7 @@
 //! Devices are kept compactly (see [`slim`]): a few hundred bytes each, so memory follows the
 //! fleet's size gently.
 
+mod flashed;
 mod slim;
 
 use std::collections::HashMap;
@@ -27,6 +28,8 @@ enum Persist {
     Device(Box<Device>),
     Request(Box<RequestRecord>),
     Flush(oneshot::Sender<()>),
+    /// A flash over USB was confirmed by the device's check-in (MAC, when).
+    FlashConfirmed(String, i64),
 }
 
 /// Devices by station MAC.
@@ -34,6 +37,7 @@ pub struct Inventory {
     devices: Mutex<DeviceMap>,
     persist: std_mpsc::Sender<Persist>,
     events: broadcast::Sender<ServerEvent>,
+    flashed: Arc<flashed::Flashed>,
 }
 
 impl Inventory {
@@ -48,12 +52,14 @@ impl Inventory {
             devices.put(&d);
         }
         let mut writer = Store::open(dir)?;
+        let flashed = Arc::new(flashed::Flashed::load(&writer));
         let (tx, rx) = std_mpsc::channel();
+        let pending = flashed.clone();
         std::thread::Builder::new()
             .name("otaforge-inventory".into())
-            .spawn(move || write_loop(&mut writer, rx))
+            .spawn(move || write_loop(&mut writer, rx, &pending))
             .map_err(|e| StoreError::Invalid(format!("cannot start the inventory writer: {e}")))?;
-        Ok(Arc::new(Inventory { devices: Mutex::new(devices), persist: tx, events }))
+        Ok(Arc::new(Inventory { devices: Mutex::new(devices), persist: tx, events, flashed }))
     }
 
     /// A copy of one device.
@@ -97,6 +103,11 @@ impl Inventory {
         d.channel = channel.into();
         d.remote_ip = remote.into();
         d.last_seen = now;
+        if let Some(f) = self.flashed.confirm(&d.mac, req.sketch_md5.as_deref()) {
+            log::info!("{}: {}", d.mac, flashed::confirmed_detail(&f));
+            d.state_detail = flashed::confirmed_detail(&f);
+            let _ = self.persist.send(Persist::FlashConfirmed(d.mac.clone(), now));
+        }
         if req.mode == super::device::Mode::Sketch
             && d.state == DeviceState::Downloaded
             && let Some(target) = d.target_release.and_then(|t| catalog.releases.get(&t))
@@ -245,14 +256,18 @@ impl DeviceMap {
     }
 }
 
-fn write_loop(store: &mut Store, rx: std_mpsc::Receiver<Persist>) {
+fn write_loop(store: &mut Store, rx: std_mpsc::Receiver<Persist>, flashed: &flashed::Flashed) {
     let mut devices: HashMap<String, Device> = HashMap::new();
     let mut requests = Vec::new();
     let mut waiting = Vec::new();
+    let mut confirmed = Vec::new();
     loop {
-        let first = match rx.recv() {
+        // Between batches, and at least every second, pick up flashes recorded elsewhere.
+        flashed.refresh(store);
+        let first = match rx.recv_timeout(Duration::from_secs(1)) {
             Ok(m) => m,
-            Err(_) => return,
+            Err(std_mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
         };
         let mut next = Some(first);
         // Gather what arrives within a short window into one transaction.
@@ -263,6 +278,7 @@ fn write_loop(store: &mut Store, rx: std_mpsc::Receiver<Persist>) {
                     devices.insert(d.mac.clone(), *d);
                 }
                 Persist::Request(r) => requests.push(*r),
+                Persist::FlashConfirmed(mac, at) => confirmed.push((mac, at)),
                 Persist::Flush(ack) => {
                     waiting.push(ack);
                     break;
@@ -279,6 +295,11 @@ fn write_loop(store: &mut Store, rx: std_mpsc::Receiver<Persist>) {
             log::error!("could not save the device inventory: {e}");
         }
         requests.clear();
+        for (mac, at) in confirmed.drain(..) {
+            if let Err(e) = store.confirm_flashed(&mac, at) {
+                log::error!("could not record that {mac} confirmed its flash: {e}");
+            }
+        }
         for ack in waiting.drain(..) {
             let _ = ack.send(());
         }

@@ -1,0 +1,282 @@
+//! `otaforge ports`, `otaforge flash` and `otaforge monitor`: step 3 from a terminal.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use crate::firmware::Chip;
+use crate::flash::{self, Cancel, FlashRequest, FlashUpdate, Likelihood, PortInfo, Progress};
+
+/// `otaforge flash`.
+#[derive(Debug, Args)]
+pub struct FlashArgs {
+    /// The firmware: a .bin (Arduino ESP8266, ESP32 app, bootloader or merged image) or an ELF.
+    pub file: PathBuf,
+    /// Serial port. Default: the one ESP board found (see `otaforge ports`).
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<String>,
+    /// The chip: auto, esp8266, esp32, esp32c3, esp32s3 …
+    #[arg(long, default_value = "auto", value_parser = parse_chip)]
+    pub chip: ChipChoice,
+    /// Fastest baud rate to try; on failure it steps down to 460800, 230400, 115200.
+    #[arg(long, default_value_t = flash::DEFAULT_BAUD)]
+    pub baud: u32,
+    /// Flash offset, e.g. 0x10000. Default: from the file (0x0 ESP8266 and merged images,
+    /// 0x10000 ESP32 apps, the chip's bootloader offset for bootloaders).
+    #[arg(long, value_parser = parse_offset)]
+    pub offset: Option<u32>,
+    /// Do not read the flash back to compare (ESP32 family).
+    #[arg(long)]
+    pub no_verify: bool,
+    /// Write even regions that already hold the image (ESP32 family).
+    #[arg(long)]
+    pub no_skip: bool,
+    /// Erase the whole flash first (ESP32 family).
+    #[arg(long)]
+    pub erase_all: bool,
+    /// Seconds to keep trying to reach the board's bootloader (time to press BOOT/RESET).
+    #[arg(long, default_value_t = 20)]
+    pub connect_timeout: u64,
+    /// Show what the board prints afterwards (like `otaforge monitor`), until Ctrl-C.
+    #[arg(long)]
+    pub monitor: bool,
+}
+
+/// `otaforge monitor`.
+#[derive(Debug, Args)]
+pub struct MonitorArgs {
+    /// Serial port. Default: the one ESP board found.
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<String>,
+    /// Baud rate: 115200 for most sketches, 74880 for the ESP8266 boot messages.
+    #[arg(long, default_value_t = flash::ROM_BAUD)]
+    pub baud: u32,
+    /// Restart the board first (through the reset line) to see it boot.
+    #[arg(long)]
+    pub reset: bool,
+}
+
+/// `--chip auto` or a chip.
+#[derive(Debug, Clone, Copy)]
+pub struct ChipChoice(pub Option<Chip>);
+
+fn parse_chip(s: &str) -> Result<ChipChoice, String> {
+    if s.eq_ignore_ascii_case("auto") {
+        return Ok(ChipChoice(None));
+    }
+    s.parse::<Chip>().map(|c| ChipChoice(Some(c))).map_err(|e| e.to_string())
+}
+
+fn parse_offset(s: &str) -> Result<u32, String> {
+    let t = s.trim();
+    let parsed = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16),
+        None => t.parse(),
+    };
+    parsed.map_err(|_| format!("'{s}' is not a flash offset like 0x10000"))
+}
+
+/// Real ports and this project's virtual devices, ESP boards first.
+pub fn all_ports(dir: &Path) -> Vec<PortInfo> {
+    let mut ports: Vec<PortInfo> = crate::sim::serial::running(dir)
+        .into_iter()
+        .map(|v| {
+            let mut p = flash::ports::virtual_port(&v.pty.display().to_string(), v.chip.name());
+            p.description = format!("{} ({})", p.description, v.name);
+            p
+        })
+        .collect();
+    ports.extend(flash::ports::system_ports());
+    flash::ports::sort(&mut ports);
+    ports
+}
+
+/// `otaforge ports`.
+pub fn ports(dir: &Path, json: bool) -> Result<()> {
+    let ports = all_ports(dir);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&ports)?);
+        return Ok(());
+    }
+    if ports.is_empty() {
+        println!(
+            "No serial ports found. Plug the board in with a data cable (charge-only cables have no data lines); \
+             CP210x and CH340 boards may need a driver. A virtual device: otaforge sim serial"
+        );
+    }
+    for p in &ports {
+        let mark = if p.likelihood <= Likelihood::EspBridge { "*" } else { " " };
+        println!("{mark} {:<16} {}", p.path, p.description);
+    }
+    Ok(())
+}
+
+/// The port to use: the one given, or the only likely ESP board.
+fn pick_port(dir: &Path, given: Option<String>) -> Result<String> {
+    if let Some(p) = given {
+        return Ok(p);
+    }
+    let ports = all_ports(dir);
+    let likely: Vec<&PortInfo> = ports.iter().filter(|p| p.likelihood <= Likelihood::EspBridge).collect();
+    match likely.as_slice() {
+        [one] => Ok(one.path.clone()),
+        [] if ports.is_empty() => bail!(
+            "no serial port found: plug the board in with a data cable (charge-only cables have no data lines), or name the port with --port"
+        ),
+        [] => bail!(
+            "no port looks like an ESP board ({}): name one with --port",
+            ports.iter().map(|p| p.path.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+        many => bail!(
+            "several ports could be an ESP board ({}): pick one with --port",
+            many.iter().map(|p| p.path.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// Ctrl-C cancels the running flash or monitor instead of killing the process mid-write.
+fn cancel_on_ctrl_c(cancel: &Cancel) -> Arc<AtomicBool> {
+    static PRESSED: AtomicBool = AtomicBool::new(false);
+    extern "C" fn on_sigint(_: nix::libc::c_int) {
+        PRESSED.store(true, Ordering::SeqCst);
+    }
+    // SAFETY: the handler only stores to an atomic.
+    let _ = unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGINT,
+            nix::sys::signal::SigHandler::Handler(on_sigint),
+        )
+    };
+    let done = Arc::new(AtomicBool::new(false));
+    let (c, d) = (cancel.clone(), done.clone());
+    std::thread::spawn(move || {
+        while !d.load(Ordering::SeqCst) {
+            if PRESSED.swap(false, Ordering::SeqCst) {
+                c.cancel();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    done
+}
+
+/// Draws progress on stderr: a bar redrawn in place on a terminal, a line per 10% elsewhere.
+struct Bar {
+    tty: bool,
+    last_tenth: Option<u64>,
+    drawn: bool,
+}
+
+impl Bar {
+    fn progress(&mut self, p: &Progress) {
+        let pct = (p.fraction() * 100.0) as u64;
+        let mut err = std::io::stderr().lock();
+        if self.tty {
+            let filled = (p.fraction() * 30.0) as usize;
+            let bar = format!("{}{}", "#".repeat(filled), "-".repeat(30 - filled));
+            let _ = write!(err, "\r[{bar}] {pct:3}%  {} ({})\x1b[K", p.describe(), p.phase.doing());
+            let _ = err.flush();
+            self.drawn = true;
+        } else if self.last_tenth != Some(pct / 10) {
+            self.last_tenth = Some(pct / 10);
+            let _ = writeln!(err, "{pct:3}%  {}", p.describe());
+        }
+    }
+
+    fn line(&mut self, text: &str) {
+        let mut err = std::io::stderr().lock();
+        if self.drawn {
+            let _ = write!(err, "\r\x1b[K");
+            self.drawn = false;
+        }
+        let _ = writeln!(err, "{text}");
+    }
+}
+
+/// `otaforge flash`.
+pub fn flash(dir: &Path, args: FlashArgs) -> Result<()> {
+    let image = std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let port = pick_port(dir, args.port)?;
+    let mut req = FlashRequest::new(&port, image);
+    req.chip = args.chip.0;
+    req.baud = args.baud;
+    req.offset = args.offset;
+    req.verify = !args.no_verify;
+    req.skip_unchanged = !args.no_skip;
+    req.erase_all = args.erase_all;
+    req.connect_timeout = Duration::from_secs(args.connect_timeout.max(1));
+    let cancel = Cancel::new();
+    let done = cancel_on_ctrl_c(&cancel);
+    let mut bar = Bar { tty: std::io::stderr().is_terminal(), last_tenth: None, drawn: false };
+    bar.line(&format!("Flashing {} on {port}…", args.file.display()));
+    let result = flash::flash(&req, &cancel, &mut |u| match u {
+        FlashUpdate::Progress(p) => bar.progress(&p),
+        FlashUpdate::Note(n) => bar.line(&n),
+        FlashUpdate::Board(b) => bar.line(&format!(
+            "Board: {}{}{}, at {} baud{}",
+            b.chip,
+            b.mac.map(|m| format!(", MAC {m}")).unwrap_or_default(),
+            b.flash_size.map(|s| format!(", {} flash", flash::progress::human_bytes(s))).unwrap_or_default(),
+            b.baud,
+            if b.stub { ", flasher stub running" } else { "" },
+        )),
+        FlashUpdate::Phase(_) => {}
+    });
+    done.store(true, Ordering::SeqCst);
+    let outcome = result.map_err(|e| {
+        bar.line("");
+        anyhow::anyhow!("{e}")
+    })?;
+    bar.line("");
+    println!("{}", outcome.summary());
+    match flash::confirm::remember(dir, &outcome, &req.image) {
+        Ok(true) => println!(
+            "Recorded in {}: `otaforge serve` marks this flash confirmed when {} checks in running it.",
+            dir.display(),
+            outcome.board.mac.as_deref().unwrap_or("the device")
+        ),
+        Ok(false) => {}
+        Err(e) => eprintln!("warning: could not record the flash for the update server to confirm: {e}"),
+    }
+    if args.monitor {
+        // Sketches print at 115200 (the ESP8266 ROM's own boot lines, at 74880, show as noise).
+        return monitor(dir, MonitorArgs { port: Some(port), baud: flash::ROM_BAUD, reset: false });
+    }
+    Ok(())
+}
+
+/// `otaforge monitor`.
+pub fn monitor(dir: &Path, args: MonitorArgs) -> Result<()> {
+    let port = pick_port(dir, args.port)?;
+    eprintln!("Monitoring {port} at {} baud. Ctrl-C stops.", args.baud);
+    let cancel = Cancel::new();
+    let done = cancel_on_ctrl_c(&cancel);
+    let mut out = std::io::stdout();
+    let result = flash::monitor::monitor(&port, args.baud, args.reset, &cancel, &mut |line| {
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    });
+    done.store(true, Ordering::SeqCst);
+    result.map(|_| ()).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chips_and_offsets_parse() {
+        assert!(parse_chip("auto").unwrap().0.is_none());
+        assert_eq!(parse_chip("esp32c3").unwrap().0, Some(Chip::Esp32C3));
+        assert_eq!(parse_chip("ESP8266").unwrap().0, Some(Chip::Esp8266));
+        assert!(parse_chip("esp31").unwrap_err().contains("is not a chip"));
+        assert_eq!(parse_offset("0x10000"), Ok(0x10000));
+        assert_eq!(parse_offset("4096"), Ok(4096));
+        assert!(parse_offset("ten").is_err());
+    }
+}
