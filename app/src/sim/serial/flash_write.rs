@@ -153,7 +153,7 @@ impl FlashWrite {
             let region_end = (self.offset as u64 + self.size as u64).next_multiple_of(SECTOR_SIZE as u64);
             let mut at = self.erased_until.max(addr / SECTOR_SIZE * SECTOR_SIZE);
             while (at as u64) < block_end {
-                let len = if at % BLOCK_SIZE == 0 && region_end >= at as u64 + BLOCK_SIZE as u64 {
+                let len = if at.is_multiple_of(BLOCK_SIZE) && region_end >= at as u64 + BLOCK_SIZE as u64 {
                     BLOCK_SIZE
                 } else {
                     SECTOR_SIZE
