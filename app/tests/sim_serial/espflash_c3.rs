@@ -67,4 +67,10 @@ fn espflash_writes_an_esp32c3_through_its_rom() {
     let md5 = flasher.checksum_md5(0x10000, image.len() as u32).unwrap();
     assert_eq!(format!("{md5:032x}"), support::md5_hex(&image));
     assert!(!dev.status().commands.contains(&op::MEM_END), "no stub was uploaded");
+    // The C3 ROM (unlike the ESP8266's) changes baud rate too.
+    flasher.change_baud(460_800).unwrap();
+    let md5 = flasher.checksum_md5(0x10000, 0x1000).unwrap();
+    assert_eq!(format!("{md5:032x}"), support::md5_hex(&image[..0x1000]));
+    assert_eq!(dev.status().baud, 460_800);
+    assert_eq!(dev.status().state, DeviceState::Rom);
 }
