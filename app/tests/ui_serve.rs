@@ -187,6 +187,42 @@ fn a_device_row_goes_downloading_then_installed() {
     assert!(log.iter().any(|l| l == "installed 1.1.0 ✔"), "{log:?}");
 }
 
+#[test]
+fn try_without_hardware_then_publish_the_newer_build() {
+    let project = Project::new();
+    let mut h = app(project.path());
+    open_serve(&mut h);
+    h.state_mut().serve.listen_on("127.0.0.1", 0);
+    h.get_by_label(labels::START).click();
+    step_until(&mut h, "the server", |h| h.state().serve.address().is_some());
+    h.step();
+    h.get_by_label(labels::TRY).click();
+    step_until(&mut h, "the virtual device", |h| !h.state().serve.virtual_devices.is_empty());
+    let info = h.state().serve.virtual_devices[0].clone();
+    assert_eq!((info.version.as_str(), info.newer_version.as_str()), ("1.0.0", "1.1.0"));
+    step_until(&mut h, "its first check", |h| {
+        h.state().serve.devices.state_text(&info.mac).is_some_and(|s| s == "up to date")
+    });
+    h.step();
+    h.get_by_label_contains(&format!("{} {} (virtual)", info.mac, info.name));
+
+    h.get_by_label(labels::PUBLISH_DEMO).click();
+    step_until(&mut h, "the check of the demo build", |h| {
+        h.state().serve.dialog.as_ref().and_then(|d| d.current_check()).is_some_and(|c| c.problems.is_empty())
+    });
+    h.step();
+    h.get_by_label("1.1.0"); // the version found in the image, filled in
+    h.get_by_label(labels::PUBLISH).click();
+    step_until(&mut h, "the virtual device installed", |h| {
+        h.state().serve.devices.state_text(&info.mac).is_some_and(|s| s == "installed 1.1.0 ✔")
+    });
+    h.state_mut().serve.show_tab(Tab::Devices);
+    h.step();
+    h.get_by_label("installed 1.1.0 ✔");
+    let device = Store::open(project.path()).unwrap().device(&info.mac).unwrap();
+    assert!(device.is_some_and(|d| d.version.as_deref() == Some("1.1.0")));
+}
+
 /// A device on a slow link: it reads the answer's head, then nothing until told to, so its
 /// download stays in flight (a tiny receive buffer keeps the server from finishing early).
 struct SlowDevice {

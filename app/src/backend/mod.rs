@@ -17,7 +17,7 @@ mod serve;
 pub use flash::{FlashCommand, FlashEvent};
 pub use serve::{
     Download, LogEntry, LogKind, PublishCheck, PublishDraft, ServeCommand, ServeEvent, ServeSettings,
-    ServerInfo, check_file,
+    ServerInfo, VirtualDeviceInfo, check_file,
 };
 
 use crate::firmware::settings::{self, BakeForm};

@@ -6,6 +6,7 @@
 
 mod check;
 mod forward;
+mod virtual_device;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ use tokio::sync::Mutex;
 
 pub use check::check_file;
 pub use forward::{Download, LogEntry, LogKind};
+pub use virtual_device::VirtualDeviceInfo;
 
 use super::{Event, Worker};
 use crate::firmware::FirmwareReport;
@@ -103,6 +105,9 @@ pub enum ServeCommand {
     },
     /// A device's latest requests, with headers.
     History(String),
+    /// Switch on a virtual ESP8266 that polls the running server, and write a newer firmware
+    /// for it to publish.
+    TryVirtualDevice,
 }
 
 /// What the Serve step hears back.
@@ -144,6 +149,8 @@ pub enum ServeEvent {
         /// Its requests.
         requests: Vec<RequestRecord>,
     },
+    /// A virtual device was switched on.
+    VirtualDevice(VirtualDeviceInfo),
 }
 
 /// The server while it runs, and the task that forwards its events.
@@ -152,9 +159,9 @@ pub(super) struct Running {
     forward: tokio::task::JoinHandle<()>,
 }
 
-/// The Serve step's state inside the worker.
+/// The Serve step's state inside the worker: the server, and the virtual devices switched on.
 #[derive(Clone, Default)]
-pub(super) struct ServeState(Arc<Mutex<Option<Running>>>);
+pub(super) struct ServeState(Arc<Mutex<Option<Running>>>, Arc<Mutex<Vec<crate::sim::device::DeviceHandle>>>);
 
 impl Worker {
     pub(super) async fn serve(&self, command: ServeCommand) {
@@ -230,6 +237,23 @@ impl Worker {
                     Ok(format!("\"{}\": {} to {}% of devices.", c.name, state, c.rollout_percent))
                 })
                 .await
+            }
+            ServeCommand::TryVirtualDevice => {
+                let Some(port) = self.server().await.map(|s| s.tls_addr.port()) else {
+                    let why = "Start the server first: the virtual device polls it.".to_string();
+                    return self.emit(Event::Serve(ServeEvent::Failed(why)));
+                };
+                let mut devices = self.serve_state.1.lock().await;
+                let n = devices.len() as u32 + 1;
+                let dir = self.dir.clone();
+                // Baking is quick (a few hundred KB); the device itself runs as a task of this runtime.
+                match tokio::task::block_in_place(|| virtual_device::start(&dir, port, n)) {
+                    Ok((info, handle)) => {
+                        devices.push(handle);
+                        self.emit(Event::Serve(ServeEvent::VirtualDevice(info)));
+                    }
+                    Err(why) => self.emit(Event::Serve(ServeEvent::Failed(why))),
+                }
             }
             ServeCommand::History(mac) => {
                 if let Some(server) = self.server().await {

@@ -94,6 +94,8 @@ pub struct DeviceTable {
     form: Remembered,
     devices: Vec<Device>,
     progress: HashMap<String, f32>,
+    /// Names given here (virtual devices), by MAC.
+    names: HashMap<String, String>,
     /// Indices into `devices`, filtered and sorted.
     view: Vec<usize>,
     dirty: bool,
@@ -109,6 +111,7 @@ impl DeviceTable {
             form,
             devices: Vec::new(),
             progress: HashMap::new(),
+            names: HashMap::new(),
             view: Vec::new(),
             dirty: false,
             selected: None,
@@ -145,9 +148,23 @@ impl DeviceTable {
         self.get(mac).map(|d| state_text(d, self.progress.get(mac).copied(), now_unix()))
     }
 
-    pub(super) fn set_devices(&mut self, devices: Vec<Device>) {
+    pub(super) fn set_devices(&mut self, mut devices: Vec<Device>) {
+        for d in &mut devices {
+            if d.name.is_empty()
+                && let Some(name) = self.names.get(&d.mac)
+            {
+                d.name = name.clone();
+            }
+        }
         self.devices = devices;
         self.dirty = true;
+    }
+
+    /// Names a device in this window (the inventory keeps what devices report).
+    pub(super) fn name(&mut self, mac: &str, name: &str) {
+        self.names.insert(mac.to_string(), name.to_string());
+        let devices = std::mem::take(&mut self.devices);
+        self.set_devices(devices);
     }
 
     pub(super) fn set_downloads(&mut self, downloads: &[Download]) {

@@ -13,7 +13,9 @@ mod releases;
 use std::path::PathBuf;
 
 use super::StepStatus;
-use crate::backend::{Backend, Command, Download, ServeCommand, ServeEvent, ServeSettings, ServerInfo};
+use crate::backend::{
+    Backend, Command, Download, ServeCommand, ServeEvent, ServeSettings, ServerInfo, VirtualDeviceInfo,
+};
 use crate::store::{Channel, DeviceState, Release};
 
 pub use devices::DeviceTable;
@@ -38,6 +40,10 @@ pub mod labels {
     pub const CHANNEL: &str = "Publish to channel";
     /// The device list's filter field.
     pub const FILTER: &str = "Filter devices";
+    /// Switches on a virtual device.
+    pub const TRY: &str = "Try without hardware";
+    /// Opens the publish dialog with the virtual device's newer firmware.
+    pub const PUBLISH_DEMO: &str = "Publish the newer demo build…";
     pub use super::Tab;
 }
 
@@ -126,6 +132,8 @@ pub struct ServeStep {
     pub dialog: Option<PublishDialog>,
     /// The last release action's outcome (ok, words).
     pub message: Option<(bool, String)>,
+    /// Virtual devices switched on from this window.
+    pub virtual_devices: Vec<VirtualDeviceInfo>,
     rollout_edits: std::collections::HashMap<String, u8>,
 }
 
@@ -144,6 +152,7 @@ impl ServeStep {
             log,
             dialog: None,
             message: None,
+            virtual_devices: Vec::new(),
             rollout_edits: Default::default(),
         }
     }
@@ -238,6 +247,23 @@ impl ServeStep {
             },
             ServeEvent::Done(what) => self.message = Some((true, what)),
             ServeEvent::History { mac, requests } => self.devices.set_history(&mac, requests),
+            ServeEvent::VirtualDevice(info) => {
+                self.devices.name(&info.mac, &format!("{} (virtual)", info.name));
+                self.message = Some((
+                    true,
+                    format!(
+                        "A virtual ESP8266, {} ({}), runs {} and checks for updates every few seconds. \
+                         Publish a newer build and watch it update: {} holds {}.",
+                        info.name,
+                        info.mac,
+                        info.version,
+                        info.newer_bin.display(),
+                        info.newer_version
+                    ),
+                ));
+                self.form.tab = Tab::Devices;
+                self.virtual_devices.push(info);
+            }
         }
     }
 
@@ -255,6 +281,14 @@ impl ServeStep {
                 backend.send(Command::Serve(ServeCommand::PickFile));
             }
             ui.label("or drop a .bin anywhere on this window.");
+            if let Some(demo) = self.virtual_devices.last()
+                && ui
+                    .button(labels::PUBLISH_DEMO)
+                    .on_hover_text(demo.newer_bin.display().to_string())
+                    .clicked()
+            {
+                self.dropped(demo.newer_bin.clone(), backend);
+            }
         });
         if let Some((ok, text)) = &self.message {
             message(ui, *ok, text);
@@ -299,6 +333,10 @@ impl ServeStep {
                 ServerState::Running(_) => {
                     if ui.button(labels::STOP).clicked() {
                         backend.send(Command::Serve(ServeCommand::Stop));
+                    }
+                    let tip = "Switch on a virtual ESP8266 running firmware baked for this server";
+                    if ui.button(labels::TRY).on_hover_text(tip).clicked() {
+                        backend.send(Command::Serve(ServeCommand::TryVirtualDevice));
                     }
                 }
                 ServerState::Starting => {

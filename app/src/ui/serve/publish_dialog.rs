@@ -70,7 +70,10 @@ impl PublishDialog {
                 backend.send(Command::Serve(ServeCommand::Check(self.draft())));
             }
         }
-        self.check = Some(check);
+        // Checks run concurrently: a late answer to an older draft must not hide the current one.
+        if check.draft == self.draft() || self.current_check().is_none() {
+            self.check = Some(check);
+        }
     }
 
     pub(super) fn failed(&mut self, why: String) {
