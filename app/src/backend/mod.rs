@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 mod flash;
 mod serve;
 
-pub use flash::{FlashCommand, FlashEvent};
+pub use flash::{FlashCommand, FlashEvent, ImageChoice, ImageSummary};
 pub use serve::{
     Download, LogEntry, LogKind, PublishCheck, PublishDraft, ServeCommand, ServeEvent, ServeSettings,
     ServerInfo, VirtualDeviceInfo, check_file,
@@ -186,6 +186,7 @@ impl Backend {
             wake: Arc::new(wake),
             cancel_build: Arc::new(AtomicBool::new(false)),
             serve_state: Default::default(),
+            flash_state: Default::default(),
         };
         std::thread::Builder::new()
             .name("otaforge-runtime".into())
@@ -219,6 +220,8 @@ struct Worker {
     cancel_build: Arc<AtomicBool>,
     /// The Serve step's server, while it runs.
     serve_state: serve::ServeState,
+    /// The Flash step's running flash, monitor and virtual boards.
+    flash_state: flash::FlashState,
 }
 
 impl Worker {

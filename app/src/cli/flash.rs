@@ -81,24 +81,9 @@ fn parse_offset(s: &str) -> Result<u32, String> {
     parsed.map_err(|_| format!("'{s}' is not a flash offset like 0x10000"))
 }
 
-/// Real ports and this project's virtual devices, ESP boards first.
-pub fn all_ports(dir: &Path) -> Vec<PortInfo> {
-    let mut ports: Vec<PortInfo> = crate::sim::serial::running(dir)
-        .into_iter()
-        .map(|v| {
-            let mut p = flash::ports::virtual_port(&v.pty.display().to_string(), v.chip.name());
-            p.description = format!("{} ({})", p.description, v.name);
-            p
-        })
-        .collect();
-    ports.extend(flash::ports::system_ports());
-    flash::ports::sort(&mut ports);
-    ports
-}
-
 /// `otaforge ports`.
 pub fn ports(dir: &Path, json: bool) -> Result<()> {
-    let ports = all_ports(dir);
+    let ports = flash::ports::all_ports(dir);
     if json {
         println!("{}", serde_json::to_string_pretty(&ports)?);
         return Ok(());
@@ -121,7 +106,7 @@ fn pick_port(dir: &Path, given: Option<String>) -> Result<String> {
     if let Some(p) = given {
         return Ok(p);
     }
-    let ports = all_ports(dir);
+    let ports = flash::ports::all_ports(dir);
     let likely: Vec<&PortInfo> = ports.iter().filter(|p| p.likelihood <= Likelihood::EspBridge).collect();
     match likely.as_slice() {
         [one] => Ok(one.path.clone()),

@@ -137,6 +137,22 @@ pub fn virtual_port(path: &str, chip: &str) -> PortInfo {
     }
 }
 
+/// Real ports and the project's running virtual devices (see `sim::serial::running`), most
+/// likely ESP boards first.
+pub fn all_ports(dir: &Path) -> Vec<PortInfo> {
+    let mut ports: Vec<PortInfo> = crate::sim::serial::running(dir)
+        .into_iter()
+        .map(|v| {
+            let mut p = virtual_port(&v.pty.display().to_string(), v.chip.name());
+            p.description = format!("{} ({})", p.description, v.name);
+            p
+        })
+        .collect();
+    ports.extend(system_ports());
+    sort(&mut ports);
+    ports
+}
+
 /// The USB id of the device behind a path, read from sysfs (None for ptys and non-USB ports).
 pub fn usb_id(path: &str) -> Option<(u16, u16)> {
     let real = std::fs::canonicalize(path).ok()?;

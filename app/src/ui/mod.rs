@@ -5,8 +5,8 @@
 //! user acts, so an idle window costs no CPU.
 
 mod certificate;
-mod coming;
 mod firmware;
+pub mod flash;
 pub mod serve;
 
 use std::path::PathBuf;
@@ -15,6 +15,7 @@ use crate::backend::{Backend, Event};
 
 pub use certificate::CertificateStep;
 pub use firmware::FirmwareStep;
+pub use flash::FlashStep;
 pub use serve::ServeStep;
 
 /// Labels of the Firmware step's main controls.
@@ -82,6 +83,7 @@ struct Remembered {
     step: Step,
     certificate: certificate::Remembered,
     firmware: firmware::Remembered,
+    flash: flash::Remembered,
     serve: serve::Remembered,
 }
 
@@ -93,6 +95,8 @@ pub struct OtaForgeApp {
     pub certificate: CertificateStep,
     /// The Firmware step.
     pub firmware: FirmwareStep,
+    /// The Flash step.
+    pub flash: FlashStep,
     /// The Serve step.
     pub serve: ServeStep,
 }
@@ -106,8 +110,9 @@ impl OtaForgeApp {
         let backend = Backend::start(dir, move || ctx.request_repaint())?;
         let certificate = CertificateStep::new(remembered.certificate, &backend);
         let firmware = FirmwareStep::new(remembered.firmware, &backend);
+        let flash = FlashStep::new(remembered.flash);
         let serve = ServeStep::new(remembered.serve, &backend);
-        Ok(OtaForgeApp { backend, step: remembered.step, certificate, firmware, serve })
+        Ok(OtaForgeApp { backend, step: remembered.step, certificate, firmware, flash, serve })
     }
 
     fn drain_events(&mut self) {
@@ -121,6 +126,7 @@ impl OtaForgeApp {
                 | Event::BuildLog(_)
                 | Event::BuildFinished(_) => self.firmware.on_event(event),
                 Event::Serve(event) => self.serve.on_event(event, &self.backend),
+                Event::Flash(event) => self.flash.on_event(event),
                 other => self.certificate.on_event(other),
             }
         }
@@ -134,6 +140,7 @@ impl OtaForgeApp {
             let path = file.path().to_path_buf();
             match self.step {
                 Step::Serve => self.serve.dropped(path, &self.backend),
+                Step::Flash => self.flash.dropped(path, &self.backend),
                 _ => {
                     self.step = Step::Firmware;
                     self.firmware.dropped(path, &self.backend);
@@ -147,7 +154,7 @@ impl OtaForgeApp {
             Step::Certificate => self.certificate.status(),
             Step::Firmware => self.firmware.status(),
             Step::Serve => self.serve.status(),
-            Step::Flash => StepStatus::Coming,
+            Step::Flash => self.flash.status(),
         }
     }
 
@@ -174,6 +181,9 @@ impl eframe::App for OtaForgeApp {
         self.drain_events();
         self.take_dropped_files(ui.ctx());
         egui::Panel::left("steps").resizable(false).exact_size(200.0).show(ui, |ui| self.sidebar(ui));
+        if self.step != Step::Flash {
+            self.flash.hidden(&self.backend);
+        }
         egui::CentralPanel::default().show(ui, |ui| {
             if self.step == Step::Serve {
                 // Its lists scroll on their own, drawing only the rows on screen.
@@ -186,7 +196,8 @@ impl eframe::App for OtaForgeApp {
                         self.certificate.report.as_ref().and_then(|r| r.server.dns_sans.first().cloned());
                     self.firmware.ui(ui, &self.backend, host.as_deref());
                 }
-                other => coming::ui(ui, other),
+                Step::Flash => self.flash.ui(ui, &self.backend),
+                Step::Serve => {}
             });
         });
     }
@@ -196,6 +207,7 @@ impl eframe::App for OtaForgeApp {
             step: self.step,
             certificate: self.certificate.remembered(),
             firmware: self.firmware.remembered(),
+            flash: self.flash.remembered(),
             serve: self.serve.remembered(),
         };
         eframe::set_value(storage, eframe::APP_KEY, &remembered);
