@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use otaforge::firmware::Chip;
-use otaforge::firmware::settings::{BakeForm, bake_image};
+use otaforge::firmware::config_block::{self, DeviceSettings};
+use otaforge::firmware::settings::{BakeForm, device_settings};
 use otaforge::server::{RunningServer, ServerEvent};
 use otaforge::sim::device::{
     DeviceHandle, DeviceOptions, Flash, Identity, VirtualDevice, app_offset, reference_image,
@@ -15,23 +16,35 @@ use tokio::sync::broadcast;
 /// Size of the test images (a small sketch: quick, and still many TLS records).
 pub const IMAGE_SIZE: usize = 120 * 1024;
 
-/// The reference image for `chip`, baked for the project in `dir` (host 127.0.0.1, `port`).
-pub fn baked(
-    dir: &std::path::Path,
-    chip: Chip,
-    version: &str,
-    port: u16,
-    tweak: impl FnOnce(&mut BakeForm),
-) -> Vec<u8> {
-    let mut form = BakeForm {
+/// The settings the project in `dir` bakes for host 127.0.0.1 and `port`.
+pub fn settings(dir: &std::path::Path, version: &str, port: u16) -> DeviceSettings {
+    let form = BakeForm {
         host: "127.0.0.1".into(),
         port,
         version: version.into(),
         poll_interval_s: 10,
         ..Default::default()
     };
-    tweak(&mut form);
-    bake_image(dir, &reference_image(chip, version, IMAGE_SIZE), &form).expect("bake").0
+    device_settings(dir, &form, true).expect("settings")
+}
+
+/// The reference image for `chip` of `size` bytes with `settings` baked in.
+pub fn bake(chip: Chip, settings: &DeviceSettings, size: usize) -> Vec<u8> {
+    config_block::bake(&reference_image(chip, &settings.version, size), settings).expect("bake")
+}
+
+/// The reference image for `chip`, baked for the project in `dir` (host 127.0.0.1, `port`),
+/// after `tweak` changed the settings.
+pub fn baked(
+    dir: &std::path::Path,
+    chip: Chip,
+    version: &str,
+    port: u16,
+    tweak: impl FnOnce(&mut DeviceSettings),
+) -> Vec<u8> {
+    let mut s = settings(dir, version, port);
+    tweak(&mut s);
+    bake(chip, &s, IMAGE_SIZE)
 }
 
 /// Options for a quick test device: waits 50x faster, a check every 300 ms.
@@ -74,4 +87,47 @@ pub fn log_text(d: &DeviceHandle) -> String {
 /// The server's port.
 pub fn port(s: &RunningServer) -> u16 {
     s.tls_addr.port()
+}
+
+/// A TCP relay to `target` that forwards the server's first `cut_after` bytes of each connection,
+/// then resets both sides: a download broken off mid-way.
+pub async fn cutting_proxy(target: std::net::SocketAddr, cut_after: usize) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((device, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut server) = tokio::net::TcpStream::connect(target).await else { return };
+                let mut device = device;
+                {
+                    let (mut dr, mut dw) = device.split();
+                    let (mut sr, mut sw) = server.split();
+                    let up = tokio::io::copy(&mut dr, &mut sw);
+                    let down = async {
+                        let mut sent = 0usize;
+                        let mut buf = vec![0u8; 4096];
+                        while sent < cut_after {
+                            let n = match sr.read(&mut buf).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n.min(cut_after - sent),
+                            };
+                            if dw.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                            sent += n;
+                        }
+                    };
+                    tokio::select! {
+                        _ = up => {}
+                        _ = down => {}
+                    }
+                }
+                // Reset rather than close: the server's next write fails at once.
+                #[allow(deprecated)] // blocking on drop is what we want: the reset goes out at once
+                let _ = server.set_linger(Some(Duration::ZERO));
+            });
+        }
+    });
+    addr
 }

@@ -128,14 +128,9 @@ impl<S: AsyncRead + Unpin> Wire<S> {
         }
     }
 
+    /// A read error: BearSSL's verdict (a record too large, a bad record), or its I/O error for a
+    /// transport that closed without close_notify.
     fn fail(&self, e: &io::Error) -> ReadFail {
-        // A peer that drops TCP without close_notify is what a device sees as the stream ending.
-        if matches!(
-            e.kind(),
-            io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
-        ) {
-            return ReadFail::Closed;
-        }
         ReadFail::Tls(tls::classify(self.chip, e))
     }
 

@@ -272,6 +272,8 @@ pub struct RecordLimit<S> {
     body_left: usize,
     ccs_pending: bool,
     encrypted: bool,
+    /// Length of the record that did not fit, once one came.
+    failed: Option<usize>,
 }
 
 impl<S> RecordLimit<S> {
@@ -285,33 +287,36 @@ impl<S> RecordLimit<S> {
             body_left: 0,
             ccs_pending: false,
             encrypted: false,
+            failed: None,
         }
     }
 
-    fn scan(&mut self, mut data: &[u8]) -> io::Result<()> {
-        let Some(limit) = self.limit else { return Ok(()) };
-        while !data.is_empty() {
+    /// Follows the record headers in `data`; returns where the first record too large for the
+    /// buffer starts (its header's first byte in `data`, 0 when it began in an earlier read).
+    fn scan(&mut self, data: &[u8]) -> Option<usize> {
+        let limit = self.limit?;
+        let mut i = 0;
+        while i < data.len() {
             if self.body_left > 0 {
-                let n = self.body_left.min(data.len());
+                let n = self.body_left.min(data.len() - i);
                 self.body_left -= n;
-                data = &data[n..];
+                i += n;
                 if self.body_left == 0 && self.ccs_pending {
                     self.ccs_pending = false;
                     self.encrypted = true;
                 }
                 continue;
             }
-            self.header[self.have] = data[0];
+            let header_start = i.saturating_sub(self.have);
+            self.header[self.have] = data[i];
             self.have += 1;
-            data = &data[1..];
+            i += 1;
             if self.have == 5 {
                 self.have = 0;
                 let len = usize::from(u16::from_be_bytes([self.header[3], self.header[4]]));
                 if self.encrypted && 5 + len > limit {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        RecordTooLarge { len: 5 + len, limit },
-                    ));
+                    self.failed = Some(5 + len);
+                    return Some(header_start);
                 }
                 self.body_left = len;
                 if self.header[0] == 20 {
@@ -319,20 +324,37 @@ impl<S> RecordLimit<S> {
                 }
             }
         }
-        Ok(())
+        None
+    }
+
+    fn too_large(&self) -> io::Error {
+        let len = self.failed.unwrap_or(0);
+        io::Error::new(io::ErrorKind::InvalidData, RecordTooLarge { len, limit: self.limit.unwrap_or(0) })
     }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for RecordLimit<S> {
+    /// Passes bytes up to the first record too large; the read after that fails, so the records
+    /// before it are processed first, as BearSSL processes one record at a time.
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.failed.is_some() {
+            return Poll::Ready(Err(self.too_large()));
+        }
         let before = buf.filled().len();
         ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
         let new = buf.filled()[before..].to_vec();
-        Poll::Ready(self.scan(&new))
+        match self.scan(&new) {
+            None => Poll::Ready(Ok(())),
+            Some(0) => Poll::Ready(Err(self.too_large())),
+            Some(at) => {
+                buf.set_filled(before + at);
+                Poll::Ready(Ok(()))
+            }
+        }
     }
 }
 
@@ -368,12 +390,15 @@ mod tests {
         stream.extend(record(23, 832)); // 837 with the header: fits exactly
         // Fed in awkward pieces, as a socket delivers them.
         for piece in stream.chunks(7) {
-            w.scan(piece).unwrap();
+            assert_eq!(w.scan(piece), None);
         }
-        let e = w.scan(&record(23, 833)).unwrap_err();
-        assert!(e.get_ref().unwrap().downcast_ref::<RecordTooLarge>().is_some());
+        // The record that does not fit is found where it starts, after what may still be used.
+        let mut tail = record(23, 100);
+        tail.extend(record(23, 833));
+        assert_eq!(w.scan(&tail), Some(105));
+        assert!(w.too_large().get_ref().unwrap().downcast_ref::<RecordTooLarge>().is_some());
         let mut unlimited = RecordLimit::new((), None);
-        unlimited.scan(&record(20, 1)).unwrap();
-        unlimited.scan(&record(23, 16000)).unwrap();
+        assert_eq!(unlimited.scan(&record(20, 1)), None);
+        assert_eq!(unlimited.scan(&record(23, 16000)), None);
     }
 }
