@@ -6,7 +6,8 @@ use clap::Parser;
 use otaforge::cli::Cli;
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    // espflash warns about every baud rate above 115200; `otaforge flash` says what matters itself.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,espflash=error")).init();
     let cli = Cli::parse();
     let dir = cli.project_dir();
     match cli.command {

@@ -191,3 +191,22 @@ fn cancel_stops_a_write_at_once() {
     assert!(matches!(err, FlashError::Cancelled { .. }), "{err:?}");
     assert!(err.to_string().starts_with("Flashing was cancelled ("), "{err}");
 }
+
+#[test]
+fn cancel_while_waiting_for_the_board() {
+    // Nobody answers on this pty: the flash keeps trying to connect until cancelled.
+    let pair = nix::pty::openpty(None, None).unwrap();
+    let port = nix::unistd::ttyname(&pair.slave).unwrap().display().to_string();
+    let mut req = FlashRequest::new(port, esp8266_image());
+    req.connect_timeout = Duration::from_secs(60);
+    let cancel = Cancel::new();
+    let c = cancel.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(700));
+        c.cancel();
+    });
+    let started = Instant::now();
+    let err = flash::flash(&req, &cancel, &mut |_| {}).unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    assert!(matches!(err, FlashError::Cancelled { written: 0, .. }), "{err:?}");
+}

@@ -120,3 +120,27 @@ fn a_wrong_port_gets_a_diagnosis() {
     h.step();
     h.get_by_label_contains("✖ There is no serial port /dev/ttyUSB-otaforge-nope.");
 }
+
+#[test]
+fn the_monitor_pane_shows_what_the_board_prints() {
+    use std::io::Write;
+    let pair = nix::pty::openpty(None, None).unwrap();
+    let port = nix::unistd::ttyname(&pair.slave).unwrap().display().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = app(dir.path());
+    open_flash(&mut h);
+    h.state_mut().flash.port.clear();
+    type_into(&mut h, labels::TYPED_PORT, &port);
+    h.get_by_label(labels::MONITOR).click();
+    h.step();
+    assert!(h.state().flash.monitoring);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let mut master = std::fs::File::from(pair.master);
+    master.write_all(b"OTA Forge device 1.0 up\r\nchecking for updates\r\n").unwrap();
+    step_until(&mut h, "the board's lines", |h| h.state().flash.monitor.len() >= 2);
+    h.step();
+    h.get_by_label("OTA Forge device 1.0 up");
+    h.get_by_label("checking for updates");
+    h.get_by_label(labels::STOP_MONITOR).click();
+    step_until(&mut h, "the monitor to stop", |h| !h.state().flash.monitoring);
+}

@@ -62,6 +62,8 @@ pub enum FlashCommand {
         chip: Option<Chip>,
         /// Fastest baud rate to try.
         baud: u32,
+        /// Start the serial monitor at this rate once the flash worked.
+        monitor_after: Option<u32>,
     },
     /// Stop the running flash.
     Cancel,
@@ -160,7 +162,12 @@ impl Worker {
                     Err(e) => self.flash_event(FlashEvent::VirtualDeviceFailed(e.to_string())),
                 }
             }
-            FlashCommand::Flash { port, image, chip, baud } => self.run_flash(port, image, chip, baud).await,
+            FlashCommand::Flash { port, image, chip, baud, monitor_after } => {
+                let worked = self.run_flash(port.clone(), image, chip, baud).await;
+                if worked && let Some(rate) = monitor_after {
+                    self.run_monitor(port, rate).await;
+                }
+            }
             FlashCommand::Cancel => {
                 if let Some(c) = self.flash_state.lock().flash.clone() {
                     c.cancel();
@@ -250,14 +257,15 @@ impl Worker {
         }
     }
 
-    async fn run_flash(&self, port: String, image: PathBuf, chip: Option<Chip>, baud: u32) {
+    /// Flashes and reports; returns whether it worked.
+    async fn run_flash(&self, port: String, image: PathBuf, chip: Option<Chip>, baud: u32) -> bool {
         let cancel = Cancel::new();
         {
             let mut s = self.flash_state.lock();
             if s.flash.is_some() {
                 drop(s);
                 self.flash_event(FlashEvent::Failed("A flash is already running.".into()));
-                return;
+                return false;
             }
             s.flash = Some(cancel.clone());
             // The monitor holds the port; flashing takes it over.
@@ -300,10 +308,12 @@ impl Worker {
                     outcome: Box::new(outcome),
                     awaiting_confirmation: awaiting,
                 });
+                true
             }
             Err(e) => {
                 drop(s);
                 self.flash_event(FlashEvent::Failed(e));
+                false
             }
         }
     }

@@ -283,6 +283,17 @@ mod tests {
     }
 
     #[test]
+    fn elf_files_go_through_espflash_but_not_to_an_esp8266() {
+        let mut elf = vec![0x7F, b'E', b'L', b'F', 1, 1, 1, 0];
+        elf.resize(4096, 0);
+        let p = plan(elf.clone(), None).unwrap();
+        assert_eq!(p.kind, ImageKind::Elf);
+        assert!(p.check_chip(Chip::Esp32C3).is_ok());
+        assert!(p.check_chip(Chip::Esp8266).unwrap_err().to_string().contains("flash the .bin"));
+        assert!(plan(elf, Some(0x10000)).unwrap_err().to_string().contains("leave out the offset"));
+    }
+
+    #[test]
     fn chip_and_size_checks() {
         let p = plan(ImageBuilder::esp32_app(Chip::Esp32C3).target_size(8 * 1024).build(), None).unwrap();
         assert!(p.check_chip(Chip::Esp32C3).is_ok());

@@ -46,6 +46,7 @@ pub struct Remembered {
     file: String,
     baud: u32,
     monitor_baud: u32,
+    monitor_after: bool,
 }
 
 impl Default for Remembered {
@@ -55,6 +56,7 @@ impl Default for Remembered {
             file: String::new(),
             baud: crate::flash::DEFAULT_BAUD,
             monitor_baud: 115_200,
+            monitor_after: true,
         }
     }
 }
@@ -88,6 +90,7 @@ pub struct FlashStep {
     pub confirmed: bool,
     watching: bool,
     monitor_baud: u32,
+    monitor_after: bool,
     /// Whether the monitor runs.
     pub monitoring: bool,
     /// The monitor's lines.
@@ -116,6 +119,7 @@ impl FlashStep {
             confirmed: false,
             watching: false,
             monitor_baud: if remembered.monitor_baud == 0 { 115_200 } else { remembered.monitor_baud },
+            monitor_after: remembered.monitor_after,
             monitoring: false,
             monitor: VecDeque::new(),
             monitor_note: None,
@@ -129,6 +133,7 @@ impl FlashStep {
             file: self.file.clone(),
             baud: self.baud,
             monitor_baud: self.monitor_baud,
+            monitor_after: self.monitor_after,
         }
     }
 
@@ -186,6 +191,11 @@ impl FlashStep {
             FlashEvent::Done { outcome, awaiting_confirmation } => {
                 self.running = false;
                 self.message = Some((true, outcome.summary()));
+                if self.monitor_after {
+                    // The worker starts it right after the flash.
+                    self.monitoring = true;
+                    self.monitor_note = None;
+                }
                 self.awaiting = if awaiting_confirmation { outcome.board.mac.clone() } else { None };
                 self.outcome = Some(outcome);
             }
@@ -328,6 +338,7 @@ impl FlashStep {
             );
             ui.small("slower rates are tried if it fails");
         });
+        ui.checkbox(&mut self.monitor_after, "Show what the board prints after flashing");
     }
 
     fn ready(&self) -> bool {
@@ -412,6 +423,7 @@ impl FlashStep {
             image: choice.path.clone(),
             chip: self.chip,
             baud: self.baud,
+            monitor_after: self.monitor_after.then_some(self.monitor_baud),
         }));
     }
 
