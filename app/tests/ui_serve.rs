@@ -223,6 +223,38 @@ fn try_without_hardware_then_publish_the_newer_build() {
     assert!(device.is_some_and(|d| d.version.as_deref() == Some("1.1.0")));
 }
 
+#[test]
+fn keyboard_opens_steps_escape_closes_the_dialog_and_an_idle_window_asks_for_no_frames() {
+    let project = Project::new();
+    let input = project.path().join("fw.bin");
+    std::fs::write(&input, esp8266_image(100_000, 3)).unwrap();
+    let mut h = app(project.path());
+    h.step();
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Num4);
+    h.step();
+    h.step();
+    h.get_by_label("4. Serve");
+    drop_file(&mut h, &input);
+    step_until(&mut h, "the dialog", |h| h.state().serve.dialog.as_ref().is_some_and(|d| d.check.is_some()));
+    h.key_press(egui::Key::Escape);
+    h.step();
+    h.step();
+    assert!(h.state().serve.dialog.is_none(), "Escape closes the publish dialog");
+    assert!(releases(project.path()).is_empty());
+
+    h.state_mut().serve.listen_on("127.0.0.1", 0);
+    h.get_by_label(labels::START).click();
+    step_until(&mut h, "the server", |h| h.state().serve.address().is_some());
+    // Nothing moves: the window settles instead of repainting continuously.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let frames = h.try_run().expect("an idle window must stop asking for frames");
+    assert!(frames < 10, "{frames} frames to settle");
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Num1);
+    h.step();
+    h.step();
+    h.get_by_label("1. Certificate");
+}
+
 /// A device on a slow link: it reads the answer's head, then nothing until told to, so its
 /// download stays in flight (a tiny receive buffer keeps the server from finishing early).
 struct SlowDevice {

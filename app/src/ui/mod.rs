@@ -8,6 +8,7 @@ mod certificate;
 mod firmware;
 pub mod flash;
 pub mod serve;
+mod shell;
 
 use std::path::PathBuf;
 
@@ -172,6 +173,7 @@ impl OtaForgeApp {
         ui.with_layout(egui::Layout::bottom_up(egui::Align::LEFT), |ui| {
             ui.add_space(6.0);
             ui.small(format!("Project: {}", self.backend.dir().display()));
+            shell::sidebar_footer(ui);
         });
     }
 }
@@ -180,6 +182,10 @@ impl eframe::App for OtaForgeApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         self.drain_events();
         self.take_dropped_files(ui.ctx());
+        if let Some(step) = shell::step_shortcut(ui.ctx()) {
+            self.step = step;
+        }
+        shell::drop_overlay(ui.ctx(), self.step);
         egui::Panel::left("steps").resizable(false).exact_size(200.0).show(ui, |ui| self.sidebar(ui));
         if self.step != Step::Flash {
             self.flash.hidden(&self.backend);
