@@ -210,3 +210,31 @@ fn cancel_while_waiting_for_the_board() {
     assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
     assert!(matches!(err, FlashError::Cancelled { written: 0, .. }), "{err:?}");
 }
+
+#[test]
+fn garbled_answers_step_the_baud_rate_down() {
+    // Every data block after the fifth gets "bad data checksum", as when a USB-serial adapter
+    // cannot keep up: each slower rate is tried in turn, and the user is told.
+    let fail = sim::FailCommand { op: sim::frame::op::FLASH_DATA, after: 5, code: Some(0xC1) };
+    let dev = device(sim::Chip::Esp8266, Faults { fail_command: Some(fail), ..Faults::default() });
+    let mut req = FlashRequest::new(dev.pty_path().display().to_string(), esp8266_image());
+    req.baud = 921_600;
+    let mut notes = Vec::new();
+    let started = Instant::now();
+    let err = flash::flash(&req, &Cancel::new(), &mut |u| {
+        if let FlashUpdate::Note(n) = u {
+            notes.push(n)
+        }
+    })
+    .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    for (from, to) in [(921_600, 460_800), (460_800, 230_400), (230_400, 115_200)] {
+        assert!(
+            notes.iter().any(|n| n.starts_with(&format!(
+                "Flashing at {from} baud failed: The board's answers arrived garbled"
+            )) && n.ends_with(&format!("Trying again at {to} baud."))),
+            "{from} → {to}: {notes:#?}"
+        );
+    }
+    assert_eq!(err, FlashError::Garbled { phase: otaforge::flash::Phase::Write, baud: 115_200 });
+}

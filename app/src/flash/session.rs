@@ -330,12 +330,18 @@ fn esp8266_attempt(
     }
     let mut meter = Meter::new(plan.data.len() as u64);
     t.total = meter.total();
-    let mut phase_report = |u: FlashUpdate| {
-        report(u);
+    let mut last_phase = Phase::Erase;
+    let written = {
+        let mut track = |u: FlashUpdate| {
+            if let FlashUpdate::Phase(p) = u {
+                last_phase = p;
+            }
+            report(u);
+        };
+        esp8266::write(c, plan.offset, &plan.data, &mut meter, t.cancel, &mut track)
     };
-    let written = esp8266::write(c, plan.offset, &plan.data, &mut meter, t.cancel, &mut phase_report);
     t.written = meter.written();
-    t.phase = if meter.written() == 0 { Phase::Erase } else { Phase::Write };
+    t.phase = last_phase;
     written.map_err(|e| t.fail(&e))?;
     report(FlashUpdate::Note(
         "The ESP8266's ROM cannot read its flash back, so this write is not verified here: OTA Forge confirms it when the device first checks in with the update server."

@@ -225,6 +225,10 @@ impl FlashStep {
         if !self.watching {
             self.watching = true;
             backend.send(Command::Flash(FlashCommand::WatchPorts(true)));
+            // The file remembered from last time is checked again (it may have changed).
+            if self.image.is_none() && !self.file.trim().is_empty() {
+                backend.send(Command::Flash(FlashCommand::CheckImage(PathBuf::from(self.file.trim()))));
+            }
         }
         ui.heading("Flash");
         ui.label(
