@@ -4,6 +4,7 @@
 mod cert;
 mod firmware;
 mod flash;
+mod fleet;
 mod releases;
 mod serve;
 mod sim;

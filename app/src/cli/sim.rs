@@ -16,6 +16,11 @@ pub enum SimCommand {
     /// A virtual ESP on a pseudo-terminal: its ROM bootloader answers flashers byte for byte and
     /// keeps its flash in a file. Prints the port; runs until Ctrl-C.
     Serial(SerialArgs),
+    /// Many virtual devices polling the update server (distinct MACs, jitter): a load generator
+    /// and a rollout to watch. Prints progress, then a per-device outcome summary.
+    Fleet(super::fleet::FleetArgs),
+    /// Write a stand-in for the built reference firmware (unbaked), for `otaforge bake --image`.
+    ReferenceImage(super::fleet::ReferenceImageArgs),
 }
 
 /// `otaforge sim serial`.
@@ -45,6 +50,8 @@ pub struct SerialArgs {
 pub(super) fn run(dir: &Path, cmd: SimCommand) -> Result<()> {
     match cmd {
         SimCommand::Serial(args) => serial(dir, args),
+        SimCommand::Fleet(args) => super::fleet::fleet(dir, args),
+        SimCommand::ReferenceImage(args) => super::fleet::write_reference_image(args),
     }
 }
 
