@@ -53,6 +53,19 @@ impl Flash {
         Ok(f)
     }
 
+    /// A chip holding exactly `bytes` (a whole flash dump; its length is the chip size).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Flash, FlashError> {
+        let mut f = Flash::erased(bytes.len())?;
+        for (i, chunk) in bytes.chunks(SECTOR).enumerate() {
+            if chunk.iter().any(|&b| b != 0xFF) {
+                let mut s = [0xFF; SECTOR];
+                s.copy_from_slice(chunk);
+                f.sectors[i] = Some(Arc::new(s));
+            }
+        }
+        Ok(f)
+    }
+
     /// Reads a raw flash file (the serial simulator's): a shorter file is erased beyond its end.
     pub fn load(path: &Path, size: usize) -> Result<Flash, FlashError> {
         let bytes = std::fs::read(path)
@@ -246,6 +259,10 @@ mod tests {
         assert_eq!(f.save_dirty(&path).unwrap(), 1);
         let again = Flash::load(&path, 8 * SECTOR).unwrap();
         assert_eq!(again.read(2 * SECTOR, 3).unwrap(), b"new");
+        let mut dump = std::fs::read(&path).unwrap();
+        dump.resize(8 * SECTOR, 0xFF);
+        assert_eq!(Flash::from_bytes(&dump).unwrap().read(0, 8 * SECTOR).unwrap(), dump);
+        assert!(Flash::from_bytes(&[0; 100]).is_err());
         assert!(Flash::load(&path, SECTOR).is_err());
     }
 }

@@ -107,20 +107,7 @@ pub struct VirtualDevice {
 impl VirtualDevice {
     /// A device that has not been switched on yet.
     pub fn new(id: Identity, flash: Flash, opts: DeviceOptions) -> VirtualDevice {
-        let status = DeviceStatus {
-            mac: id.sta_mac(),
-            chip: id.chip,
-            name: id.default_name(),
-            activity: Activity::Off,
-            version: None,
-            sketch_md5: None,
-            boots: 0,
-            checks: 0,
-            updates: 0,
-            failures: 0,
-            last_outcome: None,
-        };
-        let console = Console::new(status, opts.log_lines.max(1));
+        let console = console_for(&id, opts.log_lines);
         VirtualDevice {
             id,
             flash,
@@ -175,6 +162,25 @@ impl VirtualDevice {
             _ = stop.wait_for(|s| *s) => false,
         }
     }
+}
+
+/// A console for the chip `id`, switched off, keeping `log_lines` lines: one console can follow a
+/// chip across several runs (see [`VirtualDevice::set_console`]).
+pub fn console_for(id: &Identity, log_lines: usize) -> Console {
+    let status = DeviceStatus {
+        mac: id.sta_mac(),
+        chip: id.chip,
+        name: id.default_name(),
+        activity: Activity::Off,
+        version: None,
+        sketch_md5: None,
+        boots: 0,
+        checks: 0,
+        updates: 0,
+        failures: 0,
+        last_outcome: None,
+    };
+    Console::new(status, log_lines.max(1))
 }
 
 /// A running virtual device.
