@@ -113,6 +113,19 @@ fn esp32c3_app_from_the_cli_lands_at_0x10000() {
 }
 
 #[test]
+fn board_identifies_without_writing() {
+    let project = tempfile::tempdir().unwrap();
+    let dev = virtual_device(sim::Chip::Esp32c3, None);
+    let port = dev.pty_path().display().to_string();
+    let (out, stdout, stderr) = run(otaforge(project.path()).args(["board", "--port", &port]));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("Chip:  ESP32-C3"), "{stdout}");
+    assert!(stdout.contains(&format!("MAC:   {MAC_TEXT}")), "{stdout}");
+    assert!(stdout.contains("Flash: 4.0 MiB"), "{stdout}");
+    assert!(dev.flash_contents().iter().all(|&b| b == 0xFF));
+}
+
+#[test]
 fn cli_errors_are_plain_words() {
     let project = tempfile::tempdir().unwrap();
     let file = project.path().join("x.bin");

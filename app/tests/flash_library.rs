@@ -70,3 +70,35 @@ fn esp32c3_app_lands_at_0x10000_byte_for_byte() {
     eprintln!("cmds tail: {:02x?} baud {}", &st.commands[st.commands.len().saturating_sub(20)..], st.baud);
     assert_eq!(dev.status().state, sim::DeviceState::RunningFirmware, "the new firmware runs");
 }
+
+#[test]
+fn identify_names_the_board_and_writes_nothing() {
+    for (chip, ours) in [(sim::Chip::Esp8266, Chip::Esp8266), (sim::Chip::Esp32c3, Chip::Esp32C3)] {
+        let dev = VirtualSerialDevice::spawn(SimOptions {
+            chip,
+            mac: Some([0x18, 0xFE, 0x34, 1, 2, 3]),
+            flash_size: 2 << 20,
+            ..SimOptions::default()
+        })
+        .unwrap();
+        let board =
+            flash::identify(&port(&dev), Duration::from_secs(5), &Cancel::new(), &mut |_| {}).unwrap();
+        assert_eq!(board.chip, ours);
+        assert_eq!(board.mac.as_deref(), Some("18:FE:34:01:02:03"), "{chip:?}");
+        assert_eq!(board.flash_size, Some(2 << 20), "{chip:?}");
+        assert!(dev.flash_contents().iter().all(|&b| b == 0xFF), "nothing written");
+        let commands = dev.status().commands;
+        for op in [sim::frame::op::FLASH_DATA, sim::frame::op::FLASH_DEFL_DATA, sim::frame::op::MEM_BEGIN] {
+            assert!(!commands.contains(&op), "{chip:?}: no {op:#x} (no write, no stub)");
+        }
+        // The board is still in its bootloader: it can be flashed next.
+        let image = if ours.is_esp8266() {
+            ImageBuilder::arduino_esp8266().target_size(16 * 1024).build()
+        } else {
+            ImageBuilder::esp32_app(ours).target_size(16 * 1024).build()
+        };
+        let mut req = FlashRequest::new(port(&dev), image);
+        req.connect_timeout = Duration::from_secs(5);
+        flash::flash(&req, &Cancel::new(), &mut |_| {}).expect("flash after identify");
+    }
+}

@@ -49,6 +49,18 @@ fn add_a_virtual_device_and_flash_it() {
     h.step();
     assert_eq!(h.state().flash.port, port);
 
+    // Detect it before flashing: chip, MAC and flash size, nothing written.
+    h.get_by_label(labels::DETECT).click();
+    step_until(&mut h, "the detection", |h| {
+        h.state().flash.board.is_some() || h.state().flash.detect_error.is_some()
+    });
+    h.step();
+    let detected =
+        h.state().flash.board.clone().unwrap_or_else(|| panic!("{:?}", h.state().flash.detect_error));
+    assert_eq!(detected.chip, otaforge::firmware::Chip::Esp8266);
+    h.get_by_label_contains(&format!("Board on {port}: ESP8266, MAC 18:FE:34:"));
+    h.get_by_label_contains("4.0 MiB flash");
+
     choose_file(&mut h, &file);
     h.get_by_label_contains("✔ ESP8266 image at 0x0, 200 KiB");
     assert!(!h.get_by_label(labels::FLASH).accesskit_node().is_disabled());

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::{Event, Worker};
 use crate::firmware::Chip;
-use crate::flash::{self, Cancel, FlashOutcome, FlashRequest, FlashUpdate, PortInfo};
+use crate::flash::{self, BoardInfo, Cancel, FlashOutcome, FlashRequest, FlashUpdate, PortInfo};
 use crate::sim::serial::{self as sim, SimOptions, VirtualSerialDevice};
 
 /// How often the port list is read while the Flash step is visible.
@@ -52,6 +52,8 @@ pub enum FlashCommand {
     CheckImage(PathBuf),
     /// Start a virtual board (its ROM answers on a pseudo-terminal) to flash without hardware.
     AddVirtualDevice(sim::Chip),
+    /// Identify the board on a port (chip, MAC, flash size); nothing is written.
+    Identify(String),
     /// Flash an image.
     Flash {
         /// The port.
@@ -89,6 +91,8 @@ pub enum FlashEvent {
     VirtualDeviceFailed(String),
     /// A file was checked.
     ImageChecked(ImageChoice),
+    /// The board on a port, or why it could not be reached.
+    Identified(Result<BoardInfo, String>),
     /// The running flash moved on.
     Update(FlashUpdate),
     /// The flash worked.
@@ -162,6 +166,7 @@ impl Worker {
                     Err(e) => self.flash_event(FlashEvent::VirtualDeviceFailed(e.to_string())),
                 }
             }
+            FlashCommand::Identify(port) => self.identify(port).await,
             FlashCommand::Flash { port, image, chip, baud, monitor_after } => {
                 let worked = self.run_flash(port.clone(), image, chip, baud).await;
                 if worked && let Some(rate) = monitor_after {
@@ -316,6 +321,33 @@ impl Worker {
                 false
             }
         }
+    }
+
+    async fn identify(&self, port: String) {
+        let cancel = Cancel::new();
+        {
+            let mut s = self.flash_state.lock();
+            if s.flash.is_some() {
+                drop(s);
+                self.flash_event(FlashEvent::Identified(Err("A flash is running on the port.".into())));
+                return;
+            }
+            s.flash = Some(cancel.clone());
+            if let Some(m) = s.monitor.take() {
+                m.cancel();
+            }
+            if let Some(dev) = s.devices.iter().find(|d| d.pty_path().display().to_string() == port) {
+                dev.reset_to_bootloader();
+            }
+        }
+        let result = tokio::task::spawn_blocking(move || {
+            std::thread::sleep(Duration::from_millis(150));
+            flash::identify(&port, Duration::from_secs(10), &cancel, &mut |_| {}).map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("internal error: {e}")));
+        self.flash_state.lock().flash = None;
+        self.flash_event(FlashEvent::Identified(result));
     }
 
     async fn run_monitor(&self, port: String, baud: u32) {

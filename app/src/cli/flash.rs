@@ -47,6 +47,20 @@ pub struct FlashArgs {
     pub monitor: bool,
 }
 
+/// `otaforge board`.
+#[derive(Debug, Args)]
+pub struct BoardArgs {
+    /// Serial port. Default: the one ESP board found.
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<String>,
+    /// Seconds to keep trying to reach the board's bootloader (time to press BOOT/RESET).
+    #[arg(long, default_value_t = 20)]
+    pub connect_timeout: u64,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `otaforge monitor`.
 #[derive(Debug, Args)]
 pub struct MonitorArgs {
@@ -232,6 +246,30 @@ pub fn flash(dir: &Path, args: FlashArgs) -> Result<()> {
         // Sketches print at 115200 (the ESP8266 ROM's own boot lines, at 74880, show as noise).
         return monitor(dir, MonitorArgs { port: Some(port), baud: flash::ROM_BAUD, reset: false });
     }
+    Ok(())
+}
+
+/// `otaforge board`: what the board is, through its ROM; nothing is written.
+pub fn board(dir: &Path, args: BoardArgs) -> Result<()> {
+    let port = pick_port(dir, args.port)?;
+    let cancel = Cancel::new();
+    let done = cancel_on_ctrl_c(&cancel);
+    let timeout = Duration::from_secs(args.connect_timeout.max(1));
+    let result = flash::identify(&port, timeout, &cancel, &mut |u| {
+        if let FlashUpdate::Note(n) = u {
+            eprintln!("{n}");
+        }
+    });
+    done.store(true, Ordering::SeqCst);
+    let b = result.map_err(|e| anyhow::anyhow!("{e}"))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&b)?);
+        return Ok(());
+    }
+    println!("Port:  {}", b.port);
+    println!("Chip:  {}", b.chip);
+    println!("MAC:   {}", b.mac.as_deref().unwrap_or("unknown"));
+    println!("Flash: {}", b.flash_size.map_or("unknown".into(), flash::progress::human_bytes));
     Ok(())
 }
 

@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand};
 
 pub use cert::CertCommand;
 pub use firmware::BakeArgs;
-pub use flash::{FlashArgs, MonitorArgs};
+pub use flash::{BoardArgs, FlashArgs, MonitorArgs};
 pub use releases::{PublishArgs, RolloutArgs};
 pub use serve::{CheckArgs, ServeArgs};
 pub use sim::SimCommand;
@@ -74,6 +74,8 @@ pub enum Commands {
     },
     /// Step 3: flash a board over USB serial (ESP8266, ESP32 family), with progress and diagnosis.
     Flash(FlashArgs),
+    /// Identify the board on a port: chip, MAC, flash size (nothing is written).
+    Board(BoardArgs),
     /// Show what a board prints on its serial port.
     Monitor(MonitorArgs),
     /// Step 4: serve updates over HTTPS to the devices that poll.
@@ -114,6 +116,7 @@ pub fn run(dir: PathBuf, command: Commands) -> ExitCode {
         }
         Commands::Ports { json } => flash::ports(&dir, json),
         Commands::Flash(args) => flash::flash(&dir, args),
+        Commands::Board(args) => flash::board(&dir, args),
         Commands::Monitor(args) => flash::monitor(&dir, args),
         Commands::Serve(args) => serve::serve(&dir, args),
         Commands::Check(args) => serve::check(&dir, args),

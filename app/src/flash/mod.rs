@@ -4,9 +4,9 @@
 //! - [`ports`]: which serial ports there are, named the way users know them, ESP boards first.
 //! - [`plan`]: what a file is and where it goes (0x0, 0x10000, the chip's bootloader offset),
 //!   checked before anything touches the board.
-//! - [`session`]: one flash from start to end: connect (retrying while the user puts the board in
-//!   download mode), detect, refuse a wrong chip, write, verify, reset; slower baud rates when a
-//!   fast one fails.
+//! - [`connect`]: reaching the ROM bootloader (retrying while the user puts the board in download
+//!   mode) and identifying the board; [`session`]: one flash from start to end: connect, refuse
+//!   a wrong chip, write, verify, reset; slower baud rates when a fast one fails.
 //! - [`esp8266`]: the ESP8266 ROM protocol on espflash's public `Connection` (espflash dropped
 //!   the chip); [`esp32`]: the ESP32 family through espflash's `Flasher`.
 //! - [`progress`]: phases, bytes, rate, time left; [`diagnosis`]: failures in plain words.
@@ -14,6 +14,7 @@
 //! - [`confirm`]: what the ESP8266 ROM cannot verify, the update server confirms later.
 
 pub mod confirm;
+pub mod connect;
 pub mod diagnosis;
 pub mod esp32;
 pub mod esp8266;
@@ -24,6 +25,7 @@ pub mod ports;
 pub mod progress;
 pub mod session;
 
+pub use connect::identify;
 pub use diagnosis::FlashError;
 pub use link::Cancel;
 pub use plan::{ImageKind, Plan};

@@ -4,16 +4,16 @@
 
 use std::time::{Duration, Instant};
 
-use espflash::connection::{Connection, ResetAfterOperation, ResetBeforeOperation};
+use espflash::connection::Connection;
 use espflash::flasher::Flasher;
-use serialport::UsbPortInfo;
 
-use super::diagnosis::{Context, FlashError, diagnose};
+use super::connect::{self, Connected, Tracker};
+use super::diagnosis::FlashError;
 use super::esp32::{self, WriteOptions};
-use super::link::{self, Cancel, Link, ResetLines};
+use super::link::{Cancel, Link, ResetLines};
 use super::plan::{self, ImageKind, Plan};
 use super::progress::{BoardInfo, FlashUpdate, Meter, Phase};
-use super::{BAUD_LADDER, DEFAULT_BAUD, ROM_BAUD, esp8266, ports};
+use super::{BAUD_LADDER, DEFAULT_BAUD, ROM_BAUD, esp8266};
 use crate::firmware::{Chip, md5_hex};
 
 /// What to flash, where, and how.
@@ -185,39 +185,6 @@ impl From<FlashError> for Failure {
     }
 }
 
-/// Where an attempt stands, for diagnosing what goes wrong.
-struct Tracker<'a> {
-    port: &'a str,
-    phase: Phase,
-    baud: u32,
-    written: u64,
-    total: u64,
-    cancel: &'a Cancel,
-}
-
-impl Tracker<'_> {
-    fn fail(&self, e: &(dyn std::error::Error + 'static)) -> FlashError {
-        let d = diagnose(
-            e,
-            &Context {
-                port: self.port,
-                phase: self.phase,
-                written: self.written,
-                total: self.total,
-                baud: self.baud,
-                cancelled: self.cancel.is_cancelled(),
-            },
-        );
-        log::debug!("flash failed while {}: {e:?} → {d:?}", self.phase.doing());
-        d
-    }
-
-    fn phase(&mut self, phase: Phase, report: &mut dyn FnMut(FlashUpdate)) {
-        self.phase = phase;
-        report(FlashUpdate::Phase(phase));
-    }
-}
-
 fn attempt(
     req: &FlashRequest,
     plan: &Plan,
@@ -226,59 +193,17 @@ fn attempt(
     cancel: &Cancel,
     report: &mut dyn FnMut(FlashUpdate),
 ) -> Result<FlashOutcome, Failure> {
-    let mut t =
-        Tracker { port: &req.port, phase: Phase::Connect, baud: ROM_BAUD, written: 0, total: 0, cancel };
-    t.phase(Phase::Connect, report);
-    let (port, lines) = link::open(&req.port, ROM_BAUD, cancel)?;
-    let (vid, pid) = ports::usb_id(&req.port).unwrap_or((0, 0));
-    let usb = UsbPortInfo { vid, pid, serial_number: None, manufacturer: None, product: None };
-    // A pty (a virtual device) or an adapter without modem lines cannot reset the board.
-    let (before, after) = match lines {
-        ResetLines::Available => (ResetBeforeOperation::DefaultReset, ResetAfterOperation::HardReset),
-        ResetLines::None => (ResetBeforeOperation::NoReset, ResetAfterOperation::NoReset),
-    };
-    let mut conn = port.map(|p| Connection::new(p, usb, after, before, ROM_BAUD));
+    let mut t = Tracker::new(&req.port, cancel);
     // A retry only makes sense if the board answers at once; else the first diagnosis stands.
     let timeout = if retry { Duration::from_secs(1) } else { req.connect_timeout };
-    sync(&mut conn, &t, timeout, report)?;
-    let magic = conn.get().read_reg(esp8266::MAGIC_REG).map_err(|e| t.fail(&e))?;
-    if magic == esp8266::MAGIC {
+    let Connected { conn, lines, esp8266 } = connect::connect(&mut t, timeout, report)?;
+    if esp8266 {
         // The ROM auto-bauds and keeps no stub, so another try at a slower rate always works.
         esp8266_attempt(req, plan, baud, lines, conn, &mut t, report)
             .map_err(|error| Failure { error, can_retry: true })
     } else {
         esp32_attempt(req, plan, baud, lines, conn, &mut t, report)
             .map_err(|error| Failure { error, can_retry: lines == ResetLines::Available })
-    }
-}
-
-/// Syncs with the ROM, retrying (and telling the user how to enter download mode) until
-/// `timeout`.
-fn sync(
-    conn: &mut Link<Connection>,
-    t: &Tracker<'_>,
-    timeout: Duration,
-    report: &mut dyn FnMut(FlashUpdate),
-) -> Result<(), FlashError> {
-    let started = Instant::now();
-    let mut told = false;
-    loop {
-        let Err(e) = conn.get().begin() else { return Ok(()) };
-        match t.fail(&e) {
-            FlashError::NoSync { .. } => {}
-            other => return Err(other),
-        }
-        if !told {
-            told = true;
-            report(FlashUpdate::Note(
-                "No answer from the board yet. Put it in download mode: hold BOOT (or FLASH), tap RESET (EN/RST), release BOOT. Still trying…"
-                    .into(),
-            ));
-        }
-        if started.elapsed() >= timeout {
-            return Err(FlashError::NoSync { port: t.port.into(), secs: timeout.as_secs().max(1) });
-        }
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -317,10 +242,8 @@ fn esp8266_attempt(
             c.set_baud(ROM_BAUD).and_then(|_| c.begin()).map_err(|e| t.fail(&e))?;
         }
     }
-    let mac = esp8266::read_mac(c).map_err(|e| t.fail(&e))?;
-    let flash_size = esp8266::flash_size(esp8266::flash_id(c).map_err(|e| t.fail(&e))?);
-    let board =
-        BoardInfo { port: req.port.clone(), chip: Chip::Esp8266, mac, flash_size, baud: t.baud, stub: false };
+    let board = connect::esp8266_board(c, t)?;
+    let flash_size = board.flash_size;
     report(FlashUpdate::Board(board.clone()));
     plan.check_fits(flash_size)?;
     if req.erase_all {
@@ -394,26 +317,15 @@ fn esp32_attempt(
     t: &mut Tracker<'_>,
     report: &mut dyn FnMut(FlashUpdate),
 ) -> Result<FlashOutcome, FlashError> {
-    let detected = conn.get().detect_chip(false).map_err(|e| t.fail(&e))?;
-    let chip = esp32::from_espflash(detected).ok_or_else(|| FlashError::UnknownChip {
-        what: format!("{detected}, which OTA Forge does not support yet"),
-    })?;
+    let (detected, chip) = connect::esp32_chip(conn.get(), t)?;
     check_chip(req, plan, chip)?;
     let (verify, skip) = (req.verify, req.skip_unchanged);
     let mut flasher: Link<Flasher> = conn
         .try_map(|c| Flasher::try_connect(c, true, verify, skip, Some(detected), Some(baud)))
         .map_err(|(e, _conn)| t.fail(&e))?;
     t.baud = baud;
-    let info = flasher.get().device_info().map_err(|e| t.fail(&e))?;
-    let flash_size = Some(u64::from(info.flash_size.size()));
-    let board = BoardInfo {
-        port: req.port.clone(),
-        chip,
-        mac: info.mac_address.map(|m| m.to_uppercase()),
-        flash_size,
-        baud,
-        stub: true,
-    };
+    let board = connect::esp32_board(flasher.get(), chip, true, t)?;
+    let flash_size = board.flash_size;
     report(FlashUpdate::Board(board.clone()));
     plan.check_fits(flash_size)?;
     let segments = esp32::segments(flasher.get(), plan, flash_size).map_err(|e| t.fail(&e))?;

@@ -25,6 +25,8 @@ pub mod labels {
     pub const FILE: &str = "Firmware file";
     /// Checks the typed file.
     pub const USE_FILE: &str = "Use this file";
+    /// Identifies the board.
+    pub const DETECT: &str = "Detect board";
     /// Starts the serial monitor.
     pub const MONITOR: &str = "Start monitor";
     /// Stops it.
@@ -75,8 +77,11 @@ pub struct FlashStep {
     /// Whether a flash runs.
     pub running: bool,
     phase: Option<Phase>,
-    /// The board, as detected during the last flash.
+    /// The board, as detected (by Detect board or during the last flash).
     pub board: Option<BoardInfo>,
+    /// Why the last Detect board did not work.
+    pub detect_error: Option<String>,
+    detecting: bool,
     /// Bytes written so far.
     pub progress: Option<Progress>,
     notes: Vec<String>,
@@ -111,6 +116,8 @@ impl FlashStep {
             running: false,
             phase: None,
             board: None,
+            detect_error: None,
+            detecting: false,
             progress: None,
             notes: Vec::new(),
             outcome: None,
@@ -181,6 +188,16 @@ impl FlashStep {
             FlashEvent::ImageChecked(choice) => {
                 self.file = choice.path.display().to_string();
                 self.image = Some(choice);
+            }
+            FlashEvent::Identified(result) => {
+                self.detecting = false;
+                match result {
+                    Ok(b) => {
+                        self.board = Some(b);
+                        self.detect_error = None;
+                    }
+                    Err(e) => self.detect_error = Some(e),
+                }
             }
             FlashEvent::Update(update) => match update {
                 FlashUpdate::Phase(p) => self.phase = Some(p),
@@ -274,6 +291,17 @@ impl FlashStep {
             ui.add(egui::TextEdit::singleline(&mut self.port).desired_width(220.0).hint_text("/dev/ttyUSB0"))
                 .labelled_by(label.id)
                 .on_hover_text("Any port, virtual devices' /dev/pts/N included (the list cannot show those of other programs).");
+            let can_detect = !self.running && !self.detecting && !self.port.trim().is_empty();
+            if ui
+                .add_enabled(can_detect, egui::Button::new(labels::DETECT))
+                .on_hover_text("Ask the board's bootloader what it is; nothing is written.")
+                .clicked()
+            {
+                self.detecting = true;
+                self.detect_error = None;
+                self.board = None;
+                backend.send(Command::Flash(FlashCommand::Identify(self.port.trim().to_string())));
+            }
             let adding = self.adding_virtual;
             if ui
                 .add_enabled(!adding, egui::Button::new(labels::ADD_VIRTUAL))
@@ -284,6 +312,15 @@ impl FlashStep {
                 backend.send(Command::Flash(FlashCommand::AddVirtualDevice(crate::sim::serial::Chip::Esp8266)));
             }
         });
+        if self.detecting {
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.label("Asking the board… (if nothing happens: hold BOOT, tap RESET)");
+            });
+        }
+        if let Some(e) = &self.detect_error {
+            ui.colored_label(ui.visuals().error_fg_color, format!("✖ {e}"));
+        }
     }
 
     fn file_section(&mut self, ui: &mut egui::Ui, backend: &Backend) {
@@ -314,6 +351,14 @@ impl FlashStep {
                 ));
                 for w in &s.warnings {
                     ui.colored_label(ui.visuals().warn_fg_color, format!("⚠ {w}"));
+                }
+                if let (Some(image), Some(board)) = (s.chip, self.board.as_ref().map(|b| b.chip))
+                    && image != board
+                {
+                    ui.colored_label(
+                        ui.visuals().warn_fg_color,
+                        format!("⚠ This image is for the {image} but the board is an {board}: it would be refused."),
+                    );
                 }
             }
             Some(Err(why)) => {
