@@ -204,7 +204,8 @@ fn try_without_hardware_then_publish_the_newer_build() {
         h.state().serve.devices.state_text(&info.mac).is_some_and(|s| s == "up to date")
     });
     h.step();
-    h.get_by_label_contains(&format!("{} {} (virtual)", info.mac, info.name));
+    h.get_by_label(&info.mac);
+    h.get_by_label(&format!("{} (virtual)", info.name));
 
     h.get_by_label(labels::PUBLISH_DEMO).click();
     step_until(&mut h, "the check of the demo build", |h| {

@@ -32,13 +32,14 @@ pub enum Column {
 }
 
 impl Column {
+    /// Columns with their widths; the last one takes what is left.
     const ALL: [(Column, &'static str, f32); 6] = [
-        (Column::Device, "Device", 200.0),
-        (Column::Chip, "Chip", 80.0),
-        (Column::Version, "Version", 90.0),
-        (Column::LastSeen, "Last seen", 100.0),
-        (Column::Ip, "IP", 120.0),
-        (Column::State, "State", 300.0),
+        (Column::Device, "Device", 250.0),
+        (Column::Chip, "Chip", 64.0),
+        (Column::Version, "Version", 64.0),
+        (Column::LastSeen, "Last seen", 82.0),
+        (Column::Ip, "IP", 96.0),
+        (Column::State, "State", 0.0),
     ];
 }
 
@@ -247,8 +248,10 @@ impl DeviceTable {
                     (true, false) => " ⏷",
                     _ => "",
                 };
-                let header =
-                    ui.add_sized([width, 18.0], egui::Button::new(format!("{title}{arrow}")).frame(false));
+                let width = if width == 0.0 { ui.available_width() } else { width };
+                let button =
+                    egui::Button::new(RichText::new(format!("{title}{arrow}")).strong()).frame(false);
+                let header = cell(ui, width, 18.0, |ui| ui.add(button));
                 if header.on_hover_text(format!("Sort by {}", title.to_lowercase())).clicked() {
                     if self.form.sort == column {
                         self.form.ascending = !self.form.ascending;
@@ -316,16 +319,22 @@ fn row(ui: &mut egui::Ui, d: &Device, progress: Option<f32>, now: i64, height: f
         let [(_, _, w_dev), (_, _, w_chip), (_, _, w_ver), (_, _, w_seen), (_, _, w_ip), (_, _, w_state)] =
             Column::ALL;
         cell(ui, w_dev, height, |ui| {
-            let text = if d.name.is_empty() { d.mac.clone() } else { format!("{} {}", d.mac, d.name) };
-            if ui.link(RichText::new(text).monospace()).on_hover_text("Details and request history").clicked()
+            if ui
+                .link(RichText::new(&d.mac).monospace())
+                .on_hover_text("Details and request history")
+                .clicked()
             {
                 opened = Some(d.mac.clone());
+            }
+            if !d.name.is_empty() {
+                ui.add(egui::Label::new(RichText::new(&d.name).small()).truncate());
             }
         });
         cell(ui, w_chip, height, |ui| ui.label(&d.family));
         cell(ui, w_ver, height, |ui| ui.label(d.version.as_deref().unwrap_or("?")));
         cell(ui, w_seen, height, |ui| ui.label(ago(d.last_seen)));
         cell(ui, w_ip, height, |ui| ui.label(&d.remote_ip));
+        let w_state = if w_state == 0.0 { ui.available_width() } else { w_state };
         cell(ui, w_state, height, |ui| {
             let text = state_text(d, progress, now);
             let color = match Shown::of(d, now) {
@@ -339,7 +348,8 @@ fn row(ui: &mut egui::Ui, d: &Device, progress: Option<f32>, now: i64, height: f
     opened
 }
 
-fn cell<R>(ui: &mut egui::Ui, width: f32, height: f32, add: impl FnOnce(&mut egui::Ui) -> R) {
+/// A fixed-width, left-aligned cell, so rows line up with the header.
+fn cell<R>(ui: &mut egui::Ui, width: f32, height: f32, add: impl FnOnce(&mut egui::Ui) -> R) -> R {
     ui.allocate_ui_with_layout(
         egui::vec2(width, height),
         egui::Layout::left_to_right(egui::Align::Center),
@@ -347,7 +357,8 @@ fn cell<R>(ui: &mut egui::Ui, width: f32, height: f32, add: impl FnOnce(&mut egu
             ui.set_width(width);
             add(ui)
         },
-    );
+    )
+    .inner
 }
 
 /// The State column in words.
