@@ -1,268 +1,16 @@
-//! Step 3, Flash: pick a port (or start a virtual board), choose the firmware, flash with
-//! progress and Cancel, read the diagnosis when it fails, and watch what the board prints.
+//! Drawing the Flash step's sections: the board (ports, typed path, detect, virtual board), the
+//! firmware file and options, the flash itself (progress, notes, result) and the serial monitor.
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
 
 use egui::RichText;
 
-use super::StepStatus;
-use crate::backend::{Backend, Command, FlashCommand, FlashEvent, ImageChoice};
+use super::{BAUDS, FlashStep, MONITOR_BAUDS, labels};
+use crate::backend::{Backend, Command, FlashCommand};
 use crate::firmware::Chip;
-use crate::flash::{BoardInfo, FlashOutcome, FlashUpdate, Phase, PortInfo, Progress};
-
-/// Labels of the step's controls (tests find them by these texts).
-pub mod labels {
-    /// The flash button.
-    pub const FLASH: &str = "Flash device";
-    /// The cancel button.
-    pub const CANCEL: &str = "Cancel";
-    /// Starts a simulated board.
-    pub const ADD_VIRTUAL: &str = "Add a virtual device";
-    /// The port typed by hand.
-    pub const TYPED_PORT: &str = "Port path";
-    /// The firmware file path.
-    pub const FILE: &str = "Firmware file";
-    /// Checks the typed file.
-    pub const USE_FILE: &str = "Use this file";
-    /// Identifies the board.
-    pub const DETECT: &str = "Detect board";
-    /// Starts the serial monitor.
-    pub const MONITOR: &str = "Start monitor";
-    /// Stops it.
-    pub const STOP_MONITOR: &str = "Stop monitor";
-}
-
-/// Baud rates offered (the fastest is tried first; slower ones follow on failure).
-const BAUDS: [u32; 4] = [921_600, 460_800, 230_400, 115_200];
-/// Monitor rates: sketches, and the ESP8266 ROM's boot messages.
-const MONITOR_BAUDS: [u32; 2] = [115_200, 74_880];
-/// Lines kept in the monitor pane.
-const MONITOR_LINES: usize = 500;
-
-/// What the Flash step remembers between runs.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
-pub struct Remembered {
-    port: String,
-    file: String,
-    baud: u32,
-    monitor_baud: u32,
-    monitor_after: bool,
-}
-
-impl Default for Remembered {
-    fn default() -> Self {
-        Remembered {
-            port: String::new(),
-            file: String::new(),
-            baud: crate::flash::DEFAULT_BAUD,
-            monitor_baud: 115_200,
-            monitor_after: true,
-        }
-    }
-}
-
-/// State of the Flash step (fields are public so UI tests can read them).
-pub struct FlashStep {
-    /// Ports found (virtual boards first), once reported.
-    pub ports: Option<Vec<PortInfo>>,
-    /// The chosen port (one from the list or a typed path).
-    pub port: String,
-    file: String,
-    /// The checked file.
-    pub image: Option<ImageChoice>,
-    chip: Option<Chip>,
-    baud: u32,
-    /// Whether a flash runs.
-    pub running: bool,
-    phase: Option<Phase>,
-    /// The board, as detected (by Detect board or during the last flash).
-    pub board: Option<BoardInfo>,
-    /// Why the last Detect board did not work.
-    pub detect_error: Option<String>,
-    detecting: bool,
-    /// Bytes written so far.
-    pub progress: Option<Progress>,
-    notes: Vec<String>,
-    /// The last flash's outcome.
-    pub outcome: Option<Box<FlashOutcome>>,
-    /// The last result in words: (worked, text).
-    pub message: Option<(bool, String)>,
-    /// The MAC whose flash the update server is to confirm.
-    pub awaiting: Option<String>,
-    /// Whether the update server confirmed the last ESP8266 flash.
-    pub confirmed: bool,
-    watching: bool,
-    monitor_baud: u32,
-    monitor_after: bool,
-    /// Whether the monitor runs.
-    pub monitoring: bool,
-    /// The monitor's lines.
-    pub monitor: VecDeque<String>,
-    monitor_note: Option<String>,
-    adding_virtual: bool,
-}
 
 impl FlashStep {
-    pub(super) fn new(remembered: Remembered) -> Self {
-        FlashStep {
-            ports: None,
-            port: remembered.port,
-            file: remembered.file,
-            image: None,
-            chip: None,
-            baud: if remembered.baud == 0 { crate::flash::DEFAULT_BAUD } else { remembered.baud },
-            running: false,
-            phase: None,
-            board: None,
-            detect_error: None,
-            detecting: false,
-            progress: None,
-            notes: Vec::new(),
-            outcome: None,
-            message: None,
-            awaiting: None,
-            confirmed: false,
-            watching: false,
-            monitor_baud: if remembered.monitor_baud == 0 { 115_200 } else { remembered.monitor_baud },
-            monitor_after: remembered.monitor_after,
-            monitoring: false,
-            monitor: VecDeque::new(),
-            monitor_note: None,
-            adding_virtual: false,
-        }
-    }
-
-    pub(super) fn remembered(&self) -> Remembered {
-        Remembered {
-            port: self.port.clone(),
-            file: self.file.clone(),
-            baud: self.baud,
-            monitor_baud: self.monitor_baud,
-            monitor_after: self.monitor_after,
-        }
-    }
-
-    pub(super) fn status(&self) -> StepStatus {
-        match &self.message {
-            Some((true, _)) => StepStatus::Done,
-            Some((false, _)) => StepStatus::Attention,
-            None => StepStatus::Todo,
-        }
-    }
-
-    /// Called every frame the step is not on screen: stop watching the ports.
-    pub(super) fn hidden(&mut self, backend: &Backend) {
-        if self.watching {
-            self.watching = false;
-            backend.send(Command::Flash(FlashCommand::WatchPorts(false)));
-        }
-    }
-
-    /// A file dropped on the window while this step is open.
-    pub(super) fn dropped(&mut self, path: PathBuf, backend: &Backend) {
-        self.file = path.display().to_string();
-        backend.send(Command::Flash(FlashCommand::CheckImage(path)));
-    }
-
-    pub(super) fn on_event(&mut self, event: FlashEvent) {
-        match event {
-            FlashEvent::Ports(ports) => {
-                if self.port.is_empty()
-                    && let Some(first) =
-                        ports.first().filter(|p| p.likelihood <= crate::flash::Likelihood::EspBridge)
-                {
-                    self.port = first.path.clone();
-                }
-                self.ports = Some(ports);
-            }
-            FlashEvent::VirtualDeviceAdded(path) => {
-                self.adding_virtual = false;
-                self.port = path;
-            }
-            FlashEvent::VirtualDeviceFailed(why) => {
-                self.adding_virtual = false;
-                self.message = Some((false, format!("The virtual device could not start: {why}")));
-            }
-            FlashEvent::ImageChecked(choice) => {
-                self.file = choice.path.display().to_string();
-                self.image = Some(choice);
-            }
-            FlashEvent::Identified(result) => {
-                self.detecting = false;
-                match result {
-                    Ok(b) => {
-                        self.board = Some(b);
-                        self.detect_error = None;
-                    }
-                    Err(e) => self.detect_error = Some(e),
-                }
-            }
-            FlashEvent::Update(update) => match update {
-                FlashUpdate::Phase(p) => self.phase = Some(p),
-                FlashUpdate::Board(b) => self.board = Some(b),
-                FlashUpdate::Progress(p) => self.progress = Some(p),
-                FlashUpdate::Note(n) => self.notes.push(n),
-            },
-            FlashEvent::Done { outcome, awaiting_confirmation } => {
-                self.running = false;
-                self.message = Some((true, outcome.summary()));
-                if self.monitor_after {
-                    // The worker starts it right after the flash.
-                    self.monitoring = true;
-                    self.monitor_note = None;
-                }
-                self.awaiting = if awaiting_confirmation { outcome.board.mac.clone() } else { None };
-                self.outcome = Some(outcome);
-            }
-            FlashEvent::Failed(why) => {
-                self.running = false;
-                self.message = Some((false, why));
-            }
-            FlashEvent::Confirmed { mac } => {
-                if self.awaiting.as_deref() == Some(mac.as_str()) {
-                    self.confirmed = true;
-                }
-            }
-            FlashEvent::MonitorLine(line) => {
-                if self.monitor.len() == MONITOR_LINES {
-                    self.monitor.pop_front();
-                }
-                self.monitor.push_back(line);
-            }
-            FlashEvent::MonitorStopped(why) => {
-                self.monitoring = false;
-                self.monitor_note = why;
-            }
-        }
-    }
-
-    pub(super) fn ui(&mut self, ui: &mut egui::Ui, backend: &Backend) {
-        if !self.watching {
-            self.watching = true;
-            backend.send(Command::Flash(FlashCommand::WatchPorts(true)));
-            // The file remembered from last time is checked again (it may have changed).
-            if self.image.is_none() && !self.file.trim().is_empty() {
-                backend.send(Command::Flash(FlashCommand::CheckImage(PathBuf::from(self.file.trim()))));
-            }
-        }
-        ui.heading("Flash");
-        ui.label(
-            "Write firmware to a board over USB: an ESP8266, or an ESP32 of any kind. The chip is detected, \
-             the image checked against it before anything is written, and a failing fast link retried slower.",
-        );
-        ui.add_space(8.0);
-        self.port_section(ui, backend);
-        ui.add_space(8.0);
-        self.file_section(ui, backend);
-        ui.add_space(8.0);
-        self.flash_section(ui, backend);
-        ui.add_space(12.0);
-        self.monitor_section(ui, backend);
-    }
-
-    fn port_section(&mut self, ui: &mut egui::Ui, backend: &Backend) {
+    pub(super) fn port_section(&mut self, ui: &mut egui::Ui, backend: &Backend) {
         ui.label(RichText::new("Board").strong());
         match &self.ports {
             None => {
@@ -323,7 +71,7 @@ impl FlashStep {
         }
     }
 
-    fn file_section(&mut self, ui: &mut egui::Ui, backend: &Backend) {
+    pub(super) fn file_section(&mut self, ui: &mut egui::Ui, backend: &Backend) {
         let label = ui.label(RichText::new(labels::FILE).strong());
         ui.horizontal(|ui| {
             let edit = ui
@@ -399,7 +147,7 @@ impl FlashStep {
                 .is_some_and(|c| c.result.is_ok() && c.path.display().to_string() == self.file.trim())
     }
 
-    fn flash_section(&mut self, ui: &mut egui::Ui, backend: &Backend) {
+    pub(super) fn flash_section(&mut self, ui: &mut egui::Ui, backend: &Backend) {
         ui.horizontal(|ui| {
             if ui.add_enabled(self.ready(), egui::Button::new(labels::FLASH)).clicked() {
                 self.start(backend);
@@ -476,7 +224,7 @@ impl FlashStep {
         }));
     }
 
-    fn monitor_section(&mut self, ui: &mut egui::Ui, backend: &Backend) {
+    pub(super) fn monitor_section(&mut self, ui: &mut egui::Ui, backend: &Backend) {
         ui.label(RichText::new("Serial monitor").strong());
         ui.horizontal(|ui| {
             if self.monitoring {
