@@ -152,13 +152,25 @@ fn bake_for_project(dir: &Path, args: &FleetArgs) -> Result<Vec<u8>> {
     Ok(baked)
 }
 
+/// When things happened during a run, for the JSON summary (benchmarks read it).
+#[derive(Debug, Default, serde::Serialize)]
+struct Timeline {
+    /// Seconds until the first update was installed.
+    first_update_s: Option<f64>,
+    /// Checks made by then (steady polling, before any download).
+    checks_before_first_update: Option<u64>,
+    /// Seconds until every device ran `--until-version`.
+    all_updated_s: Option<f64>,
+}
+
 async fn run(opts: FleetOptions, args: &FleetArgs) -> Result<()> {
     let started = Instant::now();
     let fleet = Fleet::start(opts).context("could not flash the virtual devices")?;
     eprintln!("{} virtual {} devices running; Ctrl-C stops them.", args.devices, args.chip.name());
     let deadline = args.duration.map(|d| started + Duration::from_secs_f64(d));
-    let mut tick = tokio::time::interval(Duration::from_secs(2));
-    let mut reached = false;
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut last_print = started;
+    let mut timeline = Timeline::default();
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
@@ -167,11 +179,19 @@ async fn run(opts: FleetOptions, args: &FleetArgs) -> Result<()> {
             _ = &mut ctrl_c => break,
         }
         let s = fleet.summary();
-        eprintln!("{}", progress_line(&s, started.elapsed()));
+        let t = started.elapsed().as_secs_f64();
+        if s.updates > 0 && timeline.first_update_s.is_none() {
+            timeline.first_update_s = Some(t);
+            timeline.checks_before_first_update = Some(s.checks);
+        }
+        if last_print.elapsed() >= Duration::from_secs(2) {
+            last_print = Instant::now();
+            eprintln!("{}", progress_line(&s, started.elapsed()));
+        }
         if let Some(v) = &args.until_version
             && s.running(v) == s.devices
         {
-            reached = true;
+            timeline.all_updated_s = Some(t);
             break;
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -181,6 +201,7 @@ async fn run(opts: FleetOptions, args: &FleetArgs) -> Result<()> {
     let elapsed = started.elapsed();
     let statuses = fleet.stop().await;
     let summary = FleetSummary::of(&statuses);
+    eprintln!("{}", progress_line(&summary, elapsed));
     if args.per_device {
         for d in &statuses {
             println!("{}", device_line(d));
@@ -189,13 +210,13 @@ async fn run(opts: FleetOptions, args: &FleetArgs) -> Result<()> {
     if args.json {
         let mut v = serde_json::to_value(&summary)?;
         v["elapsed_s"] = serde_json::json!(elapsed.as_secs_f64());
-        v["checks_per_s"] = serde_json::json!(summary.checks as f64 / elapsed.as_secs_f64());
+        v["timeline"] = serde_json::to_value(&timeline)?;
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print_summary(&summary, elapsed);
     }
     match &args.until_version {
-        Some(v) if !reached => bail!(
+        Some(v) if timeline.all_updated_s.is_none() => bail!(
             "{} of {} devices run {v} after {:.0} s",
             summary.running(v),
             summary.devices,

@@ -2,6 +2,7 @@
 //! With no subcommand the binary opens the desktop app instead.
 
 mod cert;
+mod demo;
 mod firmware;
 mod flash;
 mod fleet;
@@ -101,6 +102,9 @@ pub enum Commands {
     /// Virtual devices: a simulated ESP on a serial port, for trying the app without hardware.
     #[command(subcommand)]
     Sim(SimCommand),
+    /// See it work, no board needed: certificates, bake, flash a virtual board, publish, watch it
+    /// update itself (in a temporary project; exit status 0 only if it ends installed).
+    Demo(demo::DemoArgs),
 }
 
 /// Runs a subcommand and turns its outcome into an exit code (errors go to stderr in plain words).
@@ -125,6 +129,7 @@ pub fn run(dir: PathBuf, command: Commands) -> ExitCode {
         Commands::Devices { json } => releases::devices(&dir, json),
         Commands::Rollout(args) => releases::rollout(&dir, args),
         Commands::Sim(cmd) => sim::run(&dir, cmd),
+        Commands::Demo(args) => demo::demo(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
