@@ -12,7 +12,11 @@ use std::time::Duration;
 use super::{Event, Worker};
 use crate::firmware::Chip;
 use crate::flash::{self, BoardInfo, Cancel, FlashOutcome, FlashRequest, FlashUpdate, PortInfo};
-use crate::sim::serial::{self as sim, SimOptions, VirtualSerialDevice};
+use crate::sim::board::{BoardOptions, VirtualBoard};
+use crate::sim::device::{DeviceOptions, Net};
+
+/// Virtual boards started here are numbered from this (their MACs follow from the number).
+const VIRTUAL_BOARD_BASE: u32 = 0xF1_0000;
 
 /// How often the port list is read while the Flash step is visible.
 const PORT_POLL: Duration = Duration::from_millis(1500);
@@ -50,8 +54,9 @@ pub enum FlashCommand {
     PickImage,
     /// Check a firmware file.
     CheckImage(PathBuf),
-    /// Start a virtual board (its ROM answers on a pseudo-terminal) to flash without hardware.
-    AddVirtualDevice(sim::Chip),
+    /// Start a virtual board to flash without hardware: its ROM answers on a pseudo-terminal,
+    /// and once flashed it boots the firmware, which polls the update server like a real board.
+    AddVirtualDevice(Chip),
     /// Identify the board on a port (chip, MAC, flash size); nothing is written.
     Identify(String),
     /// Flash an image.
@@ -123,7 +128,7 @@ pub(super) struct FlashState(Arc<Mutex<State>>);
 struct State {
     flash: Option<Cancel>,
     monitor: Option<Cancel>,
-    devices: Vec<VirtualSerialDevice>,
+    boards: Vec<VirtualBoard>,
     watch: u64,
     watching: bool,
     ports: Option<Vec<PortInfo>>,
@@ -153,19 +158,7 @@ impl Worker {
                 }
             }
             FlashCommand::CheckImage(path) => self.check_image(path).await,
-            FlashCommand::AddVirtualDevice(chip) => {
-                let opts = SimOptions { chip, registry_dir: Some(self.dir.clone()), ..SimOptions::default() };
-                match tokio::task::spawn_blocking(move || VirtualSerialDevice::spawn(opts)).await {
-                    Ok(Ok(dev)) => {
-                        let path = dev.pty_path().display().to_string();
-                        self.flash_state.lock().devices.push(dev);
-                        self.flash_event(FlashEvent::VirtualDeviceAdded(path));
-                        self.report_ports(true).await;
-                    }
-                    Ok(Err(e)) => self.flash_event(FlashEvent::VirtualDeviceFailed(e.to_string())),
-                    Err(e) => self.flash_event(FlashEvent::VirtualDeviceFailed(e.to_string())),
-                }
-            }
+            FlashCommand::AddVirtualDevice(chip) => self.add_virtual_board(chip).await,
             FlashCommand::Identify(port) => self.identify(port).await,
             FlashCommand::Flash { port, image, chip, baud, monitor_after } => {
                 let worked = self.run_flash(port.clone(), image, chip, baud).await;
@@ -184,6 +177,32 @@ impl Worker {
                     c.cancel();
                 }
             }
+        }
+    }
+
+    /// Starts a virtual board registered in the project, so the port list shows it. Its firmware
+    /// finds the update host on this machine and checks every 10 s (not the baked hour), so a
+    /// flash is confirmed within moments when the Serve step runs.
+    async fn add_virtual_board(&self, chip: Chip) {
+        let number = {
+            let s = self.flash_state.lock();
+            VIRTUAL_BOARD_BASE + s.boards.len() as u32
+        };
+        let device = DeviceOptions {
+            net: Net { dns: Some(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)), ..Net::default() },
+            poll_interval: Some(Duration::from_secs(10)),
+            ..DeviceOptions::default()
+        };
+        let opts =
+            BoardOptions { registry_dir: Some(self.dir.clone()), device, ..BoardOptions::new(chip, number) };
+        match VirtualBoard::start(opts) {
+            Ok(board) => {
+                let path = board.port().display().to_string();
+                self.flash_state.lock().boards.push(board);
+                self.flash_event(FlashEvent::VirtualDeviceAdded(path));
+                self.report_ports(true).await;
+            }
+            Err(e) => self.flash_event(FlashEvent::VirtualDeviceFailed(e.to_string())),
         }
     }
 
@@ -278,8 +297,8 @@ impl Worker {
                 m.cancel();
             }
             // What DTR/RTS would do on a board: put a virtual one back into its bootloader.
-            if let Some(dev) = s.devices.iter().find(|d| d.pty_path().display().to_string() == port) {
-                dev.reset_to_bootloader();
+            if let Some(board) = s.boards.iter().find(|b| b.port().display().to_string() == port) {
+                board.reset_to_bootloader();
             }
         }
         let worker = self.clone();
@@ -336,8 +355,8 @@ impl Worker {
             if let Some(m) = s.monitor.take() {
                 m.cancel();
             }
-            if let Some(dev) = s.devices.iter().find(|d| d.pty_path().display().to_string() == port) {
-                dev.reset_to_bootloader();
+            if let Some(board) = s.boards.iter().find(|b| b.port().display().to_string() == port) {
+                board.reset_to_bootloader();
             }
         }
         let result = tokio::task::spawn_blocking(move || {

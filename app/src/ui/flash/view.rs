@@ -53,11 +53,14 @@ impl FlashStep {
             let adding = self.adding_virtual;
             if ui
                 .add_enabled(!adding, egui::Button::new(labels::ADD_VIRTUAL))
-                .on_hover_text("A simulated ESP8266 on a pseudo-terminal: its ROM answers like a real board's.")
+                .on_hover_text(
+                    "A simulated ESP8266 on a pseudo-terminal: its ROM answers like a real board's, and once \
+                     flashed it runs the firmware, which polls the update server.",
+                )
                 .clicked()
             {
                 self.adding_virtual = true;
-                backend.send(Command::Flash(FlashCommand::AddVirtualDevice(crate::sim::serial::Chip::Esp8266)));
+                backend.send(Command::Flash(FlashCommand::AddVirtualDevice(Chip::Esp8266)));
             }
         });
         if self.detecting {
