@@ -66,8 +66,9 @@ pub(super) fn start(dir: &Path, port: u16, n: u32) -> Result<(VirtualDeviceInfo,
     let opts = DeviceOptions {
         // The certificate's host name leads to this machine for the virtual device.
         net: Net { dns: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)), ..Net::default() },
+        // Boot and the first check ten times faster; the poll interval is scaled by the same speed.
         speed: 10.0,
-        poll_interval: Some(DEMO_POLL),
+        poll_interval: Some(DEMO_POLL.mul_f64(10.0)),
         ..Default::default()
     };
     let info = VirtualDeviceInfo {

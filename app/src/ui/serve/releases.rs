@@ -97,7 +97,7 @@ fn channel_ui(
             ui.label(chip);
             ui.label(bytes(r.size));
             ui.label(clock(r.published_at));
-            ui.add(egui::Label::new(&r.file_name).truncate());
+            ui.label(&r.file_name);
             if !is_current && ui.button(format!("Make #{} current", r.id)).clicked() {
                 backend.send(Command::Serve(ServeCommand::Promote(r.id)));
             }
