@@ -9,9 +9,10 @@ use std::io::Read;
 
 use super::flash::{Flash, FlashError, SECTOR};
 use super::identity::Identity;
+use super::image_check;
 use super::partitions::{AppSlot, PartitionMap};
-use crate::firmware::config_block::{self, ConfigError, DeviceSettings};
-use crate::firmware::{Chip, ImageInfo, digest, inspect};
+use crate::firmware::config_block::{ConfigError, DeviceSettings};
+use crate::firmware::{Chip, digest};
 
 /// Where an ESP8266 sketch's filesystem sits (the Arduino "Flash Size" menu, e.g. `4M (FS:2MB)`):
 /// the sketch and the downloaded update share the space below it.
@@ -99,8 +100,6 @@ pub enum Settings {
 pub struct Booted {
     /// Its settings.
     pub settings: Settings,
-    /// The running image, as inspected.
-    pub image: ImageInfo,
     /// `ESP.getSketchSize()`.
     pub sketch_size: usize,
     /// `ESP.getSketchMD5()` (ESP8266), lower-case hex.
@@ -165,13 +164,8 @@ fn boot_esp8266(flash: &mut Flash, id: &Identity, rtc: &mut Rtc) -> Result<Boote
     }
     let sketch_size = esp8266_sketch_size(flash).ok_or(BootError::NotArduino)?;
     let bytes = flash.read(0, sketch_size)?;
-    let image = inspect(&bytes).map_err(|e| BootError::Broken { addr: 0, why: e.to_string() })?;
-    let Some(arduino) = &image.arduino else { return Err(BootError::NotArduino) };
     // The ROM checks eboot's checksum; eboot loads the sketch. Neither reads the CRC at 0x1014.
-    if !arduino.eboot.checksum.valid || !arduino.sketch.checksum.valid {
-        let why = image.problems().into_iter().next().unwrap_or_else(|| "bad checksum".into());
-        return Err(BootError::Broken { addr: 0, why });
-    }
+    image_check::check_esp8266(&bytes).map_err(|why| BootError::Broken { addr: 0, why })?;
     let free_space = layout.fs_start.saturating_sub(sketch_size.next_multiple_of(SECTOR));
     Ok(Booted {
         settings: read_settings(&bytes),
@@ -180,7 +174,6 @@ fn boot_esp8266(flash: &mut Flash, id: &Identity, rtc: &mut Rtc) -> Result<Boote
         sketch_size,
         free_space,
         flash_mode: bytes[2],
-        image,
         layout: Layout::Esp8266(layout),
     })
 }
@@ -232,9 +225,9 @@ fn boot_esp32(flash: &mut Flash, id: &Identity) -> Result<Booted, BootError> {
     let mut failures = Vec::new();
     for slot in order {
         match check_esp32_slot(flash, id.chip, slot) {
-            Ok((bytes, image)) => {
+            Ok(bytes) => {
                 let free_space = map.next_update_slot(slot).map_or(0, |s| s.size);
-                let sha = match image.extended_header.is_some_and(|h| h.hash_appended == 1) {
+                let sha = match bytes[23] == 1 {
                     true => hex::encode_upper(&bytes[bytes.len() - 32..]),
                     false => digest::sha256_hex(&bytes).to_ascii_uppercase(),
                 };
@@ -245,7 +238,6 @@ fn boot_esp32(flash: &mut Flash, id: &Identity) -> Result<Booted, BootError> {
                     sketch_size: bytes.len(),
                     free_space,
                     flash_mode: bytes[2],
-                    image,
                     layout: Layout::Esp32 { map, running: slot },
                 });
             }
@@ -255,29 +247,12 @@ fn boot_esp32(flash: &mut Flash, id: &Identity) -> Result<Booted, BootError> {
     Err(BootError::NoBootableSlot(failures.join("; ")))
 }
 
-/// What `esp_image_verify` checks: magic, chip id, checksum, SHA-256.
-pub(super) fn check_esp32_slot(
-    flash: &Flash,
-    chip: Chip,
-    slot: AppSlot,
-) -> Result<(Vec<u8>, ImageInfo), String> {
+/// What `esp_image_verify` checks (the bootloader, and `esp_ota_set_boot_partition`): magic,
+/// chip id, checksum, SHA-256. Returns the image.
+pub(super) fn check_esp32_slot(flash: &Flash, chip: Chip, slot: AppSlot) -> Result<Vec<u8>, String> {
     let len = esp32_image_len(flash, slot).ok_or("no valid image header (nothing flashed here?)")?;
     let bytes = flash.read(slot.offset, len).map_err(|e| e.to_string())?;
-    check_esp32_image(&bytes, chip).map(|info| (bytes, info))
-}
-
-/// The checks on an ESP32 app image the bootloader (and `esp_ota_set_boot_partition`) make.
-pub(super) fn check_esp32_image(bytes: &[u8], chip: Chip) -> Result<ImageInfo, String> {
-    let info = inspect(bytes).map_err(|e| e.to_string())?;
-    match info.chip {
-        Some(c) if c == chip => {}
-        Some(c) => return Err(format!("mismatch chip ID, expected {}, found {}", chip.name(), c.name())),
-        None => return Err("not an ESP32 app image".into()),
-    }
-    if let Some(p) = info.problems().into_iter().next() {
-        return Err(p);
-    }
-    Ok(info)
+    image_check::check_esp32(&bytes, chip).map(|()| bytes)
 }
 
 /// Length of the app image in `slot`: header, segments, padding and checksum, then the SHA-256.
@@ -299,7 +274,7 @@ fn esp32_image_len(flash: &Flash, slot: AppSlot) -> Option<usize> {
 }
 
 fn read_settings(image: &[u8]) -> Settings {
-    match config_block::read(image) {
+    match image_check::settings(image) {
         Ok(Some(s)) => Settings::Baked(s),
         Ok(None) => Settings::Unbaked,
         Err(e @ (ConfigError::BadCrc | ConfigError::WrongFormat(_))) => Settings::Damaged(e.to_string()),

@@ -14,6 +14,7 @@ mod firmware;
 pub mod flash;
 pub mod http;
 pub mod identity;
+pub mod image_check;
 pub mod partitions;
 pub mod status;
 pub mod tls;

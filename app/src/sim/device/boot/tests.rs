@@ -1,5 +1,6 @@
 use super::*;
 use crate::firmware::ImageBuilder;
+use crate::firmware::config_block;
 use crate::sim::device::partitions::TABLE_OFFSET;
 use crate::sim::device::reference_image;
 
@@ -104,9 +105,9 @@ fn esp32_boots_the_selected_slot_and_falls_back() {
     let b = boot(&mut flash, &id, &mut Rtc::default()).unwrap();
     let Layout::Esp32 { running: again, .. } = b.layout else { panic!() };
     assert_eq!(again, running);
-    assert!(check_esp32_image(&wrong, Chip::Esp32).unwrap_err().contains("mismatch chip ID"));
+    assert!(image_check::check_esp32(&wrong, Chip::Esp32).unwrap_err().contains("mismatch chip ID"));
     wrong[40] ^= 1;
-    assert!(check_esp32_image(&wrong, Chip::Esp32C3).is_err());
+    assert!(image_check::check_esp32(&wrong, Chip::Esp32C3).is_err());
     // With a partition table flashed, the table is used.
     let mut f = Flash::with_image(id.flash_size, TABLE_OFFSET, &PartitionMap::default_table_bytes()).unwrap();
     f.write(0x10000, &v1).unwrap();
