@@ -102,3 +102,31 @@ fn identify_names_the_board_and_writes_nothing() {
         flash::flash(&req, &Cancel::new(), &mut |_| {}).expect("flash after identify");
     }
 }
+
+#[test]
+fn erase_all_clears_the_rest_of_the_flash() {
+    let dev = device(sim::Chip::Esp32c3);
+    // Something written earlier, far from the app.
+    let mut req = FlashRequest::new(port(&dev), vec![0x5A; 8192]);
+    req.offset = Some(0x20_0000);
+    req.connect_timeout = Duration::from_secs(5);
+    flash::flash(&req, &Cancel::new(), &mut |_| {}).unwrap();
+    assert_eq!(dev.flash_contents()[0x20_0000], 0x5A);
+    dev.reset_to_bootloader();
+
+    let image = ImageBuilder::esp32_app(Chip::Esp32C3).target_size(64 * 1024).build();
+    let mut req = FlashRequest::new(port(&dev), image.clone());
+    req.erase_all = true;
+    req.connect_timeout = Duration::from_secs(5);
+    let mut phases = Vec::new();
+    flash::flash(&req, &Cancel::new(), &mut |u| {
+        if let FlashUpdate::Phase(p) = u {
+            phases.push(p)
+        }
+    })
+    .unwrap();
+    let flash = dev.flash_contents();
+    assert!(phases.contains(&Phase::Erase));
+    assert!(flash[0x20_0000..0x20_2000].iter().all(|&b| b == 0xFF), "erased");
+    assert_eq!(&flash[0x10000..0x10000 + image.len()], &image[..]);
+}
