@@ -2,20 +2,12 @@
 //! and no read-back), waiting for the device to confirm them: the first check-in that reports
 //! one of the image's MD5s marks the flash confirmed.
 //!
-//! One row per MAC: a newer flash replaces the older expectation. The table is created on first
-//! use, so older project databases need no migration.
+//! One row per MAC: a newer flash replaces the older expectation. The table comes with schema
+//! migration 2.
 
 use rusqlite::{OptionalExtension, params};
 
 use super::{Store, StoreError};
-
-const TABLE: &str = "CREATE TABLE IF NOT EXISTS flashed (
-    mac          TEXT PRIMARY KEY,
-    md5s         TEXT NOT NULL,
-    version      TEXT,
-    flashed_at   INTEGER NOT NULL,
-    confirmed_at INTEGER
-)";
 
 /// A flash waiting for (or given) the device's confirmation.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -64,7 +56,6 @@ impl Store {
             return Err(StoreError::Invalid("an expected flash needs MD5s of 32 hex digits".into()));
         }
         let md5s: Vec<String> = md5s.iter().map(|m| m.to_ascii_lowercase()).collect();
-        self.conn.execute_batch(TABLE)?;
         self.conn.execute(
             "INSERT OR REPLACE INTO flashed (mac, md5s, version, flashed_at, confirmed_at) VALUES (?1, ?2, ?3, ?4, NULL)",
             params![mac.to_ascii_uppercase(), md5s.join(" "), version, super::now_unix()],
@@ -74,7 +65,6 @@ impl Store {
 
     /// The latest flash recorded for `mac`.
     pub fn flashed(&self, mac: &str) -> Result<Option<FlashedImage>, StoreError> {
-        self.conn.execute_batch(TABLE)?;
         Ok(self
             .conn
             .query_row(
@@ -87,7 +77,6 @@ impl Store {
 
     /// Flashes not confirmed yet.
     pub fn pending_flashes(&self) -> Result<Vec<FlashedImage>, StoreError> {
-        self.conn.execute_batch(TABLE)?;
         let mut stmt = self.conn.prepare(
             "SELECT mac, md5s, version, flashed_at, confirmed_at FROM flashed WHERE confirmed_at IS NULL ORDER BY mac",
         )?;
@@ -97,7 +86,6 @@ impl Store {
 
     /// Marks the flash of `mac` confirmed at `at`, if it is still waiting. Returns whether it was.
     pub fn confirm_flashed(&mut self, mac: &str, at: i64) -> Result<bool, StoreError> {
-        self.conn.execute_batch(TABLE)?;
         let n = self.conn.execute(
             "UPDATE flashed SET confirmed_at = ?2 WHERE mac = ?1 AND confirmed_at IS NULL",
             params![mac.to_ascii_uppercase(), at],

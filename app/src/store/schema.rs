@@ -72,6 +72,17 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX requests_mac ON requests(mac, id);
     "#,
+    // 2: ESP8266 flashes over USB waiting for the device to confirm them at its first check-in
+    // (the ESP8266 ROM cannot read back or checksum what it wrote).
+    r#"
+    CREATE TABLE flashed (
+        mac          TEXT PRIMARY KEY,
+        md5s         TEXT NOT NULL,
+        version      TEXT,
+        flashed_at   INTEGER NOT NULL,
+        confirmed_at INTEGER
+    );
+    "#,
 ];
 
 /// Brings the database to the newest schema.
@@ -82,10 +93,68 @@ pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
         return Err(StoreError::TooNew { found, known });
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-        let tx = conn.unchecked_transaction()?;
+        // Another connection may be creating the same fresh database right now (the app opens
+        // several at once): take the write lock first, then look again.
+        let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+        let now: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if now > i as i64 {
+            continue;
+        }
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_opening_a_fresh_database_at_once_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let opens: Vec<_> = (0..8)
+            .map(|_| {
+                let (dir, barrier) = (dir.path().to_path_buf(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    super::super::Store::open(&dir).map(|_| ()).map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        for open in opens {
+            assert_eq!(open.join().unwrap(), Ok(()));
+        }
+    }
+
+    #[test]
+    fn a_database_from_an_older_version_is_brought_up_to_date() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(crate::store::DB_FILE);
+        {
+            // A project database as the first release wrote it.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute("INSERT INTO allowed_macs (mac) VALUES ('18:FE:34:00:00:01')", []).unwrap();
+        }
+        let store = crate::store::Store::open(dir.path()).unwrap();
+        let version: i64 = store.conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        let kept: i64 = store.conn.query_row("SELECT count(*) FROM allowed_macs", [], |r| r.get(0)).unwrap();
+        assert_eq!(kept, 1, "existing data survives the migration");
+        store
+            .conn
+            .execute("INSERT INTO flashed (mac, md5s, flashed_at) VALUES ('18:FE:34:00:00:01', '', 0)", [])
+            .unwrap();
+    }
+
+    #[test]
+    fn a_database_from_a_newer_version_is_refused() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", MIGRATIONS.len() as i64 + 1).unwrap();
+        assert!(matches!(migrate(&conn), Err(StoreError::TooNew { .. })));
+    }
 }
