@@ -178,18 +178,11 @@ fn make_image(out: &PathBuf, size: usize, seed: u64) -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // TLS like an ESP8266
 
-/// The Arduino ESP8266 core's suite order (BearSSL), restricted to what rustls offers.
+/// The Arduino ESP8266 core's suite order (BearSSL), restricted to what rustls offers: the same
+/// list the virtual devices use.
 fn esp_provider(kx: Kx) -> CryptoProvider {
-    use aws_lc_rs::cipher_suite as cs;
     let mut p = aws_lc_rs::default_provider();
-    p.cipher_suites = vec![
-        cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-        cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-        cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-        cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-        cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-        cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-    ];
+    p.cipher_suites = otaforge::sim::device::tls::esp8266_cipher_suites();
     // In TLS 1.2 the supported-groups list also says which curves the client accepts in the
     // server's ECDSA certificate (RFC 8422), so P-256 must be listed for the P-256 certificate:
     // OpenSSL servers refuse the handshake otherwise.

@@ -67,6 +67,20 @@ impl rustls::time_provider::TimeProvider for DeviceTime {
     }
 }
 
+/// The ESP8266 core's cipher-suite order (BearSSL, `WiFiClientSecureBearSSL.cpp`), restricted to
+/// what rustls has. Shared with the load generator, which must look like the same devices.
+pub fn esp8266_cipher_suites() -> Vec<rustls::SupportedCipherSuite> {
+    use rustls::crypto::aws_lc_rs::cipher_suite as cs;
+    vec![
+        cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+    ]
+}
+
 /// A client config for one check: `chip`'s library, trusting only `ca_pem`, checking names
 /// against `host` and dates against `x509_time` (seconds since 1970).
 pub fn client_config(
@@ -75,7 +89,7 @@ pub fn client_config(
     host: &str,
     x509_time: u64,
 ) -> Result<Arc<ClientConfig>, BadAnchor> {
-    use rustls::crypto::aws_lc_rs::{cipher_suite as cs, default_provider, kx_group};
+    use rustls::crypto::aws_lc_rs::{default_provider, kx_group};
     let mut roots = RootCertStore::empty();
     for der in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         let der = der.map_err(|e| BadAnchor(e.to_string()))?;
@@ -86,15 +100,7 @@ pub fn client_config(
     }
     let mut provider = default_provider();
     if chip.is_esp8266() {
-        // BearSSL's order (WiFiClientSecureBearSSL.cpp), restricted to what rustls has.
-        provider.cipher_suites = vec![
-            cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-            cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-            cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-            cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-            cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-            cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-        ];
+        provider.cipher_suites = esp8266_cipher_suites();
         provider.kx_groups = vec![kx_group::X25519, kx_group::SECP256R1, kx_group::SECP384R1];
     }
     let algs = provider.signature_verification_algorithms;
