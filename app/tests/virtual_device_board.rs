@@ -82,3 +82,73 @@ async fn an_esp8266_board_flashed_over_its_pty_updates_itself() {
 async fn an_esp32c3_board_flashed_over_its_pty_updates_itself() {
     board_updates(Chip::Esp32C3, 0x40_0002).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otaforge_sim_board_boots_what_otaforge_flash_writes() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let project = Project::new();
+    let server = project.serve(|_| {}).await;
+    let image = project.path().join("kitchen.bin");
+    std::fs::write(
+        &image,
+        baked(project.path(), Chip::Esp8266, "1.0.0", port(&server), |s| s.device_name = "kitchen".into()),
+    )
+    .unwrap();
+
+    let mut child = support::otaforge(project.path())
+        .args(["sim", "board", "--number", "77", "--interval", "0.5"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let pty = rx.recv_timeout(T).expect("the board prints its port");
+    assert!(pty.starts_with("/dev/"), "{pty}");
+    // It is in the port list the Flash step shows.
+    assert!(
+        otaforge::sim::serial::running(project.path()).iter().any(|p| p.pty.display().to_string() == pty)
+    );
+
+    let dir = project.path().to_path_buf();
+    let (out, stdout, stderr) = tokio::task::spawn_blocking(move || {
+        support::run(support::otaforge(&dir).args(["flash"]).arg(&image).args([
+            "--port",
+            &pty,
+            "--connect-timeout",
+            "10",
+        ]))
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+
+    let mut log = Vec::new();
+    let deadline = std::time::Instant::now() + T;
+    while !log.iter().any(|l: &String| l.contains("check: up to date")) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => log.push(l),
+            Err(_) => panic!("no check in the board's log:\n{}", log.join("\n")),
+        }
+    }
+    assert!(
+        log.iter().any(|l| l == "[otaforge] OTA Forge firmware 1.0.0 on \"kitchen\""),
+        "{}",
+        log.join("\n")
+    );
+    assert!(server.devices().iter().any(|d| d.mac == "18:FE:34:00:00:4D"), "the server saw the board");
+
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT)
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(otaforge::sim::serial::running(project.path()).is_empty(), "its port is gone from the list");
+    server.shutdown().await;
+}

@@ -9,6 +9,7 @@ mod fleet;
 mod releases;
 mod serve;
 mod sim;
+mod virtual_board;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

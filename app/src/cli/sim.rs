@@ -16,6 +16,9 @@ pub enum SimCommand {
     /// A virtual ESP on a pseudo-terminal: its ROM bootloader answers flashers byte for byte and
     /// keeps its flash in a file. Prints the port; runs until Ctrl-C.
     Serial(SerialArgs),
+    /// A whole virtual board on a pty: flash it like a real one and it boots what was flashed,
+    /// polls the update server and updates itself. Prints the port, then its serial log.
+    Board(super::virtual_board::VirtualBoardArgs),
     /// Many virtual devices polling the update server (distinct MACs, jitter): a load generator
     /// and a rollout to watch. Prints progress, then a per-device outcome summary.
     Fleet(super::fleet::FleetArgs),
@@ -50,6 +53,7 @@ pub struct SerialArgs {
 pub(super) fn run(dir: &Path, cmd: SimCommand) -> Result<()> {
     match cmd {
         SimCommand::Serial(args) => serial(dir, args),
+        SimCommand::Board(args) => super::virtual_board::board(dir, args),
         SimCommand::Fleet(args) => super::fleet::fleet(dir, args),
         SimCommand::ReferenceImage(args) => super::fleet::write_reference_image(args),
     }
