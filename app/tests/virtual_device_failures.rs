@@ -358,3 +358,22 @@ async fn small_buffers_fail_with_bearssl_6_against_a_server_sending_big_records(
         .unwrap_or_else(|s| panic!("{s:?}\n{}", log_text(&big)));
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_sending_something_that_is_not_an_image_fails_with_minus_106() {
+    // Another HTTPS server (right certificate, wrong content): 200 with 4,000 bytes of 'x'.
+    let project = Project::new();
+    let cert = std::fs::read_to_string(project.path().join("server.pem")).unwrap();
+    let key = std::fs::read_to_string(project.path().join("server.key")).unwrap();
+    let other = support::TlsServer::start(&cert, &key);
+    let d = start(
+        Chip::Esp8266,
+        18,
+        &baked(project.path(), Chip::Esp8266, "1.0.0", other.addr.port(), |_| {}),
+        quick(),
+    );
+    let f = first_failure(&d).await;
+    assert_eq!((f.code, f.message.as_str(), &f.tls), (-106, "Verify Bin Header Failed", &None), "{f:?}");
+    assert_logged(&d, &["  = the download is not an ESP8266 image"]);
+    assert_eq!(d.status().version.as_deref(), Some("1.0.0"));
+}

@@ -10,6 +10,10 @@
 //! virtual device with a 512-byte buffer fails even against a server that honours the extension
 //! (the real BearSSL client in the tests covers that path). With the default 16 KB buffer every
 //! record fits.
+//!
+//! **The ESP32's dates.** The virtual ESP32 checks certificate dates against its clock, like an
+//! mbedTLS built with `MBEDTLS_HAVE_TIME_DATE`; arduino-esp32's default build may not check them
+//! at all, so a real ESP32 can be more lenient there than its virtual twin.
 
 use std::io;
 use std::pin::Pin;
