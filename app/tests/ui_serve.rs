@@ -256,6 +256,49 @@ fn keyboard_opens_steps_escape_closes_the_dialog_and_an_idle_window_asks_for_no_
     h.get_by_label("1. Certificate");
 }
 
+#[test]
+fn releases_roll_back_make_current_pause_share_and_promote_from_the_window() {
+    let project = Project::new();
+    project.publish(&esp8266_image(100_000, 1), "1.0.0", "stable");
+    project.publish(&esp8266_image(100_000, 2), "1.1.0", "stable");
+    project.publish(&esp8266_image(100_000, 3), "2.0.0", "beta");
+    let stable = || Store::open(project.path()).unwrap().channel("stable").unwrap().unwrap();
+    let mut h = app(project.path());
+    open_serve(&mut h);
+    step_until(&mut h, "the releases", |h| h.state().serve.releases.len() == 3);
+    h.step();
+
+    h.get_by_label("Roll back \"stable\"").click();
+    step_until(&mut h, "the rollback", |h| h.state().serve.message.is_some());
+    assert_eq!(stable().current_sketch, Some(1));
+    step_until(&mut h, "the list", |h| h.state().serve.channels.iter().any(|c| c.current_sketch == Some(1)));
+    h.step();
+    h.get_by_label("Make #2 current").click();
+    step_until(&mut h, "make current", |_| stable().current_sketch == Some(2));
+
+    h.get_by_label("Pause \"stable\"").click();
+    step_until(&mut h, "the pause", |_| stable().paused);
+    step_until(&mut h, "the button", |h| h.query_by_label("Resume \"stable\"").is_some());
+    h.get_by_label("Resume \"stable\"").click();
+    step_until(&mut h, "the resume", |_| !stable().paused);
+
+    h.get_by_role_and_label(egui::Role::Slider, "Rollout share of \"stable\"").set_value_accesskit(25.0);
+    step_until(&mut h, "the share button", |h| h.query_by_label("Offer to 25%").is_some());
+    h.get_by_label("Offer to 25%").click();
+    step_until(&mut h, "the share", |_| stable().rollout_percent == 25);
+
+    type_into(&mut h, "Promote 2.0.0 to channel", "stable");
+    h.get_by_label("Promote \"beta\"").click();
+    step_until(&mut h, "the promotion", |_| {
+        let s = Store::open(project.path()).unwrap();
+        let id = stable().current_sketch.unwrap();
+        s.release(id).unwrap().version == "2.0.0"
+    });
+    step_until(&mut h, "its message", |h| {
+        h.state().serve.message.as_ref().is_some_and(|(ok, m)| *ok && m.contains("2.0.0"))
+    });
+}
+
 /// A device on a slow link: it reads the answer's head, then nothing until told to, so its
 /// download stays in flight (a tiny receive buffer keeps the server from finishing early).
 struct SlowDevice {

@@ -90,8 +90,14 @@ pub enum ServeCommand {
     Check(PublishDraft),
     /// Check and publish.
     Publish(PublishDraft),
-    /// Make release `id` its channel's current one again.
-    Promote(i64),
+    /// Make release `id` its channel's current one again, or copy it to channel `to` (as
+    /// `otaforge rollout --promote ID --channel TO`).
+    Promote {
+        /// The release.
+        id: i64,
+        /// Another channel to copy it to.
+        to: Option<String>,
+    },
     /// Go back to the channel's previous release.
     RollBack(String),
     /// Change a channel's rollout share and/or pause state.
@@ -216,9 +222,9 @@ impl Worker {
                 }
                 self.refresh_catalog().await;
             }
-            ServeCommand::Promote(id) => {
+            ServeCommand::Promote { id, to } => {
                 self.release_action(move |s| {
-                    let r = s.promote(id, None)?;
+                    let r = s.promote(id, to.as_deref())?;
                     Ok(format!("Channel \"{}\" now serves {} (#{}).", r.channel, r.version, r.id))
                 })
                 .await

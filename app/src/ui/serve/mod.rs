@@ -135,6 +135,7 @@ pub struct ServeStep {
     /// Virtual devices switched on from this window.
     pub virtual_devices: Vec<VirtualDeviceInfo>,
     rollout_edits: std::collections::HashMap<String, u8>,
+    promote_targets: std::collections::HashMap<String, String>,
 }
 
 impl ServeStep {
@@ -154,6 +155,7 @@ impl ServeStep {
             message: None,
             virtual_devices: Vec::new(),
             rollout_edits: Default::default(),
+            promote_targets: Default::default(),
         }
     }
 
@@ -297,9 +299,14 @@ impl ServeStep {
         self.tabs(ui);
         ui.add_space(4.0);
         match self.form.tab {
-            Tab::Releases => {
-                releases::ui(ui, backend, &self.channels, &self.releases, &mut self.rollout_edits)
-            }
+            Tab::Releases => releases::ui(
+                ui,
+                backend,
+                &self.channels,
+                &self.releases,
+                &mut self.rollout_edits,
+                &mut self.promote_targets,
+            ),
             Tab::Devices => self.devices.ui(ui, backend),
             Tab::Downloads => downloads::ui(ui, &self.downloads),
             Tab::Log => self.log.ui(ui),

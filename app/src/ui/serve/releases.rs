@@ -15,6 +15,7 @@ pub(super) fn ui(
     channels: &[Channel],
     releases: &[Release],
     edits: &mut HashMap<String, u8>,
+    targets: &mut HashMap<String, String>,
 ) {
     if releases.is_empty() {
         ui.label("No releases yet. Drop a .bin on this window (or use \"Publish a .bin…\") to publish one.");
@@ -22,7 +23,7 @@ pub(super) fn ui(
     }
     egui::ScrollArea::vertical().id_salt("releases").auto_shrink([false, false]).show(ui, |ui| {
         for channel in channels {
-            channel_ui(ui, backend, channel, releases, edits);
+            channel_ui(ui, backend, channel, releases, edits, targets);
             ui.add_space(10.0);
         }
     });
@@ -34,6 +35,7 @@ fn channel_ui(
     channel: &Channel,
     releases: &[Release],
     edits: &mut HashMap<String, u8>,
+    targets: &mut HashMap<String, String>,
 ) {
     let history: Vec<&Release> = releases.iter().filter(|r| r.channel == channel.name).collect();
     let current = history.iter().find(|r| Some(r.id) == channel.current_sketch);
@@ -56,7 +58,7 @@ fn channel_ui(
     });
     ui.horizontal(|ui| {
         let share = edits.entry(name.clone()).or_insert(channel.rollout_percent);
-        let label = ui.label("Rollout share");
+        let label = ui.label(format!("Rollout share of \"{name}\""));
         ui.add(egui::Slider::new(share, 0..=100).suffix(" %")).labelled_by(label.id);
         let share = *share;
         if share != channel.rollout_percent && ui.button(format!("Offer to {share}%")).clicked() {
@@ -80,6 +82,9 @@ fn channel_ui(
             backend.send(Command::Serve(ServeCommand::RollBack(name.clone())));
         }
     });
+    if let Some(current) = current {
+        promote_row(ui, backend, name, current, targets);
+    }
     egui::Grid::new(("history", name)).num_columns(7).striped(true).spacing([14.0, 3.0]).show(ui, |ui| {
         for h in ["#", "Version", "Chip", "Size", "Published (UTC)", "File", ""] {
             ui.label(RichText::new(h).small().strong());
@@ -99,9 +104,31 @@ fn channel_ui(
             ui.label(clock(r.published_at));
             ui.label(&r.file_name);
             if !is_current && ui.button(format!("Make #{} current", r.id)).clicked() {
-                backend.send(Command::Serve(ServeCommand::Promote(r.id)));
+                backend.send(Command::Serve(ServeCommand::Promote { id: r.id, to: None }));
             }
             ui.end_row();
+        }
+    });
+}
+
+/// Copies the channel's current release to another channel (a beta build promoted to stable).
+fn promote_row(
+    ui: &mut egui::Ui,
+    backend: &Backend,
+    channel: &str,
+    current: &Release,
+    targets: &mut HashMap<String, String>,
+) {
+    ui.horizontal(|ui| {
+        let target = targets.entry(channel.to_string()).or_default();
+        let label = ui.label(format!("Promote {} to channel", current.version));
+        let edit = egui::TextEdit::singleline(target).hint_text("e.g. stable").desired_width(120.0);
+        ui.add(edit).labelled_by(label.id);
+        let to = target.trim().to_string();
+        let usable = !to.is_empty() && to != channel;
+        if ui.add_enabled(usable, egui::Button::new(format!("Promote \"{channel}\""))).clicked() {
+            backend.send(Command::Serve(ServeCommand::Promote { id: current.id, to: Some(to) }));
+            target.clear();
         }
     });
 }
