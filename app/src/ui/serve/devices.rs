@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use egui::RichText;
 
-use super::{ago, bytes, clock, labels};
+use super::{ago, labels};
 use crate::backend::{Backend, Command, Download, ServeCommand};
 use crate::store::{Device, DeviceState, RequestRecord, now_unix};
 
@@ -282,34 +282,6 @@ impl DeviceTable {
             },
         );
     }
-
-    /// The selected device's window: every field it reported, and its request history.
-    pub(super) fn detail_window(&mut self, ctx: &egui::Context, backend: &Backend) {
-        let Some(mac) = self.selected.clone() else { return };
-        let Some(d) = self.get(&mac).cloned() else { return };
-        let mut open = true;
-        let state = state_text(&d, self.progress.get(&mac).copied(), now_unix());
-        egui::Window::new(format!("Device {mac}")).open(&mut open).default_width(520.0).show(ctx, |ui| {
-            device_fields(ui, &d, &state);
-            ui.separator();
-            ui.horizontal(|ui| {
-                ui.strong("Request history");
-                if ui.button("Reload history").clicked() {
-                    backend.send(Command::Serve(ServeCommand::History(mac.clone())));
-                }
-            });
-            match &self.history {
-                Some((m, requests)) if *m == mac => history(ui, requests),
-                _ => {
-                    ui.label("Reading…");
-                }
-            }
-        });
-        if !open {
-            self.selected = None;
-            self.history = None;
-        }
-    }
 }
 
 /// One row; returns the MAC when the user opens its detail.
@@ -378,40 +350,53 @@ pub fn state_text(d: &Device, progress: Option<f32>, now: i64) -> String {
     }
 }
 
-fn device_fields(ui: &mut egui::Ui, d: &Device, state: &str) {
-    egui::Grid::new("device-fields").num_columns(2).spacing([12.0, 2.0]).striped(true).show(ui, |ui| {
-        let mut row = |k: &str, v: String| {
-            ui.label(k);
-            ui.add(egui::Label::new(RichText::new(v).monospace()).selectable(true));
-            ui.end_row();
-        };
-        row("State", state.to_string());
-        row("Last answer", format!("{} — {}", d.last_status, d.last_reason));
-        row("Chip", format!("{} {}", d.family, d.chip_id.as_deref().unwrap_or("")));
-        row("Version", d.version.clone().unwrap_or_else(|| "not reported".into()));
-        row("Channel", d.channel.clone());
-        row("IP", d.remote_ip.clone());
-        row("Flash", d.chip_size.map(bytes).unwrap_or_else(|| "?".into()));
-        row("Free space", d.free_space.map(bytes).unwrap_or_else(|| "?".into()));
-        row("Sketch MD5", d.sketch_md5.clone().unwrap_or_default());
-        row("SDK", d.sdk_version.clone().unwrap_or_default());
-        row("First seen (UTC)", clock(d.first_seen));
-        row("Last seen (UTC)", clock(d.last_seen));
-    });
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn history(ui: &mut egui::Ui, requests: &[RequestRecord]) {
-    if requests.is_empty() {
-        ui.label("No requests recorded.");
-        return;
+    #[test]
+    fn the_state_column_says_where_a_device_stands() {
+        let now = now_unix();
+        let mut d = Device::new("18:FE:34:00:00:01", "ESP8266", "stable", "10.0.0.5", now);
+        assert_eq!(state_text(&d, None, now), "up to date");
+        assert_eq!(state_text(&d, Some(0.426), now), "downloading 42%");
+        d.state = DeviceState::Installed;
+        d.state_detail = "installed 1.2.0".into();
+        assert_eq!(state_text(&d, None, now), "installed 1.2.0 ✔");
+        d.state = DeviceState::Failed;
+        d.state_detail = "download broke off: the device stopped reading".into();
+        assert_eq!(state_text(&d, None, now), "failed: download broke off: the device stopped reading");
+        d.last_seen = now - OFFLINE_AFTER_SECS - 1;
+        assert_eq!(state_text(&d, None, now), "offline (last seen 3 h ago)");
     }
-    egui::ScrollArea::vertical().id_salt("device-history").max_height(300.0).show(ui, |ui| {
-        for (i, q) in requests.iter().enumerate() {
-            let title = format!("{}  {} {} — {} {}", clock(q.at), q.method, q.path, q.status, q.reason);
-            egui::CollapsingHeader::new(title).id_salt(("request", i)).show(ui, |ui| {
-                ui.label(format!("from {}", q.remote));
-                ui.add(egui::Label::new(RichText::new(&q.headers).monospace().small()).selectable(true));
-            });
-        }
-    });
+
+    #[test]
+    fn filter_and_sort() {
+        let now = now_unix();
+        let mut table = DeviceTable::new(Remembered::default());
+        let mut devices: Vec<Device> = (0..5)
+            .map(|i| {
+                let mut d =
+                    Device::new(&format!("18:FE:34:00:00:0{i}"), "ESP8266", "stable", "10.0.0.1", now - i);
+                d.version = Some(format!("1.{i}.0"));
+                d
+            })
+            .collect();
+        devices[3].state = DeviceState::Failed;
+        table.set_devices(devices);
+        table.rebuild();
+        assert_eq!(table.view, vec![0, 1, 2, 3, 4], "most recently seen first");
+        table.form.sort = Column::Version;
+        table.form.ascending = false;
+        table.rebuild();
+        assert_eq!(table.view, vec![4, 3, 2, 1, 0]);
+        table.form.filter = "1.2".into();
+        table.rebuild();
+        assert_eq!(table.view, vec![2]);
+        table.form.filter.clear();
+        table.form.only = Some(Shown::State(DeviceState::Failed));
+        table.rebuild();
+        assert_eq!(table.view, vec![3]);
+        assert_eq!(table.count_in(&[DeviceState::Failed]), 1);
+    }
 }

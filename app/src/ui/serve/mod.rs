@@ -4,19 +4,21 @@
 //! Everything shown comes from [`ServeEvent`]s the worker sends at most ten times a second while
 //! something moves, and never while nothing does.
 
+mod device_detail;
 mod devices;
 mod downloads;
 mod log;
 mod publish_dialog;
 mod releases;
+mod server_bar;
+mod words;
 
 use std::path::PathBuf;
 
 use super::StepStatus;
-use crate::backend::{
-    Backend, Command, Download, ServeCommand, ServeEvent, ServeSettings, ServerInfo, VirtualDeviceInfo,
-};
+use crate::backend::{Backend, Command, Download, ServeCommand, ServeEvent, ServerInfo, VirtualDeviceInfo};
 use crate::store::{Channel, DeviceState, Release};
+pub(crate) use words::{ago, bytes, clock, message};
 
 pub use devices::DeviceTable;
 pub use log::EventLog;
@@ -326,72 +328,6 @@ impl ServeStep {
         }
     }
 
-    fn server_bar(&mut self, ui: &mut egui::Ui, backend: &Backend) {
-        let running = matches!(self.server, ServerState::Running(_));
-        ui.horizontal(|ui| {
-            ui.add_enabled_ui(!running, |ui| {
-                let label = ui.label("Listen on");
-                ui.add(egui::TextEdit::singleline(&mut self.form.bind).desired_width(120.0))
-                    .labelled_by(label.id);
-                let label = ui.label("Port");
-                ui.add(egui::DragValue::new(&mut self.form.port)).labelled_by(label.id);
-            });
-            match self.server {
-                ServerState::Running(_) => {
-                    if ui.button(labels::STOP).clicked() {
-                        backend.send(Command::Serve(ServeCommand::Stop));
-                    }
-                    let tip = "Switch on a virtual ESP8266 running firmware baked for this server";
-                    if ui.button(labels::TRY).on_hover_text(tip).clicked() {
-                        backend.send(Command::Serve(ServeCommand::TryVirtualDevice));
-                    }
-                }
-                ServerState::Starting => {
-                    ui.add_enabled(false, egui::Button::new(labels::START));
-                    ui.label("Starting…");
-                }
-                ServerState::Stopped | ServerState::Failed(_) => {
-                    if ui.button(labels::START).clicked() {
-                        self.server = ServerState::Starting;
-                        let settings = ServeSettings { bind: self.form.bind.clone(), port: self.form.port };
-                        backend.send(Command::Serve(ServeCommand::Start(settings)));
-                    }
-                }
-            }
-        });
-        match &self.server {
-            ServerState::Running(info) => {
-                egui::Grid::new("server-info").num_columns(2).spacing([12.0, 2.0]).show(ui, |ui| {
-                    ui.label("Devices poll");
-                    ui.vertical(|ui| {
-                        for url in &info.urls {
-                            ui.add(egui::Label::new(egui::RichText::new(url).monospace()).selectable(true));
-                        }
-                        if info.urls.is_empty() {
-                            ui.label(format!("port {}", info.addr.port()));
-                        }
-                    });
-                    ui.end_row();
-                    ui.label("Server certificate SHA-256");
-                    ui.add(egui::Label::new(
-                        egui::RichText::new(&info.server_fingerprint).monospace().small(),
-                    ));
-                    ui.end_row();
-                    ui.label("Devices trust SHA-256");
-                    ui.add(egui::Label::new(
-                        egui::RichText::new(&info.anchor_fingerprint).monospace().small(),
-                    ));
-                    ui.end_row();
-                });
-            }
-            ServerState::Failed(why) => message(ui, false, why),
-            ServerState::Stopped => {
-                ui.label("The server is stopped: devices get no answer until you start it.");
-            }
-            ServerState::Starting => {}
-        }
-    }
-
     fn tabs(&mut self, ui: &mut egui::Ui) {
         ui.horizontal(|ui| {
             for tab in Tab::ALL {
@@ -407,44 +343,5 @@ impl ServeStep {
                 }
             }
         });
-    }
-}
-
-/// Bytes in words: "512 B", "420 KB", "1.2 MB".
-pub(crate) fn bytes(n: u64) -> String {
-    match n {
-        0..1024 => format!("{n} B"),
-        1024..1_048_576 => format!("{} KB", n / 1024),
-        _ => format!("{:.1} MB", n as f64 / 1_048_576.0),
-    }
-}
-
-/// Unix seconds as a UTC time of day (dates for anything older than a day).
-pub(crate) fn clock(at: i64) -> String {
-    let Ok(t) = time::OffsetDateTime::from_unix_timestamp(at) else { return "?".into() };
-    if crate::store::now_unix() - at > 86_400 {
-        return t.date().to_string();
-    }
-    format!("{:02}:{:02}:{:02}", t.hour(), t.minute(), t.second())
-}
-
-/// How long ago, in words.
-pub(crate) fn ago(at: i64) -> String {
-    let secs = (crate::store::now_unix() - at).max(0);
-    match secs {
-        0..5 => "just now".into(),
-        5..60 => format!("{secs} s ago"),
-        60..3600 => format!("{} min ago", secs / 60),
-        3600..86_400 => format!("{} h ago", secs / 3600),
-        _ => format!("{} days ago", secs / 86_400),
-    }
-}
-
-/// A result line: ✔ in the text colour, ✖ in the error colour.
-pub(crate) fn message(ui: &mut egui::Ui, ok: bool, text: &str) {
-    if ok {
-        ui.label(format!("✔ {text}"));
-    } else {
-        ui.colored_label(ui.visuals().error_fg_color, format!("✖ {text}"));
     }
 }
