@@ -299,6 +299,28 @@ fn releases_roll_back_make_current_pause_share_and_promote_from_the_window() {
     });
 }
 
+#[test]
+fn closing_the_window_stops_the_server_with_the_inventory_on_disk() {
+    let project = Project::new();
+    let mut h = app(project.path());
+    open_serve(&mut h);
+    h.state_mut().serve.listen_on("127.0.0.1", 0);
+    h.get_by_label(labels::START).click();
+    step_until(&mut h, "the server", |h| h.state().serve.address().is_some());
+    let addr = h.state().serve.address().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let url = format!("https://ota.test:{}/update", addr.port());
+    let mac = "18:FE:34:AA:00:09";
+    let headers = esp8266_headers(mac, Some("1.0.0"), &md5_hex(b"x"));
+    let answer = rt.block_on(device_get(&project.client(addr), &url, &headers));
+    assert_eq!(answer.status(), 304);
+
+    eframe::App::on_exit(h.state_mut(), None);
+    let stored = Store::open(project.path()).unwrap().device(mac).unwrap();
+    assert!(stored.is_some(), "the device's check-in is on disk when the window has closed");
+    assert!(std::net::TcpStream::connect(addr).is_err(), "the server no longer listens");
+}
+
 /// A device on a slow link: it reads the answer's head, then nothing until told to, so its
 /// download stays in flight (a tiny receive buffer keeps the server from finishing early).
 struct SlowDevice {

@@ -82,6 +82,8 @@ pub enum ServeCommand {
     Start(ServeSettings),
     /// Stop it (the inventory reaches the disk first).
     Stop,
+    /// Stop it and say so on the channel when done (the window is closing and waits for this).
+    StopAndNotify(std::sync::mpsc::SyncSender<()>),
     /// Re-read releases, channels and devices.
     Refresh,
     /// Ask for a .bin with a file dialog (answered with [`ServeEvent::FileChosen`]).
@@ -180,16 +182,13 @@ impl Worker {
                 self.emit(Event::Serve(event));
             }
             ServeCommand::Stop => {
-                let running = self.serve_state.0.lock().await.take();
-                if let Some(r) = running {
-                    r.forward.abort();
-                    let _ = r.forward.await;
-                    if let Ok(server) = Arc::try_unwrap(r.server) {
-                        server.shutdown().await;
-                    }
-                }
+                self.stop_server().await;
                 self.emit(Event::Serve(ServeEvent::Stopped));
                 self.refresh().await;
+            }
+            ServeCommand::StopAndNotify(done) => {
+                self.stop_server().await;
+                let _ = done.try_send(());
             }
             ServeCommand::Refresh => self.refresh().await,
             ServeCommand::PickFile => {
@@ -276,6 +275,20 @@ impl Worker {
                     Ok(requests) => ServeEvent::History { mac, requests },
                     Err(why) => ServeEvent::Failed(format!("Could not read the history of {mac}: {why}")),
                 }));
+            }
+        }
+    }
+
+    /// Stops accepting and lets the inventory reach the disk.
+    async fn stop_server(&self) {
+        let running = self.serve_state.0.lock().await.take();
+        if let Some(r) = running {
+            r.forward.abort();
+            let _ = r.forward.await;
+            match Arc::try_unwrap(r.server) {
+                Ok(server) => server.shutdown().await,
+                // A command still holds it (a history read): its flush happens anyway.
+                Err(server) => server.flush().await,
             }
         }
     }

@@ -208,6 +208,10 @@ impl eframe::App for OtaForgeApp {
         });
     }
 
+    fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
+        self.serve.on_exit(&self.backend);
+    }
+
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
         let remembered = Remembered {
             step: self.step,

@@ -201,6 +201,16 @@ impl ServeStep {
         }
     }
 
+    /// The window is closing: stop the server so the inventory reaches the disk (waits at most
+    /// a few seconds).
+    pub(super) fn on_exit(&self, backend: &Backend) {
+        if matches!(self.server, ServerState::Running(_) | ServerState::Starting) {
+            let (done, wait) = std::sync::mpsc::sync_channel(1);
+            backend.send(Command::Serve(ServeCommand::StopAndNotify(done)));
+            let _ = wait.recv_timeout(std::time::Duration::from_secs(5));
+        }
+    }
+
     /// A file dropped on the window while this step is open: check it and show the dialog.
     pub(super) fn dropped(&mut self, path: PathBuf, backend: &Backend) {
         let dialog = PublishDialog::new(path, &self.form.channel);
