@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 
 use tokio::sync::mpsc;
@@ -185,6 +185,7 @@ impl Backend {
             events: ev_tx,
             wake: Arc::new(wake),
             cancel_build: Arc::new(AtomicBool::new(false)),
+            cert_writes: Arc::new(AtomicU64::new(0)),
             serve_state: Default::default(),
             flash_state: Default::default(),
         };
@@ -218,6 +219,9 @@ struct Worker {
     wake: Arc<dyn Fn() + Send + Sync>,
     /// Set to stop the running build.
     cancel_build: Arc<AtomicBool>,
+    /// Certificate-writing commands (generate, renew) received so far: a load that started
+    /// before one of them must not report after it and put the old state back on screen.
+    cert_writes: Arc<AtomicU64>,
     /// The Serve step's server, while it runs.
     serve_state: serve::ServeState,
     /// The Flash step's running flash, monitor and virtual boards.
@@ -227,8 +231,13 @@ struct Worker {
 impl Worker {
     async fn run(self, mut commands: mpsc::UnboundedReceiver<Command>) {
         while let Some(command) = commands.recv().await {
+            // Counted here, in the order the UI sent them, not in the order the tasks run.
+            if matches!(command, Command::Generate { .. } | Command::RenewServer { .. }) {
+                self.cert_writes.fetch_add(1, Ordering::SeqCst);
+            }
+            let writes_before = self.cert_writes.load(Ordering::SeqCst);
             let worker = self.clone();
-            tokio::spawn(async move { worker.handle(command).await });
+            tokio::spawn(async move { worker.handle(command, writes_before).await });
         }
     }
 
@@ -238,11 +247,15 @@ impl Worker {
         }
     }
 
-    async fn handle(&self, command: Command) {
+    /// `writes_before`: certificate writes issued before this command (see `cert_writes`).
+    async fn handle(&self, command: Command, writes_before: u64) {
         let dir = self.dir.clone();
         match command {
             Command::LoadCertificate { hosts } => {
                 let result = blocking(move || pki::load(&dir, &hosts)).await;
+                if self.cert_writes.load(Ordering::SeqCst) != writes_before {
+                    return; // a generate or renew was asked for meanwhile; its answer is newer
+                }
                 self.emit(match result {
                     Ok(report) => Event::Certificate(report.map(Box::new)),
                     Err(e) => Event::CertificateFailed(e),
@@ -355,7 +368,8 @@ impl Worker {
                 .await
                 .unwrap_or_else(|e| Err(e.to_string()));
                 if let Ok(bin) = &result {
-                    Box::pin(self.handle(Command::InspectFirmware(Some(bin.clone())))).await;
+                    let writes = self.cert_writes.load(Ordering::SeqCst);
+                    Box::pin(self.handle(Command::InspectFirmware(Some(bin.clone())), writes)).await;
                 }
                 self.emit(Event::BuildFinished(result));
             }
