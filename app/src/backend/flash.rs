@@ -282,25 +282,30 @@ impl Worker {
     }
 
     /// Flashes and reports; returns whether it worked.
-    async fn run_flash(&self, port: String, image: PathBuf, chip: Option<Chip>, baud: u32) -> bool {
-        let cancel = Cancel::new();
-        {
-            let mut s = self.flash_state.lock();
-            if s.flash.is_some() {
-                drop(s);
-                self.flash_event(FlashEvent::Failed("A flash is already running.".into()));
-                return false;
-            }
-            s.flash = Some(cancel.clone());
-            // The monitor holds the port; flashing takes it over.
-            if let Some(m) = s.monitor.take() {
-                m.cancel();
-            }
-            // What DTR/RTS would do on a board: put a virtual one back into its bootloader.
-            if let Some(board) = s.boards.iter().find(|b| b.port().display().to_string() == port) {
-                board.reset_to_bootloader();
-            }
+    /// Claims `port` for a flash or a detection: `None` while another one runs. The monitor holds
+    /// the port, so it is stopped; a virtual board on it is put back into its bootloader (what
+    /// DTR/RTS would do to a real one).
+    fn take_port(&self, port: &str) -> Option<Cancel> {
+        let mut s = self.flash_state.lock();
+        if s.flash.is_some() {
+            return None;
         }
+        let cancel = Cancel::new();
+        s.flash = Some(cancel.clone());
+        if let Some(m) = s.monitor.take() {
+            m.cancel();
+        }
+        if let Some(board) = s.boards.iter().find(|b| b.port().display().to_string() == port) {
+            board.reset_to_bootloader();
+        }
+        Some(cancel)
+    }
+
+    async fn run_flash(&self, port: String, image: PathBuf, chip: Option<Chip>, baud: u32) -> bool {
+        let Some(cancel) = self.take_port(&port) else {
+            self.flash_event(FlashEvent::Failed("A flash is already running.".into()));
+            return false;
+        };
         let worker = self.clone();
         let dir = self.dir.clone();
         let result = tokio::task::spawn_blocking(move || -> Result<(FlashOutcome, bool), String> {
@@ -343,22 +348,10 @@ impl Worker {
     }
 
     async fn identify(&self, port: String) {
-        let cancel = Cancel::new();
-        {
-            let mut s = self.flash_state.lock();
-            if s.flash.is_some() {
-                drop(s);
-                self.flash_event(FlashEvent::Identified(Err("A flash is running on the port.".into())));
-                return;
-            }
-            s.flash = Some(cancel.clone());
-            if let Some(m) = s.monitor.take() {
-                m.cancel();
-            }
-            if let Some(board) = s.boards.iter().find(|b| b.port().display().to_string() == port) {
-                board.reset_to_bootloader();
-            }
-        }
+        let Some(cancel) = self.take_port(&port) else {
+            self.flash_event(FlashEvent::Identified(Err("A flash is running on the port.".into())));
+            return;
+        };
         let result = tokio::task::spawn_blocking(move || {
             std::thread::sleep(Duration::from_millis(150));
             flash::identify(&port, Duration::from_secs(10), &cancel, &mut |_| {}).map_err(|e| e.to_string())

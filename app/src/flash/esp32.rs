@@ -104,9 +104,8 @@ pub fn run_firmware(conn: &mut Connection) -> Result<(), espflash::Error> {
         })
         .map(drop)
     })?;
-    conn.with_timeout(Duration::from_secs(1), |c| c.write_command(Command::FlashEnd { reboot: false }))?;
-    std::thread::sleep(Duration::from_millis(50));
-    Ok(())
+    // From here it is the same "run user code" every ESP ROM takes.
+    super::esp8266::run_firmware(conn)
 }
 
 #[cfg(test)]
