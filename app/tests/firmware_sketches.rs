@@ -11,14 +11,18 @@
 //!
 //! The config block is checked for real: its initialiser is compiled and run on the host and
 //! must be byte for byte the unbaked block the app searches for, and the header's reader must
-//! accept a block the app baked and refuse a damaged one.
+//! accept a block the app baked and refuse a damaged one. So is the device settings record: the
+//! ESP8266 sketch's own record builder, compiled on the host, must write exactly what the app's
+//! `DeviceSettings::encode` writes, and the name each sketch puts into the update URL must be
+//! percent-encoded.
 
 mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use otaforge::firmware::config_block::{self, DeviceSettings};
+use otaforge::firmware::config_block::{self, BakedSettings};
+use otaforge::firmware::device_settings::{self, DeviceSettings, Wifi};
 use otaforge::firmware::source;
 use support::{otaforge, run};
 
@@ -33,7 +37,12 @@ struct Sketch {
     stubs: &'static str,
     /// LED_BUILTIN variants to compile ("" = the board defines none).
     leds: &'static [&'static str],
+    /// Build flags of other configurations the core has, each compiled once (syntax only).
+    variants: &'static [&'static str],
 }
+
+/// The device settings header, next to the config block's in each sketch folder.
+const DEVICE_SETTINGS_H: &str = "otaforge_device_settings.h";
 
 const ESP8266: Sketch = Sketch {
     name: "otaforge_esp8266",
@@ -42,6 +51,8 @@ const ESP8266: Sketch = Sketch {
     stubs: "host-check/esp8266",
     // nodemcu (GPIO2), generic (GPIO1, the TX pin the sketch must leave alone), none.
     leds: &["", "2", "1"],
+    // Flash size "Mapping defined by Hardware and Sketch": the EEPROM sector comes from flash_hal.h.
+    variants: &["-DFLASH_MAP_SUPPORT=1"],
 };
 
 const ESP32: Sketch = Sketch {
@@ -50,6 +61,7 @@ const ESP32: Sketch = Sketch {
     define: "ESP32",
     stubs: "host-check/esp32",
     leds: &["", "8"],
+    variants: &[],
 };
 
 const SKETCHES: [&Sketch; 2] = [&ESP8266, &ESP32];
@@ -74,8 +86,8 @@ fn firmware_dir() -> PathBuf {
 }
 
 /// Ordinary settings, as `otaforge bake --sketch` would write them.
-fn plain_settings() -> DeviceSettings {
-    DeviceSettings {
+fn plain_settings() -> BakedSettings {
+    BakedSettings {
         host: "ota.example.lan".into(),
         port: 3443,
         path: "/update".into(),
@@ -93,8 +105,8 @@ fn plain_settings() -> DeviceSettings {
 }
 
 /// Awkward settings: a channel, an IP host, small buffers, and text C would misread unescaped.
-fn awkward_settings() -> DeviceSettings {
-    DeviceSettings {
+fn awkward_settings() -> BakedSettings {
+    BakedSettings {
         host: "192.168.1.70".into(),
         port: 443,
         path: "/fw/update".into(),
@@ -112,13 +124,15 @@ fn awkward_settings() -> DeviceSettings {
 }
 
 /// A temporary folder holding the sketch as `<name>.cpp` (what the Arduino builder compiles),
-/// the committed config-block header and, when given, `ota_config.h`.
+/// the committed config-block and device-settings headers and, when given, `ota_config.h`.
 fn stage(sketch: &Sketch, ota_config_h: Option<&str>) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let src = firmware_dir().join(sketch.dir);
     std::fs::copy(src.join(format!("{}.ino", sketch.name)), dir.path().join(format!("{}.cpp", sketch.name)))
         .unwrap();
-    std::fs::copy(src.join(source::CONFIG_BLOCK_H), dir.path().join(source::CONFIG_BLOCK_H)).unwrap();
+    for header in [source::CONFIG_BLOCK_H, DEVICE_SETTINGS_H] {
+        std::fs::copy(src.join(header), dir.path().join(header)).unwrap();
+    }
     if let Some(text) = ota_config_h {
         std::fs::write(dir.path().join(source::OTA_CONFIG_H), text).unwrap();
     }
@@ -155,7 +169,8 @@ fn assert_compiles(sketch: &Sketch, dir: &Path, extra: &[String], what: &str) {
     );
 }
 
-/// Syntax-only with every LED variant, then one full compile to an object at -O2.
+/// Syntax-only with every LED variant and core configuration, then one full compile to an object
+/// at -O2.
 fn check_all_variants(sketch: &Sketch, dir: &Path, what: &str) {
     for led in sketch.leds {
         let mut extra = vec!["-fsyntax-only".to_string()];
@@ -163,6 +178,9 @@ fn check_all_variants(sketch: &Sketch, dir: &Path, what: &str) {
             extra.push(format!("-DHOSTCHECK_LED_BUILTIN={led}"));
         }
         assert_compiles(sketch, dir, &extra, what);
+    }
+    for variant in sketch.variants {
+        assert_compiles(sketch, dir, &["-fsyntax-only".to_string(), variant.to_string()], what);
     }
     let object = dir.join("sketch.o");
     let extra = vec!["-O2".to_string(), "-c".to_string(), "-o".to_string(), object.display().to_string()];
@@ -363,26 +381,33 @@ fn bake_from_source_then_host_check() {
     assert!(out.status.success(), "cert new: {err}");
 
     for sketch in SKETCHES {
-        // A fresh copy of the sketch folder, as a user would have it: the .ino, nothing generated.
+        // A fresh copy of the sketch folder, as a user would have it: the .ino and the committed
+        // device settings header (the layout of the board's own settings), nothing generated.
         let folder = tempfile::tempdir().unwrap();
         let sketch_dir = folder.path().join(sketch.name);
         std::fs::create_dir(&sketch_dir).unwrap();
         let ino = format!("{}.ino", sketch.name);
-        std::fs::copy(firmware_dir().join(sketch.dir).join(&ino), sketch_dir.join(&ino)).unwrap();
+        for file in [ino.as_str(), DEVICE_SETTINGS_H] {
+            std::fs::copy(firmware_dir().join(sketch.dir).join(file), sketch_dir.join(file)).unwrap();
+        }
 
-        let (out, stdout, err) =
-            run(otaforge(project.path()).arg("bake").arg("--sketch").arg(&sketch_dir).args([
+        let password_file = folder.path().join("wifi.txt");
+        std::fs::write(&password_file, "correct horse\n").unwrap();
+        let (out, stdout, err) = run(otaforge(project.path())
+            .arg("bake")
+            .arg("--sketch")
+            .arg(&sketch_dir)
+            .args([
                 "--version",
                 "3.1.0",
                 "--device-name",
                 "hall",
                 "--wifi-ssid",
                 "HomeNet",
-                "--wifi-password",
-                "secret",
-                "--tls-rx",
-                "1024",
-            ]));
+                "--wifi-password-file",
+            ])
+            .arg(&password_file)
+            .args(["--tls-rx", "1024"]));
         assert!(out.status.success(), "bake --sketch: {err}");
         assert!(stdout.contains(source::OTA_CONFIG_H), "{stdout}");
         let ota_config_h = std::fs::read_to_string(sketch_dir.join(source::OTA_CONFIG_H)).unwrap();
@@ -393,9 +418,249 @@ fn bake_from_source_then_host_check() {
         // Compile what bake wrote, exactly as it sits in the sketch folder.
         let dir = tempfile::tempdir().unwrap();
         std::fs::copy(sketch_dir.join(&ino), dir.path().join(format!("{}.cpp", sketch.name))).unwrap();
-        for file in [source::OTA_CONFIG_H, source::CONFIG_BLOCK_H] {
+        for file in [source::OTA_CONFIG_H, source::CONFIG_BLOCK_H, DEVICE_SETTINGS_H] {
             std::fs::copy(sketch_dir.join(file), dir.path().join(file)).unwrap();
         }
         check_all_variants(sketch, dir.path(), "otaforge bake --sketch");
     }
+}
+
+/// The text of the function whose definition starts with `head`, up to its closing brace
+/// (comments, string and character literals are skipped while matching braces).
+fn function_source<'a>(text: &'a str, head: &str) -> &'a str {
+    let start = text.find(head).unwrap_or_else(|| panic!("the sketch defines {head}"));
+    let bytes = text.as_bytes();
+    let mut i = start + text[start..].find('{').expect("a function body");
+    let mut depth = 0usize;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                i += text[i..].find('\n').unwrap();
+                continue;
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i += text[i..].find("*/").unwrap() + 2;
+                continue;
+            }
+            quote @ (b'"' | b'\'') => {
+                i += 1;
+                while bytes[i] != quote {
+                    if bytes[i] == b'\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+            }
+            b'{' => depth += 1,
+            b'}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return &text[start..=i];
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    panic!("unbalanced braces after {head}");
+}
+
+fn sketch_text(sketch: &Sketch) -> String {
+    std::fs::read_to_string(firmware_dir().join(sketch.dir).join(format!("{}.ino", sketch.name))).unwrap()
+}
+
+/// Compiles `source` (C++, with the sketch folder's two headers next to it) to an executable.
+fn build_harness(sketch: &Sketch, work: &Path, name: &str, source: &str) -> PathBuf {
+    for header in [source::CONFIG_BLOCK_H, DEVICE_SETTINGS_H] {
+        std::fs::copy(firmware_dir().join(sketch.dir).join(header), work.join(header)).unwrap();
+    }
+    let src = work.join(format!("{name}.cpp"));
+    let exe = work.join(name);
+    std::fs::write(&src, source).unwrap();
+    let out = gxx_output(
+        gxx().args(["-std=gnu++17", "-Wall", "-Wextra", "-Werror", "-O1", "-o"]).arg(&exe).arg(&src),
+    );
+    assert!(out.status.success(), "{name} does not build:\n{}", String::from_utf8_lossy(&out.stderr));
+    exe
+}
+
+/// The headers in the order the sketches include them.
+const HARNESS_INCLUDES: &str = r#"#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "otaforge_config_block.h"
+#ifndef OTAFORGE_CRC32_DEFINED
+#define OTAFORGE_CRC32_DEFINED
+#endif
+#include "otaforge_device_settings.h"
+"#;
+
+#[test]
+fn esp8266_sketch_writes_the_device_record_the_app_encodes() {
+    let text = sketch_text(&ESP8266);
+    let fill = function_source(&text, "static void fillDeviceRecord(");
+    let harness = format!(
+        r#"{HARNESS_INCLUDES}
+{fill}
+
+int main(int argc, char **argv) {{
+    static otaforge_device_settings_t rec;
+    if (argc == 5 && strcmp(argv[1], "fill") == 0) {{
+        fillDeviceRecord(&rec, argv[2], argv[3], argv[4]);
+        const unsigned char *p = (const unsigned char *)&rec;
+        for (size_t i = 0; i < sizeof rec; i++) printf("%02x", p[i]);
+        printf("\n%d\n", otaforge_device_settings_valid(&rec));
+        return 0;
+    }}
+    if (argc == 3 && strcmp(argv[1], "valid") == 0) {{
+        FILE *f = fopen(argv[2], "rb");
+        if (!f || fread(&rec, 1, sizeof rec, f) != sizeof rec) return 2;
+        fclose(f);
+        printf("%d\n", otaforge_device_settings_valid(&rec));
+        return 0;
+    }}
+    return 1;
+}}
+"#
+    );
+    let work = tempfile::tempdir().unwrap();
+    let exe = build_harness(&ESP8266, work.path(), "device_record", &harness);
+
+    let wifi = |ssid: &str, password: &str| Some(Wifi { ssid: ssid.into(), password: password.into() });
+    let cases = [
+        DeviceSettings { name: "kitchen".into(), wifi: wifi("home-net", "correct horse") },
+        DeviceSettings { name: "hall".into(), wifi: None },
+        // No name (the board derives one), an open network with a non-ASCII name.
+        DeviceSettings { name: String::new(), wifi: wifi("Café net", "") },
+        // Every field at its longest.
+        DeviceSettings {
+            name: "n".repeat(device_settings::NAME_MAX),
+            wifi: wifi(&"s".repeat(32), &"p".repeat(63)),
+        },
+        DeviceSettings { name: "X-1".into(), wifi: wifi("x", &"ab".repeat(32)) },
+    ];
+    for settings in &cases {
+        let expected = settings.encode().expect("valid settings");
+        let (ssid, password) =
+            settings.wifi.as_ref().map_or(("", ""), |w| (w.ssid.as_str(), w.password.as_str()));
+        let out = Command::new(&exe).args(["fill", settings.name.as_str(), ssid, password]).output().unwrap();
+        assert!(out.status.success(), "{settings:?}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let mut lines = stdout.lines();
+        assert_eq!(
+            lines.next().unwrap(),
+            hex::encode(&expected),
+            "{settings:?}: the sketch's record differs from DeviceSettings::encode"
+        );
+        assert_eq!(lines.next(), Some("1"), "{settings:?}: the header must accept the record it sealed");
+    }
+
+    // The header's check on records the app wrote: whole, damaged, and the erased sector.
+    let record = cases[0].encode().unwrap();
+    let mut damaged = record.clone();
+    damaged[20] ^= 0x01;
+    let sector = cases[0].encode_sector().unwrap();
+    let blank = vec![0xFFu8; device_settings::RECORD_LEN];
+    for (name, bytes, expected) in [
+        ("record.bin", &record[..], "1"),
+        ("sector.bin", &sector[..], "1"),
+        ("damaged.bin", &damaged[..], "0"),
+        ("blank.bin", &blank[..], "0"),
+    ] {
+        let path = work.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let out = Command::new(&exe).arg("valid").arg(&path).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), expected, "{name}");
+    }
+}
+
+/// RFC 3986 percent-encoding of everything but the unreserved characters.
+fn percent_encoded(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn sketches_percent_encode_the_name_they_send_in_the_update_url() {
+    for sketch in SKETCHES {
+        let text = sketch_text(sketch);
+        assert!(
+            text.contains("appendPercentEncoded(out, cap, settings.deviceName)"),
+            "{}: the update URL must carry the device name",
+            sketch.name
+        );
+        let encode = function_source(&text, "static bool appendPercentEncoded(");
+        let harness = format!(
+            r#"{HARNESS_INCLUDES}
+{encode}
+
+int main(int argc, char **argv) {{
+    if (argc != 4) return 1;
+    char out[512];
+    snprintf(out, sizeof out, "%s", argv[1]);
+    const size_t cap = (size_t)strtoul(argv[3], NULL, 10);
+    if (cap > sizeof out) return 1;
+    if (!appendPercentEncoded(out, cap, argv[2])) {{
+        puts("(does not fit)");
+        return 0;
+    }}
+    puts(out);
+    return 0;
+}}
+"#
+        );
+        let work = tempfile::tempdir().unwrap();
+        let exe = build_harness(sketch, work.path(), "percent", &harness);
+        let prefix = "https://ota.test:3443/update?name=";
+        for name in ["kitchen-1", "esp8266-a1b2c3", "Hall-Sensor-2", "a b/ü?&=#%+", "~._"] {
+            let out = Command::new(&exe).args([prefix, name, "512"]).output().unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout).trim_end(),
+                format!("{prefix}{}", percent_encoded(name)),
+                "{}: {name:?}",
+                sketch.name
+            );
+        }
+        // A URL that does not fit is refused, not cut short.
+        let fits = prefix.len() + "kitchen".len() + 1;
+        for (cap, expected) in [(fits, format!("{prefix}kitchen")), (fits - 1, "(does not fit)".to_string())]
+        {
+            let out = Command::new(&exe).args([prefix, "kitchen", &cap.to_string()]).output().unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout).trim_end(),
+                expected,
+                "{}: cap {cap}",
+                sketch.name
+            );
+        }
+    }
+}
+
+#[test]
+fn esp32_sketch_keeps_a_new_image_on_trial_until_it_checks_in() {
+    let text = sketch_text(&ESP32);
+    // initArduino() declares the hook in a C file: a definition with C++ linkage would compile
+    // (here and on the device) and change nothing, so every image would be confirmed at boot.
+    assert!(text.contains("extern \"C\" bool verifyRollbackLater() { return true; }"), "C linkage");
+    for call in [
+        "esp_ota_get_state_partition(running, &state)",
+        "esp_ota_mark_app_valid_cancel_rollback()",
+        "esp_ota_mark_app_invalid_rollback_and_reboot()",
+        "client.setHandshakeTimeout(OTA_TLS_HANDSHAKE_TIMEOUT_S)",
+        "prefs.begin(OTAFORGE_NVS_NAMESPACE, true)",
+    ] {
+        assert!(text.contains(call), "the ESP32 sketch calls {call}");
+    }
+    let esp8266 = sketch_text(&ESP8266);
+    assert!(
+        !esp8266.contains("EEPROM.begin") && !esp8266.contains("<EEPROM.h>"),
+        "the ESP8266 sketch keeps its device settings in the EEPROM sector and must not use the EEPROM library"
+    );
 }

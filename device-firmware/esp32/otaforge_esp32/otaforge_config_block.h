@@ -41,6 +41,8 @@ static_assert(sizeof(otaforge_config_block_t) == OTAFORGE_CONFIG_LENGTH, "config
 _Static_assert(sizeof(otaforge_config_block_t) == OTAFORGE_CONFIG_LENGTH, "config block size");
 #endif
 
+#ifndef OTAFORGE_CRC32_DEFINED
+#define OTAFORGE_CRC32_DEFINED
 /* zlib's CRC-32 (reflected, polynomial 0xEDB88320). */
 static inline uint32_t otaforge_crc32(const uint8_t *data, size_t len) {
     uint32_t crc = 0xFFFFFFFFu;
@@ -50,6 +52,7 @@ static inline uint32_t otaforge_crc32(const uint8_t *data, size_t len) {
     }
     return ~crc;
 }
+#endif
 
 /* 1 when `block` (a copy in RAM) holds baked settings with a good CRC; 0 to use the compiled-in
  * defaults. */

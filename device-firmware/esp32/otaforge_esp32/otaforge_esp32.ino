@@ -8,12 +8,20 @@
  * (a trust anchor, not a pinned leaf), so the server certificate can be renewed without
  * reflashing any device.
  *
- * Settings come from two places:
+ * Settings come from three places:
  *   1. ota_config.h: compiled-in defaults, written by `otaforge bake --sketch <this folder>`.
  *   2. The config block (OTAFORGE_CONFIG below): 3 KB reserved in flash. `otaforge bake --image`
- *      finds it by its magic in a built .bin and writes settings into it (fixing the image's
- *      checksum and SHA-256), so a prebuilt image can be given to another server, device name or
- *      Wi-Fi network without a compiler. Baked values override ota_config.h.
+ *      finds it by its magic in a built .bin and writes the fleet's settings into it (server,
+ *      path, channel, CA, poll interval...; fixing the image's checksum and SHA-256), so a
+ *      prebuilt image can be given to another server without a compiler. Baked values override
+ *      ota_config.h.
+ *   3. The device settings: this board's own name and Wi-Fi, in the NVS namespace "otaforge"
+ *      (the nvs partition, which no OTA update writes). Written by `otaforge provision` /
+ *      `otaforge flash --device-name ... --wifi-ssid ...`. They override the image's, so every
+ *      update keeps the board's name and network.
+ *
+ * A new image is on trial until it has checked in with the update server: if it cannot within
+ * OTA_VALIDATE_AFTER_S, or resets before, the bootloader goes back to the previous image.
  *
  * Nothing here blocks for long outside the update itself: loop() runs a small scheduler.
  * Use a partition scheme with two OTA app slots (the default one has them).
@@ -28,13 +36,22 @@
 #if __has_include("ota_config.h")
 #include "ota_config.h"
 #else
-#error "ota_config.h is missing. Write it with: otaforge bake --sketch <this sketch folder> --version <x.y.z> (it holds your update server, its CA and Wi-Fi; ota_config.h.example shows the format)"
+#error "ota_config.h is missing. Write it with: otaforge bake --sketch <this sketch folder> --version <x.y.z> (it holds your update server and its CA; ota_config.h.example shows the format). The board's name and Wi-Fi go onto the board itself: otaforge provision --port PORT --device-name NAME --wifi-ssid SSID"
 #endif
+// The config block's header first: it defines otaforge_crc32(), which the device settings header
+// shares. Config-block headers generated before the two shared it define the function without
+// the guard macro; define the guard here so the second header does not define it again.
 #include "otaforge_config_block.h"
+#ifndef OTAFORGE_CRC32_DEFINED
+#define OTAFORGE_CRC32_DEFINED
+#endif
+#include "otaforge_device_settings.h"
 
 #include <WiFi.h>
 #include <WiFiClientSecure.h>
 #include <HTTPUpdate.h>
+#include <Preferences.h>
+#include <esp_ota_ops.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +68,34 @@
 
 #ifndef OTA_SERIAL_BAUD
 #define OTA_SERIAL_BAUD 115200
+#endif
+
+// A new image that has not checked in with the update server this many seconds after it first
+// booted is marked invalid, and the device reboots into the previous one. A fleet setting,
+// compiled in (ota_config.h may set it; it is not in the config block).
+#ifndef OTA_VALIDATE_AFTER_S
+#define OTA_VALIDATE_AFTER_S 600
+#endif
+#if OTA_VALIDATE_AFTER_S < 60 || OTA_VALIDATE_AFTER_S > 86400
+#error "OTA_VALIDATE_AFTER_S must be 60..86400 seconds: long enough for Wi-Fi, SNTP and a few check retries"
+#endif
+
+// Seconds a TLS handshake may take before the check gives up (NetworkClientSecure's default is
+// 120 s, all of it inside loop()).
+#ifndef OTA_TLS_HANDSHAKE_TIMEOUT_S
+#define OTA_TLS_HANDSHAKE_TIMEOUT_S 30
+#endif
+
+// A board's name and Wi-Fi belong in its device settings (otaforge provision); ota_config.h may
+// still carry them as a fallback for boards that have none, or leave them out.
+#ifndef OTA_DEVICE_NAME
+#define OTA_DEVICE_NAME ""
+#endif
+#ifndef OTA_WIFI_SSID
+#define OTA_WIFI_SSID ""
+#endif
+#ifndef OTA_WIFI_PASSWORD
+#define OTA_WIFI_PASSWORD ""
 #endif
 
 // LED lit while a buffer of the update is being downloaded. OTA_LED_PIN -1 turns it off.
@@ -113,6 +158,30 @@ enum OtaSettingsSource {
   SOURCE_NO_MEMORY,      // no 3 KB of heap to read the block: ota_config.h
 };
 
+// Where the device name and the Wi-Fi network in use came from.
+enum OtaValueSource {
+  FROM_NOWHERE,       // none configured
+  FROM_OTA_CONFIG,    // compiled in (ota_config.h)
+  FROM_CONFIG_BLOCK,  // baked into the config block, as images were before device settings (moved)
+  FROM_DEVICE_AREA,   // this board's device settings (NVS)
+  FROM_MAC,           // derived from the MAC (names only)
+};
+
+// What the NVS namespace holds.
+enum OtaAreaState {
+  AREA_VALID,         // the format key says 1: name and Wi-Fi keys are read
+  AREA_EMPTY,         // no namespace, or no format key: the board was never provisioned
+  AREA_OTHER_FORMAT,  // another format (written by a newer OTA Forge): left alone
+};
+
+// Whether device settings found in the config block were copied into NVS.
+enum OtaMigration {
+  MIGRATION_NONE,     // nothing to copy, or the namespace already holds settings
+  MIGRATION_DONE,     // copied and read back
+  MIGRATION_FAILED,   // a write or the read-back failed: the image's values stay in use
+  MIGRATION_REFUSED,  // the namespace holds another format, which is not overwritten
+};
+
 struct OtaSettings {
   char host[sizeof(otaforge_config_block_t::host)];
   uint16_t port;
@@ -131,8 +200,25 @@ struct OtaSettings {
   uint32_t bakedAt;        // unix time of `otaforge bake --image`, 0 when not baked
   uint32_t clockFloor;     // the system clock is never left earlier than this
   OtaSettingsSource source;
-  bool wifiFromBlock;
+  OtaValueSource nameSource;
+  OtaValueSource wifiSource;
+  OtaAreaState areaState;
+  uint8_t areaFormat;      // the format key's value, when there is one
+  OtaMigration migration;
 };
+
+// NVS strings and the config block's fields hold the same texts; the block's (and the ESP8266
+// record's) field sizes bound them, so values move without truncation.
+static_assert(sizeof(otaforge_device_settings_t::device_name) == sizeof(otaforge_config_block_t::device_name),
+              "device name fields differ");
+static_assert(sizeof(otaforge_device_settings_t::wifi_ssid) == sizeof(otaforge_config_block_t::wifi_ssid),
+              "SSID fields differ");
+static_assert(sizeof(otaforge_device_settings_t::wifi_password) == sizeof(otaforge_config_block_t::wifi_password),
+              "password fields differ");
+
+// Room for "https://" host ":" port path "/" channel "?name=" and the name percent-encoded.
+static const size_t kUrlCap = sizeof(OtaSettings::host) + sizeof(OtaSettings::path) + sizeof(OtaSettings::channel) +
+                              3 * sizeof(OtaSettings::deviceName) + 32;
 
 struct OtaScheduler {
   bool wifiUp;
@@ -146,8 +232,16 @@ struct OtaScheduler {
   uint32_t failures;     // consecutive failed checks, for the retry backoff
 };
 
+// Rollback: a freshly updated image boots ESP_OTA_IMG_PENDING_VERIFY (the core's bootloader is
+// built with CONFIG_BOOTLOADER_APP_ROLLBACK_ENABLE) and stays so until it is confirmed.
+struct OtaTrial {
+  bool pending;      // on trial: confirm after the first check-in, roll back at the deadline
+  uint32_t startMs;  // millis() when the trial started (boot)
+};
+
 static OtaSettings settings;
 static OtaScheduler sched;
+static OtaTrial trial;
 static int lastProgressDecile = -1;
 
 // ---------------------------------------------------------------------------------------------
@@ -181,6 +275,133 @@ static const otaforge_config_block_t *configBlockInFlash() {
   return p;
 }
 
+// The device name as a DHCP host name and as stored: letters, digits and '-' (anything else
+// becomes '-'), at most cap - 1 characters.
+static void sanitizeName(char *out, size_t cap, const char *in) {
+  size_t n = 0;
+  for (const char *c = in; *c != '\0' && n + 1 < cap; c++) {
+    const char ch = *c;
+    const bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-';
+    out[n++] = ok ? ch : '-';
+  }
+  out[n] = '\0';
+}
+
+// ---------------------------------------------------------------------------------------------
+// Device settings: this board's own name and Wi-Fi, kept outside the app image so that no update
+// replaces them (an image is the same for every board on a channel, and may be downloaded by
+// anyone who asks the update endpoint). They live in NVS (the `nvs` partition, which OTA updates
+// never write), namespace OTAFORGE_NVS_NAMESPACE, read with Preferences: the key "format" (u8,
+// 1) says the namespace holds them; "name", "wifi_ssid" and "wifi_pass" are strings, and a
+// missing one is empty (a missing SSID keeps the image's network). `otaforge provision` and
+// `otaforge flash --device-name/--wifi-ssid` write them over USB (otaforge_device_settings.h
+// comes from the app's device_settings.rs).
+
+// Reads the string `key` into `out`; false (and empty) when it is missing or does not fit.
+static bool readNvsString(Preferences &prefs, const char *key, char *out, size_t cap) {
+  out[0] = '\0';
+  if (!prefs.isKey(key)) return false;
+  // getString() copies the text with its NUL, or nothing (returning 0) when it does not fit.
+  if (prefs.getString(key, out, cap) == 0) {
+    out[0] = '\0';
+    return false;
+  }
+  out[cap - 1] = '\0';
+  return true;
+}
+
+// Writes the string `key` and reads it back. (putString() returns the length it wrote, which is
+// also 0 for an empty text, so the read-back is what says it worked.)
+static bool writeNvsString(Preferences &prefs, const char *key, const char *text) {
+  prefs.putString(key, text);
+  char back[sizeof(otaforge_config_block_t::wifi_password)];
+  return readNvsString(prefs, key, back, sizeof(back)) && strcmp(back, text) == 0;
+}
+
+// Images baked before device settings had an area of their own carry the board's name and Wi-Fi
+// in the config block. The next image (baked without them) would lose them, so the first boot of
+// this firmware copies them into NVS, once: after that the namespace holds them and wins. The
+// name is stored in its host-name form (letters, digits, '-'), the only form OTA Forge writes.
+static void moveBakedDeviceSettings() {
+  if (settings.areaState == AREA_OTHER_FORMAT) {
+    settings.migration = MIGRATION_REFUSED;
+    OTA_LOG("device settings: this image's config block names the board \"%s\" / Wi-Fi \"%s\", but NVS holds device settings of format %u (written by a newer OTA Forge), which are not overwritten; using the image's values",
+            settings.nameSource == FROM_CONFIG_BLOCK ? settings.deviceName : "",
+            settings.wifiSource == FROM_CONFIG_BLOCK ? settings.wifiSsid : "", (unsigned)settings.areaFormat);
+    return;
+  }
+  char name[sizeof(settings.deviceName)];
+  if (settings.nameSource == FROM_CONFIG_BLOCK) {
+    sanitizeName(name, sizeof(name), settings.deviceName);
+  } else {
+    name[0] = '\0';
+  }
+  const bool wifi = settings.wifiSource == FROM_CONFIG_BLOCK;
+  OTA_LOG("device settings: moving the name \"%s\"%s%s%s from this image's config block into NVS (namespace \"%s\"), so updates keep them",
+          name, wifi ? " and the Wi-Fi network \"" : "", wifi ? settings.wifiSsid : "", wifi ? "\"" : "",
+          OTAFORGE_NVS_NAMESPACE);
+  Preferences prefs;
+  bool ok = prefs.begin(OTAFORGE_NVS_NAMESPACE, false);
+  // Without the format key the namespace holds nothing of ours (a move cut short): start clean.
+  if (ok) ok = prefs.clear();
+  if (ok && name[0] != '\0') ok = writeNvsString(prefs, OTAFORGE_NVS_KEY_NAME, name);
+  if (ok && wifi) {
+    ok = writeNvsString(prefs, OTAFORGE_NVS_KEY_SSID, settings.wifiSsid) &&
+         writeNvsString(prefs, OTAFORGE_NVS_KEY_PASSWORD, settings.wifiPassword);
+  }
+  // The format key last: until it is there the namespace reads as empty, and the move is tried
+  // again at the next boot.
+  if (ok) {
+    ok = prefs.putUChar(OTAFORGE_NVS_KEY_FORMAT, (uint8_t)OTAFORGE_DEVICE_FORMAT) == 1 &&
+         prefs.getUChar(OTAFORGE_NVS_KEY_FORMAT, 0) == OTAFORGE_DEVICE_FORMAT;
+  }
+  prefs.end();
+  if (!ok) {
+    settings.migration = MIGRATION_FAILED;
+    OTA_LOG("device settings: writing NVS failed; the image's values stay in use and the move is tried again at the next boot");
+    return;
+  }
+  settings.migration = MIGRATION_DONE;
+  if (settings.nameSource == FROM_CONFIG_BLOCK) OTA_SET_TEXT(settings.deviceName, name);
+  OTA_LOG("device settings: moved; NVS now holds them");
+}
+
+// Reads the device settings in NVS: their name and Wi-Fi override the image's; when there are
+// none and the config block carries device settings, they are moved there.
+static void loadDeviceSettings() {
+  settings.areaState = AREA_EMPTY;
+  settings.areaFormat = 0;
+  {
+    Preferences prefs;
+    // Read-only; begin() fails when the namespace does not exist (a board never provisioned).
+    if (prefs.begin(OTAFORGE_NVS_NAMESPACE, true)) {
+      if (prefs.isKey(OTAFORGE_NVS_KEY_FORMAT)) {
+        settings.areaFormat = prefs.getUChar(OTAFORGE_NVS_KEY_FORMAT, 0);
+        settings.areaState = settings.areaFormat == OTAFORGE_DEVICE_FORMAT ? AREA_VALID : AREA_OTHER_FORMAT;
+      }
+      if (settings.areaState == AREA_VALID) {
+        char name[sizeof(settings.deviceName)];
+        if (readNvsString(prefs, OTAFORGE_NVS_KEY_NAME, name, sizeof(name)) && name[0] != '\0') {
+          OTA_SET_TEXT(settings.deviceName, name);
+          settings.nameSource = FROM_DEVICE_AREA;
+        }
+        char ssid[sizeof(settings.wifiSsid)];
+        if (readNvsString(prefs, OTAFORGE_NVS_KEY_SSID, ssid, sizeof(ssid)) && ssid[0] != '\0') {
+          OTA_SET_TEXT(settings.wifiSsid, ssid);
+          // A missing password is an open network.
+          readNvsString(prefs, OTAFORGE_NVS_KEY_PASSWORD, settings.wifiPassword, sizeof(settings.wifiPassword));
+          settings.wifiSource = FROM_DEVICE_AREA;
+        }
+      }
+      prefs.end();
+    }
+  }
+  if (settings.areaState != AREA_VALID &&
+      (settings.nameSource == FROM_CONFIG_BLOCK || settings.wifiSource == FROM_CONFIG_BLOCK)) {
+    moveBakedDeviceSettings();
+  }
+}
+
 static void loadSettings() {
   // Compiled-in defaults (ota_config.h).
   OTA_SET_TEXT(settings.host, OTA_HOST);
@@ -198,7 +419,9 @@ static void loadSettings() {
   settings.bakedAt = 0;
   settings.clockFloor = OTA_BUILD_TIME;
   settings.source = SOURCE_COMPILED;
-  settings.wifiFromBlock = false;
+  settings.nameSource = settings.deviceName[0] != '\0' ? FROM_OTA_CONFIG : FROM_NOWHERE;
+  settings.wifiSource = settings.wifiSsid[0] != '\0' ? FROM_OTA_CONFIG : FROM_NOWHERE;
+  settings.migration = MIGRATION_NONE;
 
   // Flash is memory-mapped on the ESP32, so a plain memcpy reads the block; the copy in RAM is
   // what the CRC check runs on, and the 3 KB are given back once the settings are extracted.
@@ -222,12 +445,17 @@ static void loadSettings() {
       OTA_SET_TEXT(settings.path, block->path);
       OTA_SET_TEXT(settings.channel, block->channel);
       if (block->version[0] != '\0') OTA_SET_TEXT(settings.version, block->version);
-      if (block->device_name[0] != '\0') OTA_SET_TEXT(settings.deviceName, block->device_name);
+      // A device name or Wi-Fi in the block comes from an image baked before device settings had
+      // an area of their own; loadDeviceSettings() moves them there.
+      if (block->device_name[0] != '\0') {
+        OTA_SET_TEXT(settings.deviceName, block->device_name);
+        settings.nameSource = FROM_CONFIG_BLOCK;
+      }
       // An empty SSID in the block keeps the network the firmware was built with.
       if (block->wifi_ssid[0] != '\0') {
         OTA_SET_TEXT(settings.wifiSsid, block->wifi_ssid);
         OTA_SET_TEXT(settings.wifiPassword, block->wifi_password);
-        settings.wifiFromBlock = true;
+        settings.wifiSource = FROM_CONFIG_BLOCK;
       }
       settings.caPem = block->ca_pem;
       // Packed fields are copied into locals before use (no references into the packed struct).
@@ -247,6 +475,9 @@ static void loadSettings() {
     free(block);
   }
   if (settings.clockFloor < kMinPlausibleTime) settings.clockFloor = kMinPlausibleTime;
+
+  // The board's own name and Wi-Fi win over the image's.
+  loadDeviceSettings();
 }
 
 // The base MAC from eFuse (the station MAC), available before Wi-Fi starts.
@@ -260,17 +491,7 @@ static void defaultDeviceName() {
   uint8_t mac[6];
   baseMac(mac);
   snprintf(settings.deviceName, sizeof(settings.deviceName), "esp32-%02x%02x%02x", mac[3], mac[4], mac[5]);
-}
-
-// The device name as a DHCP host name: letters, digits and '-', at most 32 characters.
-static void makeHostname(char *out, size_t cap) {
-  size_t n = 0;
-  for (const char *c = settings.deviceName; *c != '\0' && n + 1 < cap && n < 32; c++) {
-    const char ch = *c;
-    const bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-';
-    out[n++] = ok ? ch : '-';
-  }
-  out[n] = '\0';
+  settings.nameSource = FROM_MAC;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -299,8 +520,128 @@ static void setSystemClock(uint32_t unixTime) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Rollback. The core's bootloader is built with CONFIG_BOOTLOADER_APP_ROLLBACK_ENABLE, so an image
+// the updater has just written boots ESP_OTA_IMG_PENDING_VERIFY: on trial. If it resets before it
+// is confirmed, the bootloader boots the previous image again. On its own the core confirms every
+// new image in initArduino(), before setup(), which only catches images that crash at once; this
+// firmware keeps the trial open until the image has checked in with the update server (so it can
+// receive its next update), and gives up after OTA_VALIDATE_AFTER_S.
+
+// initArduino() (cores/esp32/esp32-hal-misc.c) confirms a pending image unless this weak hook
+// returns true. It is declared in that C file, so it needs C linkage here: a C++ definition would
+// not replace it, and the core would still confirm every image.
+extern "C" bool verifyRollbackLater() { return true; }
+
+static const char *otaStateText(esp_ota_img_states_t state) {
+  switch (state) {
+    case ESP_OTA_IMG_NEW:
+      return "new";
+    case ESP_OTA_IMG_PENDING_VERIFY:
+      return "on trial";
+    case ESP_OTA_IMG_VALID:
+      return "confirmed";
+    case ESP_OTA_IMG_INVALID:
+      return "invalid";
+    case ESP_OTA_IMG_ABORTED:
+      return "aborted";
+    case ESP_OTA_IMG_UNDEFINED:
+    default:
+      return "flashed over USB, no trial";
+  }
+}
+
+static void startTrial() {
+  trial.pending = false;
+  const esp_partition_t *running = esp_ota_get_running_partition();
+  if (running == nullptr) {
+    OTA_LOG("rollback: cannot tell which partition this image runs from; no trial");
+    return;
+  }
+  esp_ota_img_states_t state;
+  const esp_err_t err = esp_ota_get_state_partition(running, &state);
+  if (err != ESP_OK) {
+    OTA_LOG("rollback: running from %s, which has no OTA state (%s); no trial", running->label, esp_err_to_name(err));
+    return;
+  }
+  if (state != ESP_OTA_IMG_PENDING_VERIFY) {
+    OTA_LOG("rollback: running from %s (%s)", running->label, otaStateText(state));
+    return;
+  }
+  trial.pending = true;
+  trial.startMs = millis();
+  OTA_LOG("rollback: this image (%s) was just installed and is on trial: it is kept once it checks in with the update server; if it has not within %lu s, or resets before, the previous image comes back",
+          running->label, (unsigned long)OTA_VALIDATE_AFTER_S);
+}
+
+// The image checked in: keep it.
+static void confirmImage(const char *why) {
+  if (!trial.pending) return;
+  const esp_err_t err = esp_ota_mark_app_valid_cancel_rollback();
+  if (err == ESP_OK) {
+    trial.pending = false;
+    OTA_LOG("rollback: image confirmed %lu s after boot (%s); it stays", (unsigned long)((millis() - trial.startMs) / 1000),
+            why);
+  } else {
+    OTA_LOG("rollback: confirming the image failed (%s); tried again at the next check-in", esp_err_to_name(err));
+  }
+}
+
+// No check-in in time: go back to the previous image.
+static void enforceTrialDeadline() {
+  if (!trial.pending) return;
+  if (millis() - trial.startMs < (uint32_t)OTA_VALIDATE_AFTER_S * 1000UL) return;
+  OTA_LOG("rollback: no check-in with the update server within %lu s; marking this image invalid and rebooting into the previous one",
+          (unsigned long)OTA_VALIDATE_AFTER_S);
+  Serial.flush();
+  // Reboots; returns only when there is no other image to go back to.
+  const esp_err_t err = esp_ota_mark_app_invalid_rollback_and_reboot();
+  OTA_LOG("rollback: not possible (%s): there is no other bootable image; keeping this one", esp_err_to_name(err));
+  confirmImage("no other image to go back to");
+  trial.pending = false;
+}
+
+// True when the server answered the check with 304 (up to date) or 200 (an image for this
+// device, even one that then failed to install): the image reaches its update server over TLS
+// and the server knows its path and channel, so it can receive its next update. No answer
+// (connection, DNS, TLS: the HTTP client's errors above -100), 404, 403 and other statuses do not
+// count.
+static bool serverAnswered(t_httpUpdate_return result, int err) {
+  if (result != HTTP_UPDATE_FAILED) return true;
+  if (err > 0) return true;       // Update (flash) errors: they come after a 200
+  if (err > -100) return false;   // HTTPClient errors: no answer
+  return err != -102 && err != -103 && err != -104;  // 404, 403, another status
+}
+
+// ---------------------------------------------------------------------------------------------
 // Update
 
+// Appends `text` to the NUL-terminated `out` (capacity `cap`), percent-encoding every byte but
+// letters, digits and "-._~" (RFC 3986's unreserved characters). Device names hold only letters,
+// digits and '-', so this normally copies; anything else still makes a valid query.
+static bool appendPercentEncoded(char *out, size_t cap, const char *text) {
+  static const char kHex[] = "0123456789ABCDEF";
+  size_t n = strlen(out);
+  for (const unsigned char *p = (const unsigned char *)text; *p != '\0'; p++) {
+    const unsigned char c = *p;
+    const bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+                       c == '.' || c == '_' || c == '~';
+    if (plain) {
+      if (n + 1 >= cap) return false;
+      out[n++] = (char)c;
+    } else {
+      if (n + 3 >= cap) return false;
+      out[n++] = '%';
+      out[n++] = kHex[c >> 4];
+      out[n++] = kHex[c & 0x0F];
+    }
+  }
+  out[n] = '\0';
+  return true;
+}
+
+// https://HOST:PORT/PATH[/CHANNEL]?name=NAME. The cores' updaters send no headers of the sketch's
+// own, but pass the URL's path and query through unchanged (HTTPClient::begin keeps everything
+// after the host as the request URI), so the query is how the server learns the board's name.
 static bool buildUpdateUrl(char *out, size_t cap) {
   int n;
   if (settings.channel[0] != '\0') {
@@ -308,7 +649,12 @@ static bool buildUpdateUrl(char *out, size_t cap) {
   } else {
     n = snprintf(out, cap, "https://%s:%u%s", settings.host, (unsigned)settings.port, settings.path);
   }
-  return n > 0 && (size_t)n < cap;
+  if (n <= 0 || (size_t)n >= cap) return false;
+  if (settings.deviceName[0] == '\0') return true;
+  const size_t used = (size_t)n;
+  const int q = snprintf(out + used, cap - used, "%cname=", strchr(out, '?') != nullptr ? '&' : '?');
+  if (q <= 0 || (size_t)q >= cap - used) return false;
+  return appendPercentEncoded(out, cap, settings.deviceName);
 }
 
 static void explainUpdateError(int err) {
@@ -362,6 +708,9 @@ static void explainTlsError(int err) {
 static void onUpdateStart() {
   lastProgressDecile = -1;
   OTA_LOG("update: a new image is available; downloading and writing it to the OTA partition");
+  // HTTPUpdate calls this after the server's 200, before it starts writing: an image on trial
+  // has checked in, and is confirmed first, so that a failed new image rolls back to this one.
+  confirmImage("the server offered an update");
 }
 
 static void onUpdateEnd() {
@@ -383,7 +732,7 @@ static void onUpdateError(int err) {
 
 // One check: true when the server answered (up to date, or an update was installed).
 static bool checkForUpdate() {
-  char url[sizeof(settings.host) + sizeof(settings.path) + sizeof(settings.channel) + 24];
+  char url[kUrlCap];
   if (!buildUpdateUrl(url, sizeof(url))) {
     OTA_LOG("check: the update URL does not fit %u bytes", (unsigned)sizeof(url));
     return false;
@@ -404,8 +753,12 @@ static bool checkForUpdate() {
     // accepted, so renewing the server certificate needs no reflash. The client keeps only this
     // pointer; settings.caPem outlives it.
     client.setCACert(settings.caPem.c_str());
+    // A handshake that stalls would hold loop() for NetworkClientSecure's default 120 s.
+    client.setHandshakeTimeout(OTA_TLS_HANDSHAKE_TIMEOUT_S);
 
     const t_httpUpdate_return result = httpUpdate.update(client, url, settings.version);
+    const int err = result == HTTP_UPDATE_FAILED ? httpUpdate.getLastError() : 0;
+    if (serverAnswered(result, err)) confirmImage("the update server answered a check");
     switch (result) {
       case HTTP_UPDATE_NO_UPDATES:
         OTA_LOG("check: up to date (the server has nothing newer for version %s)", settings.version);
@@ -420,7 +773,6 @@ static bool checkForUpdate() {
         break;
       case HTTP_UPDATE_FAILED:
       default: {
-        const int err = httpUpdate.getLastError();
         OTA_LOG("check failed: error %d: %s", err, httpUpdate.getLastErrorString().c_str());
         explainUpdateError(err);
         char tlsText[128];
@@ -523,6 +875,40 @@ static void runScheduler() {
 
 // ---------------------------------------------------------------------------------------------
 
+static const char *valueSourceText(OtaValueSource source) {
+  switch (source) {
+    case FROM_DEVICE_AREA:
+      return "from the device settings in NVS";
+    case FROM_CONFIG_BLOCK:
+      return settings.migration == MIGRATION_DONE ? "from the config block, now kept in NVS" : "from the config block";
+    case FROM_OTA_CONFIG:
+      return "from ota_config.h";
+    case FROM_MAC:
+      return "derived from the MAC";
+    case FROM_NOWHERE:
+    default:
+      return "none configured";
+  }
+}
+
+static void printDeviceArea() {
+  switch (settings.areaState) {
+    case AREA_VALID:
+      OTA_LOG("device settings: read from NVS (namespace \"%s\")", OTAFORGE_NVS_NAMESPACE);
+      break;
+    case AREA_OTHER_FORMAT:
+      OTA_LOG("device settings: NVS holds device settings of format %u (written by a newer OTA Forge), so they are ignored",
+              (unsigned)settings.areaFormat);
+      break;
+    case AREA_EMPTY:
+    default:
+      if (settings.migration != MIGRATION_DONE) {
+        OTA_LOG("device settings: none in NVS; give this board its name and Wi-Fi with: otaforge provision --port PORT --device-name NAME --wifi-ssid SSID");
+      }
+      break;
+  }
+}
+
 static void printBanner() {
   uint8_t mac[6];
   baseMac(mac);
@@ -546,13 +932,15 @@ static void printBanner() {
       OTA_LOG("settings: compiled in (ota_config.h); the config block is not baked");
       break;
   }
-  char url[sizeof(settings.host) + sizeof(settings.path) + sizeof(settings.channel) + 24];
+  char url[kUrlCap];
   if (buildUpdateUrl(url, sizeof(url))) {
     OTA_LOG("update URL %s, checked every %lu s (+-10%%)", url, (unsigned long)settings.pollIntervalS);
   }
   OTA_LOG("TLS: trusting the OTA Forge CA (%u bytes of PEM); mbedTLS takes full-size records, so the tls_rx/tx buffer settings (%u/%u) are for ESP8266 devices only",
           (unsigned)settings.caPem.length(), (unsigned)settings.tlsRxBuffer, (unsigned)settings.tlsTxBuffer);
-  OTA_LOG("Wi-Fi: \"%s\" (%s)", settings.wifiSsid, settings.wifiFromBlock ? "from the config block" : "from ota_config.h");
+  printDeviceArea();
+  OTA_LOG("device name: \"%s\" (%s)", settings.deviceName, valueSourceText(settings.nameSource));
+  OTA_LOG("Wi-Fi: \"%s\" (%s)", settings.wifiSsid, valueSourceText(settings.wifiSource));
   formatUtc(settings.clockFloor, when, sizeof(when));
   OTA_LOG("clock: SNTP time, never earlier than %s", when);
 }
@@ -563,12 +951,14 @@ void setup() {
   loadSettings();
   if (settings.deviceName[0] == '\0') defaultDeviceName();
   printBanner();
+  startTrial();
 
   // Do not rewrite the Wi-Fi driver's copy of the credentials in flash at every boot.
   WiFi.persistent(false);
-  // The host name is taken when the station interface is created: set it before mode().
+  // The host name is taken when the station interface is created: set it before mode(). DHCP
+  // host names take letters, digits and '-', at most 32 characters.
   char hostname[33];
-  makeHostname(hostname, sizeof(hostname));
+  sanitizeName(hostname, sizeof(hostname), settings.deviceName);
   if (hostname[0] != '\0') WiFi.setHostname(hostname);
   WiFi.mode(WIFI_STA);
 
@@ -591,6 +981,7 @@ void setup() {
 }
 
 void loop() {
+  enforceTrialDeadline();
   runScheduler();
   // Give the CPU back between passes; the scheduler above is what keeps checks non-blocking.
   delay(10);

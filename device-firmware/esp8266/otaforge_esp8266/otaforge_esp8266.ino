@@ -8,12 +8,16 @@
  * (a trust anchor, not a pinned leaf), so the server certificate can be renewed without
  * reflashing any device.
  *
- * Settings come from two places:
+ * Settings come from three places:
  *   1. ota_config.h: compiled-in defaults, written by `otaforge bake --sketch <this folder>`.
  *   2. The config block (OTAFORGE_CONFIG below): 3 KB reserved in flash. `otaforge bake --image`
- *      finds it by its magic in a built .bin and writes settings into it, so a prebuilt image
- *      can be given to another server, device name or Wi-Fi network without a compiler.
- *      Baked values override ota_config.h.
+ *      finds it by its magic in a built .bin and writes the fleet's settings into it (server,
+ *      path, channel, CA, poll interval...), so a prebuilt image can be given to another server
+ *      without a compiler. Baked values override ota_config.h.
+ *   3. The device settings area: this board's own name and Wi-Fi, in the flash sector the core
+ *      reserves for EEPROM, which no update writes (see "Device settings" below). Written by
+ *      `otaforge provision` / `otaforge flash --device-name ... --wifi-ssid ...`. Its values
+ *      override the image's, so every update keeps the board's name and network.
  *
  * Nothing here blocks for long outside the update itself: loop() runs a small scheduler, so the
  * Wi-Fi stack is never starved by waiting loops.
@@ -28,9 +32,16 @@
 #if __has_include("ota_config.h")
 #include "ota_config.h"
 #else
-#error "ota_config.h is missing. Write it with: otaforge bake --sketch <this sketch folder> --version <x.y.z> (it holds your update server, its CA and Wi-Fi; ota_config.h.example shows the format)"
+#error "ota_config.h is missing. Write it with: otaforge bake --sketch <this sketch folder> --version <x.y.z> (it holds your update server and its CA; ota_config.h.example shows the format). The board's name and Wi-Fi go onto the board itself: otaforge provision --port PORT --device-name NAME --wifi-ssid SSID"
 #endif
+// The config block's header first: it defines otaforge_crc32(), which the device settings header
+// shares. Config-block headers generated before the two shared it define the function without
+// the guard macro; define the guard here so the second header does not define it again.
 #include "otaforge_config_block.h"
+#ifndef OTAFORGE_CRC32_DEFINED
+#define OTAFORGE_CRC32_DEFINED
+#endif
+#include "otaforge_device_settings.h"
 
 #include <ESP8266WiFi.h>
 #include <ESP8266httpUpdate.h>
@@ -49,6 +60,18 @@
 
 #ifndef OTA_SERIAL_BAUD
 #define OTA_SERIAL_BAUD 115200
+#endif
+
+// A board's name and Wi-Fi belong in its device settings area (otaforge provision); ota_config.h
+// may still carry them as a fallback for boards that have none, or leave them out.
+#ifndef OTA_DEVICE_NAME
+#define OTA_DEVICE_NAME ""
+#endif
+#ifndef OTA_WIFI_SSID
+#define OTA_WIFI_SSID ""
+#endif
+#ifndef OTA_WIFI_PASSWORD
+#define OTA_WIFI_PASSWORD ""
 #endif
 
 // LED lit while a buffer of the update is being downloaded. OTA_LED_PIN -1 turns it off.
@@ -113,6 +136,34 @@ enum OtaSettingsSource {
   SOURCE_NO_MEMORY,      // no 3 KB of heap to read the block: ota_config.h
 };
 
+// Where the device name and the Wi-Fi network in use came from.
+enum OtaValueSource {
+  FROM_NOWHERE,       // none configured
+  FROM_OTA_CONFIG,    // compiled in (ota_config.h)
+  FROM_CONFIG_BLOCK,  // baked into the config block, as images were before device settings (moved)
+  FROM_DEVICE_AREA,   // this board's device settings area
+  FROM_MAC,           // derived from the MAC (names only)
+};
+
+// What the device settings area (the EEPROM sector) holds.
+enum OtaAreaState {
+  AREA_VALID,         // a record of this format with a good CRC
+  AREA_BLANK,         // erased flash: the board was never provisioned
+  AREA_DAMAGED,       // our magic and format, but a bad length or CRC
+  AREA_OTHER_FORMAT,  // our magic, another format (written by a newer OTA Forge): left alone
+  AREA_FOREIGN,       // something else (the EEPROM library, an earlier firmware): left alone
+  AREA_READ_FAILED,   // ESP.flashRead() failed
+  AREA_NO_MEMORY,     // no 2 KB of heap to read it
+};
+
+// Whether device settings found in the config block were copied into the device settings area.
+enum OtaMigration {
+  MIGRATION_NONE,     // nothing to copy, or the area already holds a record
+  MIGRATION_DONE,     // copied and read back
+  MIGRATION_FAILED,   // erase, write or read-back failed: the image's values stay in use
+  MIGRATION_REFUSED,  // the area holds foreign data or another format, which is not overwritten
+};
+
 struct OtaSettings {
   char host[sizeof(otaforge_config_block_t::host)];
   uint16_t port;
@@ -129,8 +180,24 @@ struct OtaSettings {
   uint32_t bakedAt;        // unix time of `otaforge bake --image`, 0 when not baked
   uint32_t clockFloor;     // certificates are never checked against a time earlier than this
   OtaSettingsSource source;
-  bool wifiFromBlock;
+  OtaValueSource nameSource;
+  OtaValueSource wifiSource;
+  OtaAreaState areaState;
+  OtaMigration migration;
 };
+
+// The device settings record and the config block carry the same texts in fields of the same
+// size, so values move between them without truncation.
+static_assert(sizeof(otaforge_device_settings_t::device_name) == sizeof(otaforge_config_block_t::device_name),
+              "device name fields differ");
+static_assert(sizeof(otaforge_device_settings_t::wifi_ssid) == sizeof(otaforge_config_block_t::wifi_ssid),
+              "SSID fields differ");
+static_assert(sizeof(otaforge_device_settings_t::wifi_password) == sizeof(otaforge_config_block_t::wifi_password),
+              "password fields differ");
+
+// Room for "https://" host ":" port path "/" channel "?name=" and the name percent-encoded.
+static const size_t kUrlCap = sizeof(OtaSettings::host) + sizeof(OtaSettings::path) + sizeof(OtaSettings::channel) +
+                              3 * sizeof(OtaSettings::deviceName) + 32;
 
 struct OtaScheduler {
   bool wifiUp;
@@ -179,6 +246,175 @@ static const otaforge_config_block_t *configBlockInFlash() {
   return p;
 }
 
+// The device name as a DHCP host name and as stored: letters, digits and '-' (anything else
+// becomes '-'), at most cap - 1 characters.
+static void sanitizeName(char *out, size_t cap, const char *in) {
+  size_t n = 0;
+  for (const char *c = in; *c != '\0' && n + 1 < cap; c++) {
+    const char ch = *c;
+    const bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-';
+    out[n++] = ok ? ch : '-';
+  }
+  out[n] = '\0';
+}
+
+// ---------------------------------------------------------------------------------------------
+// Device settings: this board's own name and Wi-Fi, kept outside the app image so that no update
+// replaces them (an image is the same for every board on a channel, and may be downloaded by
+// anyone who asks the update endpoint).
+//
+// They live in the flash sector the core reserves for the EEPROM library (_EEPROM_start, 20 KB
+// below the end of the flash size the sketch is built for). tools/boards.txt.py lays the end of
+// flash out as sketch | OTA space | filesystem | EEPROM | RF calibration | SDK Wi-Fi settings, and
+// nothing but the EEPROM library writes that sector:
+//   - an update (Updater::begin, U_FLASH) is written below _FS_start and copied by eboot to the
+//     sketch's own place at 0;
+//   - a filesystem update (U_FS) writes only _FS_start.._FS_end;
+//   - the SDK writes only its RF calibration sector and its three Wi-Fi settings sectors above it
+//     (the core only lets it *read* its PHY init data "at" the EEPROM address, served from the
+//     image: core_esp8266_phy.cpp).
+// So this sketch must not use the EEPROM library as well: EEPROM.commit() would replace the
+// record. (The other way round, data there without the record's magic is never overwritten.)
+//
+// The record is OTA Forge's (otaforge_device_settings.h, generated from the app's
+// device_settings.rs): 2 KB at the start of the sector with a CRC-32, the rest of the sector
+// erased. `otaforge provision` and `otaforge flash --device-name/--wifi-ssid` write it over USB.
+
+static const uint32_t kFlashSectorSize = 4096;  // SPI_FLASH_SEC_SIZE
+
+// Offset of the EEPROM sector in flash (the linker gives its address in the flash mapping that
+// starts at 0x40200000, as libraries/EEPROM/EEPROM.cpp computes its sector).
+#if defined(FLASH_MAP_SUPPORT) && FLASH_MAP_SUPPORT
+// "Mapping defined by Hardware and Sketch" (core 3.1+): flash_hal.h, which Arduino.h includes in
+// this mode, looks the address up for the chip's real size; the linker script has no symbol.
+static uint32_t deviceAreaOffset() {
+  return (uint32_t)EEPROM_start - 0x40200000UL;
+}
+#else
+// eagle.flash.*.ld: PROVIDE ( _EEPROM_start = ... ), declared like core 3.0.x's EEPROM.cpp does.
+extern "C" uint32_t _EEPROM_start;
+static uint32_t deviceAreaOffset() {
+  return (uint32_t)(uintptr_t)&_EEPROM_start - 0x40200000UL;
+}
+#endif
+
+static_assert(sizeof(otaforge_device_settings_t) % 4 == 0, "flash is read and written in 4-byte words");
+
+static OtaAreaState classifyDeviceRecord(const otaforge_device_settings_t *rec) {
+  if (otaforge_device_settings_valid(rec)) return AREA_VALID;
+  const uint8_t *bytes = (const uint8_t *)rec;
+  bool blank = true;
+  for (size_t i = 0; i < sizeof(otaforge_device_settings_t); i++) {
+    if (bytes[i] != 0xFF) {
+      blank = false;
+      break;
+    }
+  }
+  if (blank) return AREA_BLANK;
+  if (memcmp(rec->magic, OTAFORGE_DEVICE_MAGIC, sizeof(rec->magic)) != 0) return AREA_FOREIGN;
+  const uint16_t format = rec->format;
+  return format == OTAFORGE_DEVICE_FORMAT ? AREA_DAMAGED : AREA_OTHER_FORMAT;
+}
+
+// A sealed record holding `name` and, when `ssid` is not empty, that Wi-Fi network: byte for byte
+// what OTA Forge's DeviceSettings::encode() writes (a test compiles this function on the host and
+// compares). Every byte not set here is zero.
+static void fillDeviceRecord(otaforge_device_settings_t *rec, const char *name, const char *ssid,
+                             const char *password) {
+  memset(rec, 0, sizeof(otaforge_device_settings_t));
+  memcpy(rec->device_name, name, strnlen(name, sizeof(rec->device_name) - 1));
+  if (ssid[0] != '\0') {
+    memcpy(rec->wifi_ssid, ssid, strnlen(ssid, sizeof(rec->wifi_ssid) - 1));
+    memcpy(rec->wifi_password, password, strnlen(password, sizeof(rec->wifi_password) - 1));
+    rec->flags = OTAFORGE_DEVICE_FLAG_WIFI;
+  }
+  otaforge_device_settings_seal(rec);
+}
+
+// Reads the record into `rec` (RAM, 4-byte aligned) and says what the sector holds.
+static OtaAreaState readDeviceRecord(otaforge_device_settings_t *rec) {
+  if (!ESP.flashRead(deviceAreaOffset(), (uint8_t *)rec, sizeof(otaforge_device_settings_t))) return AREA_READ_FAILED;
+  return classifyDeviceRecord(rec);
+}
+
+// Images baked before device settings had an area of their own carry the board's name and Wi-Fi
+// in the config block. The next image (baked without them) would lose them, so the first boot of
+// this firmware copies them into the device settings area, once: after that the area holds a
+// record and wins. `rec` is the 2 KB buffer the area was read into; the name is stored in its
+// host-name form (letters, digits, '-'), the only form the record takes.
+static void moveBakedDeviceSettings(otaforge_device_settings_t *rec) {
+  if (settings.areaState == AREA_FOREIGN || settings.areaState == AREA_OTHER_FORMAT) {
+    settings.migration = MIGRATION_REFUSED;
+    OTA_LOG("device settings: this image's config block names the board \"%s\" / Wi-Fi \"%s\", but the EEPROM sector holds %s, which is not overwritten; using the image's values (otaforge provision writes the board's own settings)",
+            settings.nameSource == FROM_CONFIG_BLOCK ? settings.deviceName : "",
+            settings.wifiSource == FROM_CONFIG_BLOCK ? settings.wifiSsid : "",
+            settings.areaState == AREA_FOREIGN ? "other data (does this sketch use the EEPROM library?)"
+                                               : "a record of another format (written by a newer OTA Forge)");
+    return;
+  }
+  char name[sizeof(settings.deviceName)];
+  if (settings.nameSource == FROM_CONFIG_BLOCK) {
+    sanitizeName(name, sizeof(name), settings.deviceName);
+  } else {
+    name[0] = '\0';
+  }
+  const bool wifi = settings.wifiSource == FROM_CONFIG_BLOCK;
+  OTA_LOG("device settings: moving the name \"%s\"%s%s%s from this image's config block into the device settings area (EEPROM sector at 0x%06lx), so updates keep them",
+          name, wifi ? " and the Wi-Fi network \"" : "", wifi ? settings.wifiSsid : "", wifi ? "\"" : "",
+          (unsigned long)deviceAreaOffset());
+  fillDeviceRecord(rec, name, wifi ? settings.wifiSsid : "", wifi ? settings.wifiPassword : "");
+  const uint32_t offset = deviceAreaOffset();
+  if (!ESP.flashEraseSector(offset / kFlashSectorSize)) {
+    settings.migration = MIGRATION_FAILED;
+    OTA_LOG("device settings: erasing the sector failed; the image's values stay in use and the move is tried again at the next boot");
+    return;
+  }
+  // The buffer comes from malloc (4-byte aligned) and is 2048 bytes, so the core writes it word
+  // by word without a bounce buffer.
+  if (!ESP.flashWrite(offset, (const uint8_t *)rec, sizeof(otaforge_device_settings_t))) {
+    settings.migration = MIGRATION_FAILED;
+    OTA_LOG("device settings: writing the record failed; the image's values stay in use and the move is tried again at the next boot");
+    return;
+  }
+  memset(rec, 0, sizeof(otaforge_device_settings_t));
+  if (readDeviceRecord(rec) != AREA_VALID) {
+    settings.migration = MIGRATION_FAILED;
+    OTA_LOG("device settings: the record did not read back intact; the move is tried again at the next boot");
+    return;
+  }
+  settings.migration = MIGRATION_DONE;
+  if (settings.nameSource == FROM_CONFIG_BLOCK) OTA_SET_TEXT(settings.deviceName, name);
+  OTA_LOG("device settings: moved; the device settings area now holds them");
+}
+
+// Reads the device settings area: its name and Wi-Fi override the image's; when it holds no
+// record and the config block carries device settings, they are moved into it.
+static void loadDeviceSettings() {
+  // 2 KB: from the heap, not the stack, and only while the record is read.
+  otaforge_device_settings_t *rec = (otaforge_device_settings_t *)malloc(sizeof(otaforge_device_settings_t));
+  if (rec == nullptr) {
+    settings.areaState = AREA_NO_MEMORY;
+    return;
+  }
+  settings.areaState = readDeviceRecord(rec);
+  if (settings.areaState == AREA_VALID) {
+    const uint32_t flags = rec->flags;
+    if (rec->device_name[0] != '\0') {
+      OTA_SET_TEXT(settings.deviceName, rec->device_name);
+      settings.nameSource = FROM_DEVICE_AREA;
+    }
+    if ((flags & OTAFORGE_DEVICE_FLAG_WIFI) != 0 && rec->wifi_ssid[0] != '\0') {
+      OTA_SET_TEXT(settings.wifiSsid, rec->wifi_ssid);
+      OTA_SET_TEXT(settings.wifiPassword, rec->wifi_password);
+      settings.wifiSource = FROM_DEVICE_AREA;
+    }
+  } else if (settings.areaState != AREA_READ_FAILED &&
+             (settings.nameSource == FROM_CONFIG_BLOCK || settings.wifiSource == FROM_CONFIG_BLOCK)) {
+    moveBakedDeviceSettings(rec);
+  }
+  free(rec);
+}
+
 static void loadSettings() {
   // Compiled-in defaults (ota_config.h).
   OTA_SET_TEXT(settings.host, OTA_HOST);
@@ -196,7 +432,9 @@ static void loadSettings() {
   settings.bakedAt = 0;
   settings.clockFloor = OTA_BUILD_TIME;
   settings.source = SOURCE_COMPILED;
-  settings.wifiFromBlock = false;
+  settings.nameSource = settings.deviceName[0] != '\0' ? FROM_OTA_CONFIG : FROM_NOWHERE;
+  settings.wifiSource = settings.wifiSsid[0] != '\0' ? FROM_OTA_CONFIG : FROM_NOWHERE;
+  settings.migration = MIGRATION_NONE;
 
   // The block lives in flash, which the ESP8266 reads 4 bytes at a time: copy it to RAM with
   // memcpy_P, take what is needed, and give the 3 KB back.
@@ -220,12 +458,17 @@ static void loadSettings() {
       OTA_SET_TEXT(settings.path, block->path);
       OTA_SET_TEXT(settings.channel, block->channel);
       if (block->version[0] != '\0') OTA_SET_TEXT(settings.version, block->version);
-      if (block->device_name[0] != '\0') OTA_SET_TEXT(settings.deviceName, block->device_name);
+      // A device name or Wi-Fi in the block comes from an image baked before device settings had
+      // an area of their own; loadDeviceSettings() moves them there.
+      if (block->device_name[0] != '\0') {
+        OTA_SET_TEXT(settings.deviceName, block->device_name);
+        settings.nameSource = FROM_CONFIG_BLOCK;
+      }
       // An empty SSID in the block keeps the network the firmware was built with.
       if (block->wifi_ssid[0] != '\0') {
         OTA_SET_TEXT(settings.wifiSsid, block->wifi_ssid);
         OTA_SET_TEXT(settings.wifiPassword, block->wifi_password);
-        settings.wifiFromBlock = true;
+        settings.wifiSource = FROM_CONFIG_BLOCK;
       }
       settings.caPem = block->ca_pem;
       // Packed fields are copied into locals before use (no references into the packed struct).
@@ -245,6 +488,9 @@ static void loadSettings() {
     free(block);
   }
   if (settings.clockFloor < kMinPlausibleTime) settings.clockFloor = kMinPlausibleTime;
+
+  // The board's own name and Wi-Fi win over the image's.
+  loadDeviceSettings();
 }
 
 // "esp8266-a1b2c3" from the last three bytes of the MAC, when no device name was configured.
@@ -252,17 +498,7 @@ static void defaultDeviceName() {
   uint8_t mac[6];
   WiFi.macAddress(mac);
   snprintf(settings.deviceName, sizeof(settings.deviceName), "esp8266-%02x%02x%02x", mac[3], mac[4], mac[5]);
-}
-
-// The device name as a DHCP host name: letters, digits and '-', at most 32 characters.
-static void makeHostname(char *out, size_t cap) {
-  size_t n = 0;
-  for (const char *c = settings.deviceName; *c != '\0' && n + 1 < cap && n < 32; c++) {
-    const char ch = *c;
-    const bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-';
-    out[n++] = ok ? ch : '-';
-  }
-  out[n] = '\0';
+  settings.nameSource = FROM_MAC;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -290,6 +526,33 @@ static time_t bestKnownTime() {
 // ---------------------------------------------------------------------------------------------
 // Update
 
+// Appends `text` to the NUL-terminated `out` (capacity `cap`), percent-encoding every byte but
+// letters, digits and "-._~" (RFC 3986's unreserved characters). Device names hold only letters,
+// digits and '-', so this normally copies; anything else still makes a valid query.
+static bool appendPercentEncoded(char *out, size_t cap, const char *text) {
+  static const char kHex[] = "0123456789ABCDEF";
+  size_t n = strlen(out);
+  for (const unsigned char *p = (const unsigned char *)text; *p != '\0'; p++) {
+    const unsigned char c = *p;
+    const bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+                       c == '.' || c == '_' || c == '~';
+    if (plain) {
+      if (n + 1 >= cap) return false;
+      out[n++] = (char)c;
+    } else {
+      if (n + 3 >= cap) return false;
+      out[n++] = '%';
+      out[n++] = kHex[c >> 4];
+      out[n++] = kHex[c & 0x0F];
+    }
+  }
+  out[n] = '\0';
+  return true;
+}
+
+// https://HOST:PORT/PATH[/CHANNEL]?name=NAME. The cores' updaters send no headers of the sketch's
+// own, but pass the URL's path and query through unchanged (HTTPClient::begin keeps everything
+// after the host as the request URI), so the query is how the server learns the board's name.
 static bool buildUpdateUrl(char *out, size_t cap) {
   int n;
   if (settings.channel[0] != '\0') {
@@ -297,7 +560,12 @@ static bool buildUpdateUrl(char *out, size_t cap) {
   } else {
     n = snprintf(out, cap, "https://%s:%u%s", settings.host, (unsigned)settings.port, settings.path);
   }
-  return n > 0 && (size_t)n < cap;
+  if (n <= 0 || (size_t)n >= cap) return false;
+  if (settings.deviceName[0] == '\0') return true;
+  const size_t used = (size_t)n;
+  const int q = snprintf(out + used, cap - used, "%cname=", strchr(out, '?') != nullptr ? '&' : '?');
+  if (q <= 0 || (size_t)q >= cap - used) return false;
+  return appendPercentEncoded(out, cap, settings.deviceName);
 }
 
 static void explainUpdateError(int err) {
@@ -393,7 +661,7 @@ static void onUpdateError(int err) {
 
 // One check: true when the server answered (up to date, or an update was installed).
 static bool checkForUpdate() {
-  char url[sizeof(settings.host) + sizeof(settings.path) + sizeof(settings.channel) + 24];
+  char url[kUrlCap];
   if (!buildUpdateUrl(url, sizeof(url))) {
     OTA_LOG("check: the update URL does not fit %u bytes", (unsigned)sizeof(url));
     return false;
@@ -425,6 +693,9 @@ static bool checkForUpdate() {
     // client advertises max_fragment_length (RFC 6066) from these sizes; the OTA Forge server
     // honours it and sends records that fit, so 512/512 works against it and saves ~16 KB of heap.
     client.setBufferSizes(settings.tlsRxBuffer, settings.tlsTxBuffer);
+    // The handshake needs no timeout of ours: BearSSL::WiFiClientSecure has no setter for one,
+    // and bounds it itself (WiFiClientSecureCtx::_connectSSL() resets its timeout to 15 s before
+    // the handshake, whatever setTimeout() said; ESPhttpUpdate's HTTP client gives reads 8 s).
 
     const t_httpUpdate_return result = ESPhttpUpdate.update(client, url, settings.version);
     switch (result) {
@@ -546,6 +817,57 @@ static void runScheduler() {
 
 // ---------------------------------------------------------------------------------------------
 
+static const char *valueSourceText(OtaValueSource source) {
+  switch (source) {
+    case FROM_DEVICE_AREA:
+      return "from the device settings area";
+    case FROM_CONFIG_BLOCK:
+      return settings.migration == MIGRATION_DONE ? "from the config block, now kept in the device settings area"
+                                                  : "from the config block";
+    case FROM_OTA_CONFIG:
+      return "from ota_config.h";
+    case FROM_MAC:
+      return "derived from the MAC";
+    case FROM_NOWHERE:
+    default:
+      return "none configured";
+  }
+}
+
+static void printDeviceArea() {
+  const unsigned long at = (unsigned long)deviceAreaOffset();
+  switch (settings.areaState) {
+    case AREA_VALID:
+      OTA_LOG("device settings: read from the device settings area (EEPROM sector at 0x%06lx)", at);
+      break;
+    case AREA_BLANK:
+      if (settings.migration != MIGRATION_DONE) {
+        OTA_LOG("device settings: the device settings area (EEPROM sector at 0x%06lx) is blank; give this board its name and Wi-Fi with: otaforge provision --port PORT --device-name NAME --wifi-ssid SSID",
+                at);
+      }
+      break;
+    case AREA_DAMAGED:
+      OTA_LOG("device settings: the device settings area (EEPROM sector at 0x%06lx) holds a damaged record (length or CRC), so it is ignored; provision the board again",
+              at);
+      break;
+    case AREA_OTHER_FORMAT:
+      OTA_LOG("device settings: the device settings area (EEPROM sector at 0x%06lx) holds a record of another format (written by a newer OTA Forge), so it is ignored",
+              at);
+      break;
+    case AREA_FOREIGN:
+      OTA_LOG("device settings: the EEPROM sector at 0x%06lx holds other data, so it is ignored (this sketch must not use the EEPROM library); otaforge provision replaces it",
+              at);
+      break;
+    case AREA_READ_FAILED:
+      OTA_LOG("device settings: reading the EEPROM sector at 0x%06lx failed; using the image's values", at);
+      break;
+    case AREA_NO_MEMORY:
+    default:
+      OTA_LOG("device settings: no 2 KB of heap to read the device settings area; using the image's values");
+      break;
+  }
+}
+
 static void printBanner() {
   uint8_t mac[6];
   WiFi.macAddress(mac);
@@ -570,13 +892,15 @@ static void printBanner() {
       OTA_LOG("settings: compiled in (ota_config.h); the config block is not baked");
       break;
   }
-  char url[sizeof(settings.host) + sizeof(settings.path) + sizeof(settings.channel) + 24];
+  char url[kUrlCap];
   if (buildUpdateUrl(url, sizeof(url))) {
     OTA_LOG("update URL %s, checked every %lu s (+-10%%)", url, (unsigned long)settings.pollIntervalS);
   }
   OTA_LOG("TLS: trusting the OTA Forge CA (%u bytes of PEM); BearSSL buffers rx %u / tx %u bytes",
           (unsigned)settings.caPem.length(), (unsigned)settings.tlsRxBuffer, (unsigned)settings.tlsTxBuffer);
-  OTA_LOG("Wi-Fi: \"%s\" (%s)", settings.wifiSsid, settings.wifiFromBlock ? "from the config block" : "from ota_config.h");
+  printDeviceArea();
+  OTA_LOG("device name: \"%s\" (%s)", settings.deviceName, valueSourceText(settings.nameSource));
+  OTA_LOG("Wi-Fi: \"%s\" (%s)", settings.wifiSsid, valueSourceText(settings.wifiSource));
   formatUtc(settings.clockFloor, when, sizeof(when));
   OTA_LOG("clock: SNTP time, never earlier than %s", when);
 }
@@ -590,8 +914,9 @@ void setup() {
   WiFi.persistent(false);
   WiFi.mode(WIFI_STA);
   if (settings.deviceName[0] == '\0') defaultDeviceName();
+  // DHCP host names take letters, digits and '-', at most 32 characters.
   char hostname[33];
-  makeHostname(hostname, sizeof(hostname));
+  sanitizeName(hostname, sizeof(hostname), settings.deviceName);
   if (hostname[0] != '\0') WiFi.hostname(hostname);
   printBanner();
 

@@ -1,7 +1,7 @@
 /* Host syntax-check stub, not a port: declarations only, no behaviour.
  * Mirrors in shape esp8266/Arduino 3.x cores/esp8266/Arduino.h (timing, random, configTime,
- * std::min/max), with the parts of cores/esp8266/Print.h, HardwareSerial.h and Esp.h that the
- * OTA Forge sketch calls. Only the APIs the sketch uses are declared. */
+ * std::min/max, flash_hal.h in FLASH_MAP_SUPPORT builds), with the parts of cores/esp8266/Print.h,
+ * HardwareSerial.h and Esp.h that the OTA Forge sketch calls. Only the APIs the sketch uses are declared. */
 #ifndef HOSTCHECK_ESP8266_ARDUINO_H
 #define HOSTCHECK_ESP8266_ARDUINO_H
 
@@ -29,6 +29,11 @@ void configTime(int timezone, int daylightOffset_sec, const char *server1, const
                 const char *server3 = nullptr);
 void configTime(const char *tz, const char *server1, const char *server2 = nullptr, const char *server3 = nullptr);
 
+/* Arduino.h includes flash_hal.h only in the "Mapping defined by Hardware and Sketch" mode */
+#if FLASH_MAP_SUPPORT
+#include "flash_hal.h"
+#endif
+
 using std::max;
 using std::min;
 
@@ -51,7 +56,7 @@ public:
 };
 extern HardwareSerial Serial;
 
-/* cores/esp8266/Esp.h */
+/* cores/esp8266/Esp.h (the flash functions with their full overload sets) */
 class EspClass {
 public:
     static void restart();
@@ -59,6 +64,12 @@ public:
     static uint32_t getFreeHeap();
     static uint32_t getMaxFreeBlockSize();
     static String getResetReason();
+
+    static bool flashEraseSector(uint32_t sector);
+    static bool flashWrite(uint32_t address, const uint32_t *data, size_t size);
+    static bool flashWrite(uint32_t address, const uint8_t *data, size_t size);
+    static bool flashRead(uint32_t address, uint32_t *data, size_t size);
+    static bool flashRead(uint32_t address, uint8_t *data, size_t size);
 };
 extern EspClass ESP;
 
