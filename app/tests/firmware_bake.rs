@@ -7,12 +7,12 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use otaforge::firmware::config_block::{self, DeviceSettings};
+use otaforge::firmware::config_block::{self, BakedSettings};
 use otaforge::firmware::{Chip, ImageBuilder, source};
 use support::{Project, otaforge, run};
 
-fn settings(ca_pem: &str) -> DeviceSettings {
-    DeviceSettings {
+fn settings(ca_pem: &str) -> BakedSettings {
+    BakedSettings {
         host: "ota.test".into(),
         port: 3443,
         path: "/update".into(),
@@ -197,8 +197,19 @@ fn bake_cli_from_image_and_from_sketch() {
     assert!(o.status.success(), "{info}");
     assert!(info.contains("baked: 127.0.0.1:3443/update version 1.0.0 name \"kitchen\""), "{info}");
     assert!(info.contains("Checksum:   valid"), "{info}");
+    // An image holding one device's name is for flashing that device, never for publishing.
     let (o, _, stderr) = run(otaforge(dir).arg("publish").arg(&out).args(["--version", "1.0.0"]));
-    assert!(o.status.success(), "publishing the baked image: {stderr}");
+    assert!(!o.status.success() && stderr.contains("device name \"kitchen\""), "{stderr}");
+    let generic = dir.join("generic.bin");
+    let (o, stdout, stderr) = run(otaforge(dir)
+        .args(["bake", "--image"])
+        .arg(&input)
+        .arg("--out")
+        .arg(&generic)
+        .args(["--version", "1.0.0", "--host", "127.0.0.1"]));
+    assert!(o.status.success(), "{stdout}{stderr}");
+    let (o, _, stderr) = run(otaforge(dir).arg("publish").arg(&generic));
+    assert!(o.status.success(), "publishing the generic image: {stderr}");
 
     // A host the server certificate does not cover is refused before anything is written.
     let (o, _, stderr) = run(otaforge(dir)

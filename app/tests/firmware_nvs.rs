@@ -251,3 +251,27 @@ fn generator_refuses_what_we_refuse() {
     let ours = nvs::write_partition(&longest, 0x3000).unwrap();
     assert_eq!(nvs::read_partition(&ours).unwrap(), longest);
 }
+
+#[test]
+fn a_virtual_esp32_reads_its_settings_from_the_generators_image_and_ours() {
+    use otaforge::firmware::device_settings::{DeviceSettings, Wifi};
+    use otaforge::sim::device::{Flash, Identity, device_area};
+    let want = DeviceSettings {
+        name: "kitchen".into(),
+        wifi: Some(Wifi { ssid: "home-net".into(), password: "correct horse".into() }),
+    };
+    let entries = [
+        NvsEntry::new("otaforge", "format", NvsValue::U8(1)),
+        NvsEntry::new("otaforge", "name", NvsValue::Str("kitchen".into())),
+        NvsEntry::new("otaforge", "wifi_ssid", NvsValue::Str("home-net".into())),
+        NvsEntry::new("otaforge", "wifi_pass", NvsValue::Str("correct horse".into())),
+    ];
+    let theirs = generate(&csv(&entries), 0x5000);
+    let id = Identity::numbered(otaforge::firmware::Chip::Esp32, 7);
+    let (at, ours) = device_area::image_for(&Flash::erased(id.flash_size).unwrap(), &id, &want).unwrap();
+    assert_eq!(at, 0x9000, "arduino-esp32's default nvs partition");
+    for (what, image) in [("the generator's", theirs), ("OTA Forge's", ours)] {
+        let flash = Flash::with_image(id.flash_size, 0x9000, &image).unwrap();
+        assert_eq!(device_area::read(&flash, &id), Some(want.clone()), "reading {what} image");
+    }
+}

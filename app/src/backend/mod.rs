@@ -337,7 +337,7 @@ impl Worker {
                     }
                 };
                 let result = tokio::task::spawn_blocking(move || -> Result<Vec<PathBuf>, String> {
-                    let s = settings::device_settings(&dir, &form, true).map_err(|e| e.to_string())?;
+                    let s = settings::baked_settings(&dir, &form, true).map_err(|e| e.to_string())?;
                     source::write_sketch_config(&sketch, &s).map_err(|e| e.to_string())
                 })
                 .await

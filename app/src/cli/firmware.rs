@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use crate::firmware::config_block::{self, DeviceSettings};
+use crate::firmware::config_block::{self, BakedSettings};
 use crate::firmware::settings::{self, BakeForm};
 use crate::firmware::{ImageInfo, inspect, source};
 
@@ -42,7 +42,8 @@ pub struct BakeArgs {
     /// Firmware version the device reports (default for --image: the version the image carries).
     #[arg(long)]
     pub version: Option<String>,
-    /// Device name.
+    /// Device name. An image baked with one is for that board alone and cannot be published:
+    /// give boards their names with `otaforge flash --device-name` or `otaforge provision`.
     #[arg(long, default_value = "")]
     pub device_name: String,
     /// Seconds between update checks.
@@ -54,12 +55,16 @@ pub struct BakeArgs {
     /// BearSSL send buffer (ESP8266): 512..16384.
     #[arg(long, default_value_t = 512)]
     pub tls_tx: u16,
-    /// Wi-Fi network.
+    /// Wi-Fi network built in (boards provisioned with their own keep theirs).
     #[arg(long, default_value = "")]
     pub wifi_ssid: String,
-    /// Wi-Fi password.
-    #[arg(long, default_value = "")]
-    pub wifi_password: String,
+    /// File holding its password (first line); else $OTAFORGE_WIFI_PASSWORD, else a prompt. Never
+    /// needed: `otaforge provision` gives boards their Wi-Fi without putting it in firmware.
+    #[arg(long, value_name = "FILE")]
+    pub wifi_password_file: Option<PathBuf>,
+    /// The built-in network is open: no password.
+    #[arg(long, conflicts_with = "wifi_password_file")]
+    pub open_network: bool,
 }
 
 pub(super) fn inspect_file(file: &Path, json: bool) -> Result<()> {
@@ -100,7 +105,7 @@ pub(super) fn inspect_file(file: &Path, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn redacted(s: &DeviceSettings) -> DeviceSettings {
+fn redacted(s: &BakedSettings) -> BakedSettings {
     let mut s = s.clone();
     if !s.wifi_password.is_empty() {
         s.wifi_password = "(set)".into();
@@ -163,8 +168,13 @@ fn print_info(i: &ImageInfo) {
 }
 
 impl BakeArgs {
-    fn form(&self) -> BakeForm {
-        BakeForm {
+    fn form(&self) -> Result<BakeForm> {
+        let wifi_password = if self.wifi_ssid.is_empty() || self.open_network {
+            String::new()
+        } else {
+            super::flash::wifi_password(self.wifi_password_file.as_deref(), &self.wifi_ssid)?
+        };
+        Ok(BakeForm {
             host: self.host.clone().unwrap_or_default(),
             port: self.port,
             path: self.path.clone(),
@@ -175,18 +185,18 @@ impl BakeArgs {
             tls_rx_buffer: self.tls_rx,
             tls_tx_buffer: self.tls_tx,
             wifi_ssid: self.wifi_ssid.clone(),
-            wifi_password: self.wifi_password.clone(),
-        }
+            wifi_password,
+        })
     }
 }
 
 pub(super) fn bake(dir: &Path, args: BakeArgs) -> Result<()> {
-    let form = args.form();
+    let form = args.form()?;
     if let Some(sketch) = &args.sketch {
         if form.version.trim().is_empty() {
             bail!("give the firmware version (--version 1.0.0): devices report it to the server");
         }
-        let settings = settings::device_settings(dir, &form, true)?;
+        let settings = settings::baked_settings(dir, &form, true)?;
         let written = source::write_sketch_config(sketch, &settings)?;
         for w in &written {
             println!("Wrote {}", w.display());
@@ -229,5 +239,11 @@ pub(super) fn bake(dir: &Path, args: BakeArgs) -> Result<()> {
         settings.version,
         settings.device_name
     );
+    if !settings.device_name.is_empty() || !settings.wifi_ssid.is_empty() {
+        println!(
+            "  This image holds one board's own settings (name, Wi-Fi): flash it to that board only. It cannot be \
+             published; give boards their settings with otaforge flash --device-name … or otaforge provision."
+        );
+    }
     Ok(())
 }

@@ -87,9 +87,10 @@ fn fields_len() -> usize {
 /// Offset of the trailing CRC-32.
 pub const CRC_OFFSET: usize = BLOCK_LEN - 4;
 
-/// A device's settings, as baked into the block.
+/// The settings baked into an image's config block: the fleet's (host, port, path, CA…) and, in
+/// images baked before device settings had an area of their own, one device's name and Wi-Fi.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct DeviceSettings {
+pub struct BakedSettings {
     /// Update-server host (as in the certificate).
     pub host: String,
     /// HTTPS port.
@@ -142,7 +143,7 @@ pub enum ConfigError {
     Image(#[from] ImageError),
 }
 
-impl DeviceSettings {
+impl BakedSettings {
     /// Checks every value against the block's limits and the devices' rules.
     pub fn validate(&self) -> Result<(), ConfigError> {
         for (name, value) in self.texts() {
@@ -210,7 +211,7 @@ impl DeviceSettings {
     }
 
     /// Reads a baked block (`None` for an unbaked one).
-    pub fn decode(block: &[u8]) -> Result<Option<DeviceSettings>, ConfigError> {
+    pub fn decode(block: &[u8]) -> Result<Option<BakedSettings>, ConfigError> {
         if block.len() < BLOCK_LEN || &block[..16] != MAGIC {
             return Err(ConfigError::NoBlock);
         }
@@ -227,7 +228,7 @@ impl DeviceSettings {
         {
             return Err(ConfigError::BadCrc);
         }
-        Ok(Some(DeviceSettings {
+        Ok(Some(BakedSettings {
             host: get_text(block, "host"),
             port: get_u16(block, "port"),
             path: get_text(block, "path"),
@@ -332,15 +333,15 @@ pub fn locate(image: &[u8]) -> Result<usize, ConfigError> {
 }
 
 /// Reads the settings baked into an image (`None`: the block is there but unbaked).
-pub fn read(image: &[u8]) -> Result<Option<DeviceSettings>, ConfigError> {
+pub fn read(image: &[u8]) -> Result<Option<BakedSettings>, ConfigError> {
     let at = locate(image)?;
-    DeviceSettings::decode(&image[at..at + BLOCK_LEN])
+    BakedSettings::decode(&image[at..at + BLOCK_LEN])
 }
 
 /// Writes `settings` into the image's config block and fixes every checksum the image carries
 /// (segment checksum, Arduino length/CRC, ESP32 SHA-256). Returns the patched copy; the input is
 /// checked first, so a damaged image is refused rather than "repaired".
-pub fn bake(image: &[u8], settings: &DeviceSettings) -> Result<Vec<u8>, ConfigError> {
+pub fn bake(image: &[u8], settings: &BakedSettings) -> Result<Vec<u8>, ConfigError> {
     let info = inspect(image)?;
     let problems = info.problems();
     if !problems.is_empty() {
@@ -362,7 +363,8 @@ pub fn reserve(image: &mut [u8]) -> Result<usize, ConfigError> {
     let seg = info
         .segments
         .iter()
-        .find(|s| s.len as usize >= BLOCK_LEN + 64)
+        // The block starts 512 bytes in; a synthetic marker may follow it.
+        .find(|s| s.len as usize >= 512 + BLOCK_LEN + 64)
         .ok_or_else(|| ConfigError::Invalid("no segment is large enough for a config block".into()))?;
     // Skip the start of the segment (Arduino keeps its length/CRC words there; ESP32 its app
     // descriptor), and keep the block 4-byte aligned.
@@ -400,7 +402,9 @@ pub fn c_header() -> String {
     h.push_str("#ifdef __cplusplus\nstatic_assert(sizeof(otaforge_config_block_t) == OTAFORGE_CONFIG_LENGTH, \"config block size\");\n");
     h.push_str("#else\n_Static_assert(sizeof(otaforge_config_block_t) == OTAFORGE_CONFIG_LENGTH, \"config block size\");\n#endif\n\n");
     h.push_str(
-        r#"/* zlib's CRC-32 (reflected, polynomial 0xEDB88320). */
+        r#"#ifndef OTAFORGE_CRC32_DEFINED
+#define OTAFORGE_CRC32_DEFINED
+/* zlib's CRC-32 (reflected, polynomial 0xEDB88320). */
 static inline uint32_t otaforge_crc32(const uint8_t *data, size_t len) {
     uint32_t crc = 0xFFFFFFFFu;
     for (size_t i = 0; i < len; i++) {
@@ -409,6 +413,7 @@ static inline uint32_t otaforge_crc32(const uint8_t *data, size_t len) {
     }
     return ~crc;
 }
+#endif
 
 /* 1 when `block` (a copy in RAM) holds baked settings with a good CRC; 0 to use the compiled-in
  * defaults. */

@@ -9,10 +9,14 @@
 //! Format facts come from esptool's image-format documentation, the Arduino ESP8266 core's
 //! `elf2bin.py` and `Esp.cpp`, and ESP-IDF's `esp_app_desc_t`; the code is written from those facts.
 
+pub mod baked_secrets;
+pub mod carried_version;
 pub mod chip;
 pub mod config_block;
+pub mod device_settings;
 pub mod digest;
 pub mod image;
+pub mod nvs;
 mod parse;
 mod read;
 pub mod settings;
@@ -37,7 +41,7 @@ pub struct FirmwareReport {
     /// The inspection.
     pub image: ImageInfo,
     /// The config block: baked settings, unbaked (`Ok(None)`), or why there is none.
-    pub config: Result<Option<config_block::DeviceSettings>, String>,
+    pub config: Result<Option<config_block::BakedSettings>, String>,
 }
 
 /// Inspects an image and reads its config block.

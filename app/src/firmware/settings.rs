@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::config_block::DeviceSettings;
+use super::config_block::BakedSettings;
 use crate::pki::{self, CertInfo, Host};
 
 /// What the user chose; `None`/empty fields take the defaults.
@@ -70,15 +70,19 @@ pub enum SettingsError {
     NoHost,
     #[error("version: {0}")]
     Version(#[from] crate::version::VersionError),
+    #[error(transparent)]
+    Device(super::device_settings::DeviceSettingsError),
+    #[error("cannot record the baked password's hash in the project: {0}")]
+    Remember(String),
 }
 
 /// The settings to bake, with the project's trust anchor. The version may stay empty here (baking
 /// into an image can keep the image's own); `require_version` refuses that.
-pub fn device_settings(
+pub fn baked_settings(
     dir: &Path,
     form: &BakeForm,
     require_version: bool,
-) -> Result<DeviceSettings, SettingsError> {
+) -> Result<BakedSettings, SettingsError> {
     let material = pki::Material::load(dir)?.ok_or_else(|| pki::PkiError::NoMaterial { dir: dir.into() })?;
     let cert = CertInfo::from_pem(&material.server.cert_pem, pki::SERVER_CERT)?;
     let host = if form.host.trim().is_empty() {
@@ -92,7 +96,13 @@ pub fn device_settings(
     if require_version || !form.version.trim().is_empty() {
         crate::version::Version::parse(&form.version)?;
     }
-    Ok(DeviceSettings {
+    // Publishing refuses any image that holds a password baked here; only a salted hash is kept.
+    if !form.wifi_password.is_empty() {
+        super::device_settings::check_password(&form.wifi_password).map_err(SettingsError::Device)?;
+        super::baked_secrets::remember(dir, &form.wifi_password)
+            .map_err(|e| SettingsError::Remember(e.to_string()))?;
+    }
+    Ok(BakedSettings {
         host,
         port: form.port,
         path: form.path.clone(),
@@ -115,13 +125,12 @@ pub fn bake_image(
     dir: &Path,
     image: &[u8],
     form: &BakeForm,
-) -> Result<(Vec<u8>, DeviceSettings), BakeImageError> {
-    let mut settings = device_settings(dir, form, false)?;
+) -> Result<(Vec<u8>, BakedSettings), BakeImageError> {
+    let mut settings = baked_settings(dir, form, false)?;
     if settings.version.is_empty() {
-        settings.version = match super::config_block::read(image) {
-            Ok(Some(previous)) => previous.version,
-            _ => super::inspect(image).ok().and_then(|i| i.app_desc).map(|d| d.version).unwrap_or_default(),
-        };
+        let info = super::inspect(image).ok();
+        settings.version =
+            super::carried_version::carried_version(image, info.as_ref()).map(|(v, _)| v).unwrap_or_default();
     }
     if settings.version.is_empty() {
         return Err(BakeImageError::NoVersion);
@@ -138,6 +147,6 @@ pub enum BakeImageError {
     Settings(#[from] SettingsError),
     #[error(transparent)]
     Config(#[from] super::config_block::ConfigError),
-    #[error("the image carries no version: give one")]
+    #[error("the image carries no version: give one with --version (e.g. --version 1.0.0)")]
     NoVersion,
 }

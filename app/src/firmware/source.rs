@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use super::config_block::{self, DeviceSettings};
+use super::config_block::{self, BakedSettings};
 use crate::pki::export::c_string_literal;
 use crate::project::Secrecy;
 
@@ -16,6 +16,8 @@ use crate::project::Secrecy;
 pub const OTA_CONFIG_H: &str = "ota_config.h";
 /// Name of the config-block layout header.
 pub const CONFIG_BLOCK_H: &str = "otaforge_config_block.h";
+/// The device-settings header the firmware includes (see `firmware::device_settings`).
+pub const DEVICE_SETTINGS_H: &str = "otaforge_device_settings.h";
 
 /// Why a sketch folder could not be prepared or built.
 #[allow(missing_docs)] // each variant's message is its documentation
@@ -41,7 +43,7 @@ pub enum SourceError {
 
 /// `ota_config.h`: the settings as compiled-in defaults, the CA as a raw string literal holding
 /// exactly the PEM bytes.
-pub fn ota_config_h(s: &DeviceSettings) -> Result<String, SourceError> {
+pub fn ota_config_h(s: &BakedSettings) -> Result<String, SourceError> {
     s.validate()?;
     let q = c_string_literal;
     let mut h = String::new();
@@ -69,17 +71,20 @@ pub fn ota_config_h(s: &DeviceSettings) -> Result<String, SourceError> {
     Ok(h)
 }
 
-/// Writes `ota_config.h` and the config-block header into a sketch folder. Both are staged before
-/// either is replaced.
-pub fn write_sketch_config(dir: &Path, s: &DeviceSettings) -> Result<Vec<PathBuf>, SourceError> {
+/// Writes `ota_config.h` and the config-block and device-settings headers into a sketch folder.
+/// All are staged before any is replaced.
+pub fn write_sketch_config(dir: &Path, s: &BakedSettings) -> Result<Vec<PathBuf>, SourceError> {
     let is_sketch = std::fs::read_dir(dir)
         .map(|entries| entries.flatten().any(|e| e.path().extension().is_some_and(|x| x == "ino")))
         .unwrap_or(false);
     if !is_sketch {
         return Err(SourceError::NotASketch(dir.to_path_buf()));
     }
-    let files =
-        [(dir.join(OTA_CONFIG_H), ota_config_h(s)?), (dir.join(CONFIG_BLOCK_H), config_block::c_header())];
+    let files = [
+        (dir.join(OTA_CONFIG_H), ota_config_h(s)?),
+        (dir.join(CONFIG_BLOCK_H), config_block::c_header()),
+        (dir.join(DEVICE_SETTINGS_H), super::device_settings::c_header()),
+    ];
     let mut staged = Vec::new();
     for (path, text) in &files {
         // The Wi-Fi password is in ota_config.h: owner-only, like a key.

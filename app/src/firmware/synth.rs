@@ -400,3 +400,21 @@ impl XorShift {
         }
     }
 }
+
+/// Written into every stand-in for the reference firmware ([`mark_synthetic`]): such an image is
+/// structurally valid but is not firmware, so a real board must never get it (publishing keeps it
+/// to demo channels, flashing to virtual boards).
+pub const SYNTHETIC_MARKER: &[u8; 32] = b"OTAFORGE-SYNTHETIC-IMAGE:NOT-FW\0";
+
+/// Marks an image as synthetic: the marker goes right after its config block (inside the same
+/// segment, which `config_block::reserve` sizes for it), and the checksums are fixed.
+pub fn mark_synthetic(image: &mut [u8], block_at: usize) -> Result<(), ImageError> {
+    let at = block_at + super::config_block::BLOCK_LEN;
+    image[at..at + SYNTHETIC_MARKER.len()].copy_from_slice(SYNTHETIC_MARKER);
+    fix_checksums(image)
+}
+
+/// Whether an image is a synthetic stand-in (see [`SYNTHETIC_MARKER`]).
+pub fn is_synthetic(image: &[u8]) -> bool {
+    image.windows(SYNTHETIC_MARKER.len()).any(|w| w == SYNTHETIC_MARKER)
+}

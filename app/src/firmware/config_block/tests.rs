@@ -1,8 +1,8 @@
 use super::*;
 use crate::firmware::{Chip, ImageBuilder, inspect};
 
-fn settings() -> DeviceSettings {
-    DeviceSettings {
+fn settings() -> BakedSettings {
+    BakedSettings {
         host: "ota.lan".into(),
         port: 3443,
         path: "/update".into(),
@@ -28,11 +28,11 @@ fn with_block(mut b: Vec<u8>) -> (Vec<u8>, usize) {
 fn settings_round_trip_through_the_block() {
     let block = settings().encode().unwrap();
     assert_eq!(block.len(), BLOCK_LEN);
-    assert_eq!(DeviceSettings::decode(&block).unwrap(), Some(settings()));
-    assert_eq!(DeviceSettings::decode(&unbaked_block()).unwrap(), None);
+    assert_eq!(BakedSettings::decode(&block).unwrap(), Some(settings()));
+    assert_eq!(BakedSettings::decode(&unbaked_block()).unwrap(), None);
     let mut broken = block.clone();
     broken[field("host").0] ^= 1;
-    assert_eq!(DeviceSettings::decode(&broken), Err(ConfigError::BadCrc));
+    assert_eq!(BakedSettings::decode(&broken), Err(ConfigError::BadCrc));
 }
 
 #[test]
