@@ -49,9 +49,14 @@ pub struct RolloutArgs {
     /// Go back to the release before the current one.
     #[arg(long)]
     pub rollback: bool,
-    /// Require HTTP Basic credentials USER:PASSWORD on this channel ("-" removes them).
-    #[arg(long, value_name = "USER:PASSWORD")]
+    /// Require HTTP Basic credentials with this user name on the channel ("-" removes them). The
+    /// password is read from --auth-password-file, else $OTAFORGE_AUTH_PASSWORD, else asked for on
+    /// the terminal: never from the command line, where every user of the machine can see it.
+    #[arg(long, value_name = "USER")]
     pub auth: Option<String>,
+    /// File holding the channel password (its first line; "-" reads standard input).
+    #[arg(long, value_name = "FILE", requires = "auth")]
+    pub auth_password_file: Option<PathBuf>,
     /// Allow only listed MACs to update (repeatable); everyone is allowed while the list is empty.
     #[arg(long, value_name = "MAC")]
     pub allow: Vec<String>,
@@ -70,7 +75,11 @@ pub(super) fn publish_file(dir: &Path, args: PublishArgs) -> Result<()> {
         notes: args.notes,
         file_name: args.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
     };
-    let release = publish::publish(&mut store, &bytes, &req)?;
+    let checked = publish::check(&store, &bytes, &req)?;
+    for w in &checked.warnings {
+        eprintln!("warning: {w}");
+    }
+    let release = publish::store_checked(&mut store, &bytes, &req, checked)?;
     println!(
         "Published #{} {} on \"{}\": {} bytes, {}, MD5 {}",
         release.id,
@@ -131,8 +140,17 @@ pub(super) fn releases(dir: &Path, channel: Option<&str>) -> Result<()> {
 pub(super) fn devices(dir: &Path, json: bool) -> Result<()> {
     let store = Store::open(dir)?;
     let devices = store.devices()?;
+    let now = crate::store::now_unix();
     if json {
-        println!("{}", serde_json::to_string_pretty(&devices)?);
+        let rows: Vec<serde_json::Value> = devices
+            .iter()
+            .map(|d| {
+                let mut v = serde_json::to_value(d).unwrap_or_default();
+                v["silent_since_update"] = d.silent_since_update(now).into();
+                v
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
     if devices.is_empty() {
@@ -140,25 +158,61 @@ pub(super) fn devices(dir: &Path, json: bool) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<17}  {:<7}  {:<10}  {:<8}  {:<15}  {:<12}  why",
-        "MAC", "chip", "version", "channel", "address", "state"
+        "{:<17}  {:<16}  {:<7}  {:<10}  {:<8}  {:<15}  {:<19}  why",
+        "MAC", "name", "chip", "version", "channel", "address", "state"
     );
     for d in devices {
+        let state = match d.silent_since_update(now) {
+            Some(_) => "silent since update",
+            None => d.state.label(),
+        };
         println!(
-            "{:<17}  {:<7}  {:<10}  {:<8}  {:<15}  {:<12}  {}",
+            "{:<17}  {:<16}  {:<7}  {:<10}  {:<8}  {:<15}  {:<19}  {}",
             d.mac,
+            if d.name.is_empty() { "-" } else { &d.name },
             d.family,
             d.version.as_deref().unwrap_or("-"),
             d.channel,
             d.remote_ip,
-            d.state.label(),
+            state,
             d.last_reason
         );
     }
     Ok(())
 }
 
+/// The environment variable `rollout --auth` reads the channel password from.
+pub const AUTH_PASSWORD_ENV: &str = "OTAFORGE_AUTH_PASSWORD";
+
+/// The channel password and where it came from: a file, the environment, or the terminal.
+fn channel_password(file: Option<&Path>, user: &str, channel: &str) -> Result<(String, String)> {
+    let prompt = format!("Password for \"{user}\" on channel \"{channel}\": ");
+    let Some((password, source)) = super::secret::read_secret(file, AUTH_PASSWORD_ENV, &prompt, true)? else {
+        bail!(
+            "no password for --auth {user}: put it in a file (--auth-password-file FILE), in \
+             {AUTH_PASSWORD_ENV}, or run this in a terminal to be asked for it"
+        );
+    };
+    if password.is_empty() {
+        bail!("the password ({source}) is empty: an empty password protects nothing");
+    }
+    Ok((password, source))
+}
+
 pub(super) fn rollout(dir: &Path, args: RolloutArgs) -> Result<()> {
+    // The password first: a refused or mistyped one changes nothing.
+    let credentials = match args.auth.as_deref() {
+        None | Some("-") => None,
+        Some(user) if user.contains(':') => bail!(
+            "--auth takes only the user name: a password on the command line is visible to every user \
+             of this machine (ps, shell history). Give it with --auth-password-file FILE, in \
+             {AUTH_PASSWORD_ENV}, or type it when asked"
+        ),
+        Some("") => bail!("--auth needs a user name"),
+        Some(user) => {
+            Some((user, channel_password(args.auth_password_file.as_deref(), user, &args.channel)?))
+        }
+    };
     let mut store = Store::open(dir)?;
     if let Some(id) = args.promote {
         let r = store.promote(id, Some(&args.channel))?;
@@ -168,13 +222,16 @@ pub(super) fn rollout(dir: &Path, args: RolloutArgs) -> Result<()> {
         let r = store.roll_back(&args.channel)?;
         println!("Rolled back: \"{}\" now serves #{} {}", r.channel, r.id, r.version);
     }
-    if let Some(auth) = &args.auth {
-        if auth == "-" {
-            store.set_auth(&args.channel, None)?;
-        } else {
-            let Some((user, pass)) = auth.split_once(':') else { bail!("--auth takes USER:PASSWORD") };
-            store.set_auth(&args.channel, Some((user, pass)))?;
-        }
+    if let Some((user, (password, source))) = &credentials {
+        store.set_auth(&args.channel, Some((user, password)))?;
+        println!(
+            "Channel \"{}\": devices must now send HTTP Basic credentials, user \"{user}\" and the \
+             password {source} (stored as a salted Argon2 hash)",
+            args.channel
+        );
+    } else if args.auth.as_deref() == Some("-") {
+        store.set_auth(&args.channel, None)?;
+        println!("Channel \"{}\": no credentials required any more", args.channel);
     }
     for (list, allowed) in [(&args.allow, true), (&args.disallow, false)] {
         for raw in list {

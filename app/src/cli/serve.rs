@@ -32,7 +32,8 @@ pub struct ServeArgs {
     /// Seconds allowed for the TLS handshake and request head.
     #[arg(long, default_value_t = 10)]
     pub header_timeout: u64,
-    /// Seconds a download may stall before it is dropped.
+    /// Seconds a client may take nothing of what it is sent (a download, an answer, the closing
+    /// TLS shutdown) before its connection is dropped and its slot freed.
     #[arg(long, default_value_t = 30)]
     pub idle_timeout: u64,
     /// Largest request head, bytes.
@@ -41,6 +42,10 @@ pub struct ServeArgs {
     /// Connections served at once.
     #[arg(long, default_value_t = 512)]
     pub max_connections: usize,
+    /// The port devices use, when a router or reverse proxy forwards it to --port: images
+    /// baked for it can then be published.
+    #[arg(long, value_name = "PORT")]
+    pub public_port: Option<u16>,
 }
 
 impl ServeArgs {
@@ -57,6 +62,7 @@ impl ServeArgs {
             },
             header_timeout: Duration::from_secs(self.header_timeout),
             idle_timeout: Duration::from_secs(self.idle_timeout),
+            public_port: self.public_port,
             max_header_bytes: self.max_header_bytes,
             max_connections: self.max_connections,
         }
@@ -140,6 +146,9 @@ fn log_event(ev: &ServerEvent, last: &mut HashMap<u64, Instant>) {
                 "{t} {mac} came back on the old firmware ({})",
                 running.as_deref().unwrap_or("unknown version")
             )
+        }
+        ServerEvent::DeviceSilent { mac, .. } => {
+            println!("{t} {mac} silent since its update: no check-in within twice its usual interval")
         }
         ServerEvent::ConnectionRefused { remote, why } => println!("{t} {remote} refused: {why}"),
         ServerEvent::CatalogReloaded => println!("{t} releases changed: now serving the new state"),

@@ -1,13 +1,22 @@
 //! One connection, from the first byte to the last: limits, TLS with the right record size, the
 //! request, the decision, the answer, the download with live progress, and the inventory.
+//!
+//! Every state has a deadline: the handshake and the request head the header timeout, every write
+//! (the answer, the body, the closing TLS flush and shutdown) the idle timeout ([`WriteDeadline`]),
+//! the lingering close two seconds.
 
+use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -16,8 +25,8 @@ use super::device;
 use super::events::ServerEvent;
 use super::http::{self, RangeAnswer, ReadError, Request};
 use super::{Shared, tls};
-use crate::publish::DEFAULT_CHANNEL;
-use crate::store::{PayloadKind, RequestRecord, now_unix, validate_channel};
+use crate::publish::{DEFAULT_CHANNEL, DEMO_CHANNEL};
+use crate::store::{ChannelAuth, PayloadKind, RequestRecord, now_unix, validate_channel};
 
 /// Bytes written per step of a download (progress is measured after each step reaches the socket).
 const CHUNK: usize = 16 * 1024;
@@ -55,6 +64,7 @@ pub(super) async fn accept_loop(
             if tls {
                 serve_tls(&shared, tcp, remote).await;
             } else {
+                let tcp = WriteDeadline::new(tcp, shared.config.idle_timeout);
                 serve_http(&shared, tcp, remote, None).await;
             }
             drop(permit);
@@ -74,6 +84,8 @@ async fn serve_tls(shared: &Arc<Shared>, tcp: TcpStream, remote: SocketAddr) {
     let (config, record_size) = shared.tls.for_client_hello(&hello);
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let left = deadline.saturating_duration_since(Instant::now());
+    // Under TLS, so that what rustls writes (the close_notify too) has the deadline as well.
+    let tcp = WriteDeadline::new(tcp, shared.config.idle_timeout);
     match tokio::time::timeout(left, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => serve_http(shared, stream, remote, record_size).await,
         Ok(Err(e)) => {
@@ -226,12 +238,13 @@ async fn respond<S: AsyncWrite + Unpin>(
         return reply(403, "not on the MAC allow-list".into());
     }
     let channel = catalog.channels.get(&channel_name);
-    if channel.is_none() && channel_name != DEFAULT_CHANNEL {
+    // The default and the demo channel always exist ("nothing published yet"); others once made.
+    if channel.is_none() && channel_name != DEFAULT_CHANNEL && channel_name != DEMO_CHANNEL {
         let _ = http::write_text(stream, 404, "no such channel\n", &[], head_only).await;
         return reply(404, format!("no channel \"{channel_name}\""));
     }
-    if let Some((user, pass)) = channel.and_then(|c| c.meta.auth.as_ref())
-        && !authorized(req.header("Authorization"), user, pass)
+    if let Some(auth) = channel.and_then(|c| c.meta.auth.as_ref())
+        && !authorized(shared, req.header("Authorization"), auth).await
     {
         let headers = [("WWW-Authenticate", "Basic realm=\"OTA Forge\"".to_string())];
         let _ = http::write_text(stream, 401, "credentials required\n", &headers, head_only).await;
@@ -242,7 +255,13 @@ async fn respond<S: AsyncWrite + Unpin>(
     // channel's current release, with HEAD and Range; the client decides.
     let (release, is_device) = match &device {
         Some(dev) => {
-            let known = shared.inventory.check_in(dev, &channel_name, &remote.ip().to_string(), &catalog);
+            let known = shared.inventory.check_in(
+                dev,
+                device::name_from_query(req.query.as_deref()).as_deref(),
+                &channel_name,
+                &remote.ip().to_string(),
+                &catalog,
+            );
             let decision = decision::decide(dev, channel, &catalog, Some(&known));
             shared.inventory.record_decision(&dev.sta_mac, &decision);
             match decision.answer {
@@ -349,8 +368,9 @@ async fn respond<S: AsyncWrite + Unpin>(
     }
 }
 
-/// Writes the body in steps, each bounded by the idle timeout, reporting progress as bytes reach
-/// the socket. Returns the elapsed milliseconds, or how far it got and why it stopped.
+/// Writes the body in steps, reporting progress as bytes reach the socket (a client that stops
+/// reading fails a write after the idle timeout: [`WriteDeadline`]). Returns the elapsed
+/// milliseconds, or how far it got and why it stopped.
 async fn send_body<S: AsyncWrite + Unpin>(
     shared: &Shared,
     stream: &mut S,
@@ -369,10 +389,12 @@ async fn send_body<S: AsyncWrite + Unpin>(
             stream.write_all(chunk).await?;
             stream.flush().await
         };
-        match tokio::time::timeout(idle, step).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err((sent, format!("connection lost ({})", e.kind()))),
-            Err(_) => return Err((sent, format!("the device stopped reading for {} s", idle.as_secs()))),
+        match step.await {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                return Err((sent, format!("the device stopped reading for {} s", idle.as_secs())));
+            }
+            Err(e) => return Err((sent, format!("connection lost ({})", e.kind()))),
         }
         sent += chunk.len() as u64;
         if sent - reported >= PROGRESS_EVERY || sent == total {
@@ -397,13 +419,147 @@ fn channel_of(base: &str, path: &str) -> Option<String> {
     }
 }
 
-fn authorized(header: Option<&str>, user: &str, pass: &str) -> bool {
-    let Some(encoded) = header.and_then(|h| h.trim().strip_prefix("Basic ")) else { return false };
-    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else { return false };
-    let expected = format!("{user}:{pass}");
-    // Constant-time comparison: the credentials are a secret.
-    decoded.len() == expected.len()
-        && decoded.iter().zip(expected.as_bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+/// The user and password of an HTTP Basic `Authorization` header (RFC 7617: the scheme name is
+/// case-insensitive).
+fn basic_credentials(header: Option<&str>) -> Option<(String, String)> {
+    let (scheme, token) = header?.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(token.trim()).ok()?;
+    let (user, pass) = String::from_utf8(decoded).ok()?.split_once(':').map(|(u, p)| (u.into(), p.into()))?;
+    Some((user, pass))
+}
+
+/// Checks a request's credentials against the channel's hash. Argon2 costs tens of milliseconds
+/// and ~19 MiB, so it runs off the async threads, a few at a time; credentials that verified are
+/// remembered (by a digest that includes the stored hash) so polling devices do not pay it each time.
+async fn authorized(shared: &Shared, header: Option<&str>, auth: &ChannelAuth) -> bool {
+    let Some((user, pass)) = basic_credentials(header) else { return false };
+    if pass.is_empty() {
+        return false;
+    }
+    let key: [u8; 32] = Sha256::new()
+        .chain_update(auth.password_hash.as_bytes())
+        .chain_update([0])
+        .chain_update(user.as_bytes())
+        .chain_update([0])
+        .chain_update(pass.as_bytes())
+        .finalize()
+        .into();
+    if shared.verified.lock().unwrap_or_else(|p| p.into_inner()).contains(&key) {
+        return true;
+    }
+    let Ok(Ok(_permit)) = tokio::time::timeout(shared.config.header_timeout, shared.hashing.acquire()).await
+    else {
+        return false;
+    };
+    let auth = auth.clone();
+    let ok = tokio::task::spawn_blocking(move || auth.verify(&user, &pass)).await.unwrap_or(false);
+    if ok {
+        let mut verified = shared.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if verified.len() >= 4096 {
+            verified.clear();
+        }
+        verified.insert(key);
+    }
+    ok
+}
+
+/// A socket whose writes fail (`TimedOut`) once the peer has taken no byte for `limit`, so a client
+/// that stops reading cannot hold its connection slot in any state: the answer, the body, the
+/// closing TLS flush and shutdown. The clock runs from when writing first blocked, not from each
+/// call, so a download that timed out does not wait a second time in shutdown. Reads pass through
+/// (each read has its own deadline where it is made).
+struct WriteDeadline<S> {
+    inner: S,
+    limit: Duration,
+    /// When writes started to block (None while they go through).
+    blocked_since: Option<Instant>,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<S> WriteDeadline<S> {
+    fn new(inner: S, limit: Duration) -> Self {
+        WriteDeadline { inner, limit, blocked_since: None, timer: Box::pin(tokio::time::sleep(limit)) }
+    }
+
+    /// Passes a write's outcome on; a pending one turns into an error once the deadline passed.
+    fn check<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+        progress: bool,
+    ) -> Poll<io::Result<T>> {
+        match polled {
+            Poll::Ready(r) => {
+                if progress && r.is_ok() {
+                    self.blocked_since = None;
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                let since = match self.blocked_since {
+                    Some(t) => t,
+                    None => {
+                        let now = Instant::now();
+                        self.blocked_since = Some(now);
+                        self.timer.as_mut().reset((now + self.limit).into());
+                        now
+                    }
+                };
+                if since.elapsed() >= self.limit || self.timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the peer stopped reading",
+                    )));
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteDeadline<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        let progress = matches!(polled, Poll::Ready(Ok(n)) if n > 0);
+        self.check(cx, polled, progress)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        let progress = matches!(polled, Poll::Ready(Ok(n)) if n > 0);
+        self.check(cx, polled, progress)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        self.check(cx, polled, false)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let polled = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.check(cx, polled, false)
+    }
 }
 
 /// Header values must not carry line breaks or non-ASCII.
@@ -431,11 +587,28 @@ mod tests {
     }
 
     #[test]
-    fn basic_auth_checks_both_parts() {
-        let ok = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("dev:s3cret"));
-        assert!(authorized(Some(&ok), "dev", "s3cret"));
-        assert!(!authorized(Some(&ok), "dev", "other"));
-        assert!(!authorized(None, "dev", "s3cret"));
-        assert!(!authorized(Some("Bearer x"), "dev", "s3cret"));
+    fn basic_credentials_are_read_whatever_the_case_of_the_scheme() {
+        let token = base64::engine::general_purpose::STANDARD.encode("dev:s3:cret");
+        let want = Some(("dev".to_string(), "s3:cret".to_string()));
+        assert_eq!(basic_credentials(Some(&format!("Basic {token}"))), want);
+        assert_eq!(basic_credentials(Some(&format!("basic  {token}"))), want);
+        assert_eq!(basic_credentials(Some(&format!("Bearer {token}"))), None);
+        assert_eq!(basic_credentials(Some("Basic !!!")), None);
+        assert_eq!(basic_credentials(None), None);
+    }
+
+    #[tokio::test]
+    async fn a_write_the_peer_never_takes_fails_after_the_limit_and_so_does_the_shutdown() {
+        // A peer that reads nothing: a 1-byte duplex fills at once.
+        let (ours, _theirs) = tokio::io::duplex(1);
+        let mut s = WriteDeadline::new(ours, Duration::from_millis(200));
+        let started = Instant::now();
+        let e = s.write_all(&[0u8; 64]).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert!(started.elapsed() < Duration::from_secs(2));
+        // The deadline is already spent: a closing flush does not wait again.
+        let again = Instant::now();
+        assert!(s.write_all(&[0u8; 64]).await.is_err());
+        assert!(again.elapsed() < Duration::from_millis(100));
     }
 }

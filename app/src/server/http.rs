@@ -27,11 +27,25 @@ impl Request {
         self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
-    /// All headers, one `name: value` per line (for the request history).
+    /// All headers, one `name: value` per line (for the request history), credentials redacted:
+    /// the history is for diagnosis and must not become a store of passwords.
     pub fn headers_text(&self) -> String {
-        self.headers.iter().map(|(n, v)| format!("{n}: {v}")).collect::<Vec<_>>().join("\n")
+        self.headers
+            .iter()
+            .map(|(n, v)| {
+                let secret = CREDENTIAL_HEADERS.iter().any(|c| n.eq_ignore_ascii_case(c));
+                format!("{n}: {}", if secret { REDACTED } else { v })
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
+
+/// Headers whose values are credentials.
+const CREDENTIAL_HEADERS: [&str; 3] = ["Authorization", "Proxy-Authorization", "Cookie"];
+
+/// What stands in for a credential's value wherever requests are recorded.
+pub const REDACTED: &str = "(redacted)";
 
 /// Why no request could be read; each maps to an answer (or to silently closing).
 #[derive(Debug, thiserror::Error)]
@@ -225,6 +239,9 @@ mod tests {
         let r = read_request(&mut s, 8192, Duration::from_secs(1)).await.unwrap();
         assert_eq!((r.method.as_str(), r.path.as_str(), r.minor_version), ("GET", "/update", 0));
         assert_eq!(r.header("X-esp8266-sta-mac"), Some("AA:BB:CC:DD:EE:FF"));
+        let raw = b"GET / HTTP/1.0\r\nauthorization: Basic ZGV2OnMzY3JldA==\r\nHost: a\r\n\r\n";
+        let r = read_request(&mut &raw[..], 8192, Duration::from_secs(1)).await.unwrap();
+        assert_eq!(r.headers_text(), format!("authorization: {REDACTED}\nHost: a"));
         let big = format!("GET / HTTP/1.0\r\nX: {}\r\n\r\n", "a".repeat(100_000));
         let mut s = big.as_bytes();
         assert!(matches!(

@@ -8,12 +8,14 @@
 pub mod catalog;
 pub mod decision;
 pub mod device;
+pub mod endpoint;
 pub mod events;
 mod handler;
 pub mod http;
 pub mod inventory;
 pub mod tls;
 
+use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
@@ -28,6 +30,7 @@ pub use events::ServerEvent;
 pub use tls::FragmentPolicy;
 
 use crate::pki::Material;
+use crate::project::{LockError, ProjectLock};
 use crate::store::{Store, StoreError};
 
 /// Default HTTPS port (the tutorial's).
@@ -50,12 +53,16 @@ pub struct ServeConfig {
     pub fragment_policy: FragmentPolicy,
     /// Time allowed for the TLS handshake and the request head.
     pub header_timeout: Duration,
-    /// Time a download may go without the client reading anything.
+    /// Time any write (a download, an answer, the closing TLS shutdown) may go without the client
+    /// reading anything; then the connection is dropped and its slot freed.
     pub idle_timeout: Duration,
     /// Largest request head accepted (answered 431 beyond).
     pub max_header_bytes: usize,
     /// Connections served at once; more are closed at once (devices retry later).
     pub max_connections: usize,
+    /// The port devices reach this server on, when a router or proxy forwards another one to
+    /// `port` (what publishing checks images against; default: `port`).
+    pub public_port: Option<u16>,
 }
 
 impl Default for ServeConfig {
@@ -70,6 +77,7 @@ impl Default for ServeConfig {
             idle_timeout: Duration::from_secs(30),
             max_header_bytes: 8 * 1024,
             max_connections: 512,
+            public_port: None,
         }
     }
 }
@@ -88,7 +96,19 @@ pub enum ServeError {
     Store(#[from] StoreError),
     #[error("cannot listen on {addr}: {source}{}", hint(.source))]
     Bind { addr: SocketAddr, source: std::io::Error },
+    #[error(
+        "another otaforge serve ({}) already serves {}: two would overwrite each other's inventory. \
+         Stop it first, or serve another project with --dir",
+        .pid.map_or("PID unknown".to_string(), |p| format!("PID {p}")),
+        .dir.display()
+    )]
+    AlreadyServing { dir: PathBuf, pid: Option<u32> },
+    #[error("cannot lock the project for serving: {0}")]
+    Lock(LockError),
 }
+
+/// The lock file that makes one `serve` per project (it holds the server's PID).
+pub const SERVE_LOCK: &str = "serve.lock";
 
 fn hint(e: &std::io::Error) -> &'static str {
     match e.kind() {
@@ -109,6 +129,12 @@ struct Shared {
     events: broadcast::Sender<ServerEvent>,
     next_conn: AtomicU64,
     slots: Arc<Semaphore>,
+    /// Password checks running at once (each Argon2 check takes ~19 MiB).
+    hashing: Semaphore,
+    /// Digests of credentials that verified (see `handler::authorized`).
+    verified: Mutex<HashSet<[u8; 32]>>,
+    /// This process's claim to serve the project, released at shutdown.
+    serving: Mutex<Option<ProjectLock>>,
 }
 
 impl Shared {
@@ -176,6 +202,8 @@ impl RunningServer {
             t.abort();
         }
         self.shared.inventory.flush().await;
+        // Connections still finishing hold `shared`; the project is free for a new server now.
+        self.shared.serving.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
     /// Waits until everything the inventory recorded is on disk.
@@ -187,6 +215,11 @@ impl RunningServer {
 /// Starts the server for the project in `dir` (certificates from the Certificate step).
 pub async fn start(dir: &Path, config: ServeConfig) -> Result<RunningServer, ServeError> {
     let material = Material::load(dir)?.ok_or_else(|| ServeError::NoCertificates(dir.to_path_buf()))?;
+    // Taken before anything is written: a second server must not touch the inventory.
+    let serving = ProjectLock::acquire(dir, SERVE_LOCK).map_err(|e| match e {
+        LockError::Held { pid } => ServeError::AlreadyServing { dir: dir.to_path_buf(), pid },
+        other => ServeError::Lock(other),
+    })?;
     let tls =
         tls::TlsConfigs::new(&material.server.cert_pem, &material.server.key_pem, config.fragment_policy)
             .map_err(ServeError::Tls)?;
@@ -203,6 +236,9 @@ pub async fn start(dir: &Path, config: ServeConfig) -> Result<RunningServer, Ser
         inventory,
         events,
         next_conn: AtomicU64::new(1),
+        hashing: Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get().min(4))),
+        verified: Mutex::new(HashSet::new()),
+        serving: Mutex::new(Some(serving)),
     });
     let (stop, stop_rx) = watch::channel(false);
     let bind = |port| SocketAddr::new(shared.config.bind, port);
@@ -210,6 +246,15 @@ pub async fn start(dir: &Path, config: ServeConfig) -> Result<RunningServer, Ser
         .await
         .map_err(|source| ServeError::Bind { addr: bind(shared.config.port), source })?;
     let tls_addr = tls_listener.local_addr().map_err(|source| ServeError::Bind { addr: bind(0), source })?;
+    // Publishing checks images against where devices find this server (an unwritable record only
+    // means that check is skipped with a warning, so it does not stop the server).
+    let endpoint = endpoint::Endpoint {
+        port: shared.config.public_port.unwrap_or(tls_addr.port()),
+        path: shared.config.path.clone(),
+    };
+    if let Err(e) = endpoint.save(dir) {
+        log::warn!("cannot record the server's port and path in {}: {e}", endpoint::FILE);
+    }
     let mut tasks =
         vec![tokio::spawn(handler::accept_loop(shared.clone(), tls_listener, true, stop_rx.clone()))];
     shared.emit(ServerEvent::Listening { addr: tls_addr, tls: true });
@@ -223,8 +268,21 @@ pub async fn start(dir: &Path, config: ServeConfig) -> Result<RunningServer, Ser
         tasks.push(tokio::spawn(handler::accept_loop(shared.clone(), l, false, stop_rx.clone())));
         shared.emit(ServerEvent::Listening { addr, tls: false });
     }
+    tasks.push(tokio::spawn(watch_health(shared.clone(), stop_rx.clone())));
     tasks.push(tokio::spawn(watch_catalog(shared.clone(), stop_rx)));
     Ok(RunningServer { tls_addr, http_addr, shared, stop, tasks })
+}
+
+/// Looks for devices gone silent since their update once a second (a pass over the in-memory
+/// inventory: microseconds for a few thousand devices).
+async fn watch_health(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => return,
+        }
+        shared.inventory.report_silent(crate::store::now_unix());
+    }
 }
 
 /// Picks up publishes made by other processes (`otaforge publish` while `otaforge serve` runs).

@@ -1,5 +1,6 @@
 //! Firmware files stored by SHA-256: written to a temporary file, fsynced, renamed. A blob never
-//! changes once written, so a download in flight keeps reading the bytes it started with.
+//! changes once written, so a download in flight keeps reading the bytes it started with. Blobs
+//! are 0600: only the server hands them out, to the devices allowed to have them.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -8,7 +9,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use super::StoreError;
-use crate::project::{Secrecy, Staged};
+use crate::project::{self, Secrecy, Staged};
 
 /// The blob directory.
 pub struct Blobs {
@@ -16,15 +17,19 @@ pub struct Blobs {
 }
 
 impl Blobs {
-    /// Opens the directory, removing staging files a killed publish left behind.
+    /// Opens the directory: owner-only, like every blob in it (firmware can hold secrets), and
+    /// without the staging files a killed publish left behind. Another process's publish in
+    /// progress keeps its own (see [`project::remove_abandoned_staging`]).
     pub fn open(dir: &Path) -> Result<Blobs, StoreError> {
         let err = |source| StoreError::Blob { path: dir.to_path_buf(), source };
-        fs::create_dir_all(dir).map_err(err)?;
+        project::ensure_dir(dir).map_err(err)?;
+        project::make_private(dir).map_err(err)?;
         for entry in fs::read_dir(dir).map_err(err)?.flatten() {
-            if entry.file_name().to_string_lossy().starts_with(".staging-") {
-                let _ = fs::remove_file(entry.path());
+            if entry.file_name().to_string_lossy().ends_with(".bin") {
+                project::make_file_private(&entry.path()).map_err(err)?;
             }
         }
+        project::remove_abandoned_staging(dir);
         Ok(Blobs { dir: dir.to_path_buf() })
     }
 
@@ -38,7 +43,7 @@ impl Blobs {
         let sha = hex::encode(Sha256::digest(bytes));
         let path = self.path(&sha);
         if !path.exists() {
-            Staged::new(&path, bytes, Secrecy::Public)
+            Staged::new(&path, bytes, Secrecy::Secret)
                 .and_then(Staged::commit)
                 .map_err(|source| StoreError::Blob { path: path.clone(), source })?;
         }

@@ -11,13 +11,14 @@ mod releases;
 mod schema;
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
 pub use blobs::Blobs;
 pub use devices::{Device, DeviceState, RequestRecord};
 pub use flashed::FlashedImage;
-pub use releases::{Channel, NewRelease, PayloadKind, Release, validate_channel};
+pub use releases::{Channel, ChannelAuth, NewRelease, PayloadKind, Release, validate_channel};
 
 /// File name of the database inside the project directory.
 pub const DB_FILE: &str = "otaforge.db";
@@ -51,16 +52,39 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating and migrating if needed) the store in a project directory.
+    ///
+    /// Everything in it is made owner-only on the way: the directory 0700 (with a note when it was
+    /// looser), the database and its -wal and -shm files 0600 (SQLite gives new -wal and -shm files
+    /// the database's mode).
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        crate::project::ensure_dir(dir).map_err(|source| StoreError::Blob { path: dir.into(), source })?;
+        let dir_err = |source| StoreError::Blob { path: dir.into(), source };
+        crate::project::ensure_dir(dir).map_err(dir_err)?;
+        if let Some(mode) = crate::project::make_private(dir).map_err(dir_err)? {
+            log::warn!(
+                "note: {} was readable by other users (mode {mode:04o}); it is now 0700, as it holds the \
+                 private keys, the device database and the firmware",
+                dir.display()
+            );
+        }
         let path = dir.join(DB_FILE);
         let conn =
             Connection::open(&path).map_err(|source| StoreError::Open { path: path.clone(), source })?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        for suffix in ["", "-wal", "-shm"] {
+            let file = dir.join(format!("{DB_FILE}{suffix}"));
+            crate::project::make_file_private(&file)
+                .map_err(|source| StoreError::Blob { path: file, source })?;
+        }
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        enable_wal(&conn)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        schema::migrate(&conn)?;
+        // Deleted and overwritten rows are zeroed, not left readable in free pages.
+        conn.pragma_update(None, "secure_delete", "ON")?;
+        if schema::migrate(&conn)? {
+            // An upgrade may have replaced secrets kept in clear: move the new pages into the
+            // database file so the old ones are overwritten now (best effort: readers may delay it).
+            let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        }
         let blobs = Blobs::open(&dir.join("blobs"))?;
         Ok(Store { conn, blobs, dir: dir.to_path_buf() })
     }
@@ -78,6 +102,26 @@ impl Store {
     /// A counter SQLite bumps whenever another connection commits: cheap change detection.
     pub fn data_version(&self) -> Result<i64, StoreError> {
         Ok(self.conn.pragma_query_value(None, "data_version", |r| r.get(0))?)
+    }
+}
+
+/// How long a connection waits for another's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Switches the database to WAL. On a fresh database the switch needs an exclusive lock, and SQLite
+/// answers "locked" at once (without the busy timeout) while another connection switches too: try
+/// again for as long as the busy timeout would have waited.
+fn enable_wal(conn: &Connection) -> Result<(), StoreError> {
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            result => return Ok(result?),
+        }
     }
 }
 

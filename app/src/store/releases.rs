@@ -77,7 +77,42 @@ pub struct Channel {
     pub paused: bool,
     /// HTTP Basic credentials devices must send, if set.
     #[serde(skip)]
-    pub auth: Option<(String, String)>,
+    pub auth: Option<ChannelAuth>,
+}
+
+/// The HTTP Basic credentials a channel requires: the user name, and the password only as a
+/// salted Argon2id hash (a PHC string), so the database never holds it in clear.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelAuth {
+    /// The user name devices send.
+    pub user: String,
+    /// `$argon2id$v=19$…`: parameters, salt and hash.
+    pub password_hash: String,
+}
+
+impl ChannelAuth {
+    /// True if `user` and `password` are the ones set. The user name is compared in constant time
+    /// and the password hashed either way, so the time taken tells nothing about which was wrong.
+    pub fn verify(&self, user: &str, password: &str) -> bool {
+        use argon2::password_hash::PasswordVerifier;
+        let user_ok = user.len() == self.user.len()
+            && user.bytes().zip(self.user.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        let Ok(hash) = argon2::password_hash::phc::PasswordHash::new(&self.password_hash) else {
+            return false;
+        };
+        // Argon2 compares its output in constant time.
+        let password_ok = argon2::Argon2::default().verify_password(password.as_bytes(), &hash).is_ok();
+        user_ok & password_ok & !password.is_empty()
+    }
+}
+
+/// Hashes a channel password with Argon2id and a fresh random salt.
+pub(super) fn hash_password(password: &str) -> Result<String, StoreError> {
+    use argon2::password_hash::PasswordHasher;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| StoreError::Invalid(format!("cannot hash the password: {e}")))
 }
 
 /// Channel names become URL path segments: keep them to a safe, short alphabet.
@@ -116,14 +151,14 @@ fn release_from_row(r: &Row<'_>) -> rusqlite::Result<Release> {
 
 fn channel_from_row(r: &Row<'_>) -> rusqlite::Result<Channel> {
     let user: Option<String> = r.get("auth_user")?;
-    let pass: Option<String> = r.get("auth_password")?;
+    let hash: Option<String> = r.get("auth_hash")?;
     Ok(Channel {
         name: r.get("name")?,
         current_sketch: r.get("current_sketch")?,
         current_fs: r.get("current_fs")?,
         rollout_percent: r.get::<_, i64>("rollout_percent")?.clamp(0, 100) as u8,
         paused: r.get::<_, i64>("paused")? != 0,
-        auth: user.zip(pass),
+        auth: user.zip(hash).map(|(user, password_hash)| ChannelAuth { user, password_hash }),
     })
 }
 
@@ -274,14 +309,25 @@ impl Store {
         Ok(self.channel(channel)?.expect("channel was just created"))
     }
 
-    /// Requires HTTP Basic credentials for a channel (`None` removes them).
+    /// Requires HTTP Basic credentials for a channel (`None` removes them). Only a salted hash of
+    /// the password is stored; an empty password is refused (it would protect nothing).
     pub fn set_auth(&mut self, channel: &str, auth: Option<(&str, &str)>) -> Result<(), StoreError> {
         validate_channel(channel)?;
+        let stored = match auth {
+            None => None,
+            Some((_, "")) => return Err(StoreError::Invalid("the channel password is empty".into())),
+            Some((user, _)) if user.contains(':') || user.chars().any(char::is_control) => {
+                return Err(StoreError::Invalid(
+                    "a user name for HTTP Basic cannot contain ':' or control characters".into(),
+                ));
+            }
+            Some((user, password)) => Some((user, hash_password(password)?)),
+        };
+        let (user, hash) = stored.map_or((None, None), |(u, h)| (Some(u), Some(h)));
         self.conn.execute("INSERT OR IGNORE INTO channels (name) VALUES (?1)", params![channel])?;
-        let (u, p) = auth.map_or((None, None), |(u, p)| (Some(u), Some(p)));
         self.conn.execute(
-            "UPDATE channels SET auth_user = ?1, auth_password = ?2 WHERE name = ?3",
-            params![u, p, channel],
+            "UPDATE channels SET auth_user = ?1, auth_hash = ?2 WHERE name = ?3",
+            params![user, hash, channel],
         )?;
         Ok(())
     }

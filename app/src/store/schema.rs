@@ -83,15 +83,84 @@ const MIGRATIONS: &[&str] = &[
         confirmed_at INTEGER
     );
     "#,
+    // 3: how often each device usually checks in, so one that went quiet after a download (the
+    // one sign a stranded device gives) can be told from one that is merely between checks.
+    r#"
+    ALTER TABLE devices ADD COLUMN poll_interval_s INTEGER;
+    "#,
+    // 4: channel passwords as salted hashes (`hide_clear_secrets` moves the clear ones over).
+    r#"
+    ALTER TABLE channels ADD COLUMN auth_hash TEXT;
+    "#,
 ];
 
-/// Brings the database to the newest schema.
-pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
+/// Older versions kept channel passwords in clear (the `auth_password` column) and every
+/// request's `Authorization` header in the history: hash the first, redact the second, and drop
+/// the clear column. Runs at the first open by a version that knows better.
+fn hide_clear_secrets(conn: &Connection) -> Result<bool, StoreError> {
+    let has_clear = |c: &Connection| -> rusqlite::Result<bool> {
+        c.query_row(
+            "SELECT count(*) FROM pragma_table_info('channels') WHERE name = 'auth_password'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(|n| n > 0)
+    };
+    if !has_clear(conn)? {
+        return Ok(false);
+    }
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    if !has_clear(&tx)? {
+        return Ok(false); // another connection just did it
+    }
+    let clear: Vec<(String, String)> = tx
+        .prepare("SELECT name, auth_password FROM channels WHERE auth_password IS NOT NULL")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (name, password) in clear {
+        // An empty password was never a credential: such a channel is left without one.
+        let hash = match password.as_str() {
+            "" => None,
+            p => Some(super::releases::hash_password(p)?),
+        };
+        tx.execute(
+            "UPDATE channels SET auth_hash = ?1, auth_user = CASE WHEN ?1 IS NULL THEN NULL ELSE auth_user END
+             WHERE name = ?2",
+            rusqlite::params![hash, name],
+        )?;
+    }
+    tx.execute_batch("ALTER TABLE channels DROP COLUMN auth_password")?;
+    let logged: Vec<(i64, String)> = tx
+        .prepare("SELECT id, headers FROM requests WHERE headers LIKE '%authorization:%'")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (id, headers) in logged {
+        let lines: Vec<String> = headers
+            .lines()
+            .map(|line| match line.split_once(':') {
+                Some((name, _)) if name.trim().to_ascii_lowercase().ends_with("authorization") => {
+                    format!("{name}: {}", crate::server::http::REDACTED)
+                }
+                _ => line.to_string(),
+            })
+            .collect();
+        tx.execute(
+            "UPDATE requests SET headers = ?1 WHERE id = ?2",
+            rusqlite::params![lines.join("\n"), id],
+        )?;
+    }
+    tx.commit()?;
+    Ok(true)
+}
+
+/// Brings the database to the newest schema; true if it had to change anything.
+pub fn migrate(conn: &Connection) -> Result<bool, StoreError> {
     let known = MIGRATIONS.len() as i64;
     let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if found > known {
         return Err(StoreError::TooNew { found, known });
     }
+    let mut changed = false;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         // Another connection may be creating the same fresh database right now (the app opens
         // several at once): take the write lock first, then look again.
@@ -103,8 +172,9 @@ pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
+        changed = true;
     }
-    Ok(())
+    Ok(hide_clear_secrets(conn)? || changed)
 }
 
 #[cfg(test)]
@@ -149,6 +219,48 @@ mod tests {
             .conn
             .execute("INSERT INTO flashed (mac, md5s, flashed_at) VALUES ('18:FE:34:00:00:01', '', 0)", [])
             .unwrap();
+    }
+
+    #[test]
+    fn clear_passwords_and_logged_credentials_of_older_versions_are_hidden_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(crate::store::DB_FILE);
+        {
+            // A project database as version 2 wrote it: the password and the header in clear.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(MIGRATIONS[1]).unwrap();
+            conn.pragma_update(None, "user_version", 2).unwrap();
+            conn.execute(
+                "INSERT INTO channels (name, auth_user, auth_password) VALUES ('beta', 'dev', 'Old-clear-pw-1')",
+                [],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO requests (at, mac, remote, method, path, status, reason, headers)
+                 VALUES (0, NULL, '10.0.0.2', 'GET', '/update/beta', 200, 'sent',
+                         'Host: ota' || char(10) || 'authorization: Basic ZGV2Ok9sZC1jbGVhci1wdy0x' || char(10) || 'x-ESP8266-mode: sketch')",
+                [],
+            )
+            .unwrap();
+        }
+        let store = crate::store::Store::open(dir.path()).unwrap();
+        let auth = store.channel("beta").unwrap().unwrap().auth.expect("credentials are kept");
+        assert!(auth.password_hash.starts_with("$argon2id$"), "{}", auth.password_hash);
+        assert!(auth.verify("dev", "Old-clear-pw-1"));
+        assert!(!auth.verify("dev", "Old-clear-pw-2"));
+        let headers: String = store.conn.query_row("SELECT headers FROM requests", [], |r| r.get(0)).unwrap();
+        let redacted = crate::server::http::REDACTED;
+        assert_eq!(headers, format!("Host: ota\nauthorization: {redacted}\nx-ESP8266-mode: sketch"));
+        drop(store);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend(std::fs::read(dir.path().join("otaforge.db-wal")).unwrap_or_default());
+        for secret in ["Old-clear-pw-1", "ZGV2Ok9sZC1jbGVhci1wdy0x"] {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{secret} still in the file"
+            );
+        }
     }
 
     #[test]
