@@ -1,5 +1,12 @@
 //! What a device says about itself in the `x-ESP8266-*` / `x-ESP32-*` headers of an update check
 //! (ESP8266httpUpdate and arduino-esp32 HTTPUpdate). Names are matched case-insensitively.
+//!
+//! arduino-esp32 3.x (`libraries/HTTPUpdate/src/HTTPUpdate.cpp`, master) sends
+//! `x-ESP32-BASE-MAC` (`Network.macAddress()`, the base MAC) always, and `x-ESP32-STA-MAC` /
+//! `x-ESP32-AP-MAC` only on chips with Wi-Fi (`#if SOC_WIFI_SUPPORTED`: not the ESP32-H2 or P4).
+//! A station-only device's AP MAC is all zeros (its AP interface never existed). `x-ESP32-mode`
+//! is `sketch`, or for a filesystem `spiffs`, `fatfs`, `littlefs` or `flashfs` (any of the three,
+//! as `updateFs` asks for).
 
 use super::http::Request;
 
@@ -44,7 +51,8 @@ pub enum Mode {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DeviceRequest {
     pub family: Family,
-    /// Station MAC, upper-case `AA:BB:CC:DD:EE:FF`.
+    /// Station MAC, upper-case `AA:BB:CC:DD:EE:FF`; for an ESP32 without Wi-Fi (only
+    /// `x-ESP32-BASE-MAC`), its base MAC. The device's identity either way.
     pub sta_mac: String,
     pub ap_mac: Option<String>,
     pub chip_id: Option<String>,
@@ -106,24 +114,38 @@ pub fn parse(req: &Request) -> Result<Option<DeviceRequest>, String> {
             Some(v) => Err(format!("{}{field} is not {len} hex digits: \"{}\"", family.prefix(), short(v))),
         }
     };
-    let sta_mac = match get("sta-mac") {
-        Some(m) => parse_mac(m)
-            .ok_or_else(|| format!("{}sta-mac is not a MAC address: \"{}\"", family.prefix(), short(m)))?,
-        None => {
+    let mac = |field: &str| -> Result<Option<String>, String> {
+        get(field)
+            .map(|m| {
+                parse_mac(m).ok_or_else(|| {
+                    format!("{}{field} is not a MAC address: \"{}\"", family.prefix(), short(m))
+                })
+            })
+            .transpose()
+    };
+    // The station MAC; an ESP32 without Wi-Fi has only its base MAC (which is also what an
+    // ESP32 with Wi-Fi reports as STA-MAC).
+    let base_mac = if family == Family::Esp32 { mac("base-mac")? } else { None };
+    let sta_mac = match (mac("sta-mac")?, base_mac) {
+        (Some(m), _) | (None, Some(m)) => m,
+        (None, None) => {
+            let also = if family == Family::Esp32 { " (and x-esp32-base-mac)" } else { "" };
             return Err(format!(
-                "{}sta-mac is missing: the server cannot tell devices apart",
+                "{}sta-mac{also} is missing: the server cannot tell devices apart",
                 family.prefix()
             ));
         }
     };
-    let ap_mac = get("ap-mac").and_then(parse_mac);
+    // An all-zero AP MAC is a station-only ESP32 saying it has none.
+    let ap_mac = get("ap-mac").and_then(parse_mac).filter(|m| m != "00:00:00:00:00:00");
     let mode = match get("mode").map(str::to_ascii_lowercase).as_deref() {
         None | Some("") | Some("sketch") => Mode::Sketch,
-        Some("spiffs") | Some("filesystem") | Some("littlefs") => Mode::Filesystem,
+        // "filesystem" is no core's word; it is kept for clients written against older docs.
+        Some("spiffs" | "fatfs" | "littlefs" | "flashfs" | "filesystem") => Mode::Filesystem,
         Some("version") => Mode::Version,
         Some(other) => {
             return Err(format!(
-                "{}mode \"{}\" is not sketch, spiffs or version",
+                "{}mode \"{}\" is not sketch, a filesystem (spiffs, fatfs, littlefs, flashfs) or version",
                 family.prefix(),
                 short(other)
             ));
@@ -167,6 +189,51 @@ fn short(s: &str) -> String {
     if s.chars().count() > 40 { s.chars().take(37).collect::<String>() + "…" } else { s.to_string() }
 }
 
+/// The device name a reference firmware passes as `?name=` (percent-encoded). Only names a board
+/// can have (letters, digits, '-', at most 31 bytes, as `firmware::device_settings` allows) are
+/// taken; anything else is ignored rather than shown in the device list.
+pub fn name_from_query(query: Option<&str>) -> Option<String> {
+    let raw = query?.split('&').find_map(|kv| kv.strip_prefix("name="))?;
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    let name = String::from_utf8(out).ok()?;
+    let ok = !name.is_empty()
+        && name.len() <= crate::firmware::device_settings::NAME_MAX
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    ok.then_some(name)
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::name_from_query;
+
+    #[test]
+    fn names_come_from_the_query_and_only_board_names_count() {
+        assert_eq!(name_from_query(Some("name=kitchen")).as_deref(), Some("kitchen"));
+        assert_eq!(name_from_query(Some("x=1&name=hall-2")).as_deref(), Some("hall-2"));
+        assert_eq!(name_from_query(Some("name=k%69tchen")).as_deref(), Some("kitchen"));
+        assert_eq!(name_from_query(Some("name=%E2%80%AEevil")), None, "bidi controls are not names");
+        assert_eq!(name_from_query(Some("name=a%2")), None);
+        assert_eq!(name_from_query(Some("name=")), None);
+        assert_eq!(name_from_query(None), None);
+        assert_eq!(name_from_query(Some(&format!("name={}", "a".repeat(32)))), None);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,6 +264,42 @@ mod tests {
         assert_eq!(d.free_space, Some(1_044_480));
         assert_eq!(d.sketch_md5.as_deref(), Some("0123456789abcdef0123456789abcdef"));
         assert_eq!(d.version.as_deref(), Some("1.10"));
+    }
+
+    #[test]
+    fn esp32_macs_and_filesystem_modes() {
+        // A chip without Wi-Fi (ESP32-H2/P4) sends only its base MAC: that is its identity.
+        let d = parse(&req(&[("x-ESP32-BASE-MAC", "74:4d:bd:00:00:01"), ("x-ESP32-mode", "sketch")]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (d.family, d.sta_mac.as_str(), d.ap_mac.as_deref()),
+            (Family::Esp32, "74:4D:BD:00:00:01", None)
+        );
+        // With Wi-Fi the STA MAC is the identity, and a station-only device's zero AP MAC is none.
+        let d = parse(&req(&[
+            ("x-ESP32-BASE-MAC", "24:0A:C4:00:00:01"),
+            ("x-ESP32-STA-MAC", "24:0A:C4:00:00:02"),
+            ("x-ESP32-AP-MAC", "00:00:00:00:00:00"),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!((d.sta_mac.as_str(), d.ap_mac), ("24:0A:C4:00:00:02", None));
+        let e = parse(&req(&[("x-ESP32-BASE-MAC", "nope")])).unwrap_err();
+        assert!(e.contains("base-mac is not a MAC"), "{e}");
+        let e = parse(&req(&[("x-ESP32-free-space", "1")])).unwrap_err();
+        assert!(e.contains("x-esp32-sta-mac (and x-esp32-base-mac) is missing"), "{e}");
+        // BASE-MAC means nothing to the ESP8266 updater.
+        assert!(parse(&req(&[("x-ESP8266-BASE-MAC", "18:FE:34:00:00:01")])).is_err());
+        for mode in ["spiffs", "fatfs", "littlefs", "flashfs", "FATFS"] {
+            let d = parse(&req(&[("x-ESP32-BASE-MAC", "74:4D:BD:00:00:01"), ("x-ESP32-mode", mode)]))
+                .unwrap()
+                .unwrap();
+            assert_eq!(d.mode, Mode::Filesystem, "{mode}");
+        }
+        let e =
+            parse(&req(&[("x-ESP32-BASE-MAC", "74:4D:BD:00:00:01"), ("x-ESP32-mode", "nvs")])).unwrap_err();
+        assert!(e.contains("mode \"nvs\""), "{e}");
     }
 
     #[test]

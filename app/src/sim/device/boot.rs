@@ -1,7 +1,8 @@
 //! What a virtual chip does after a reset, up to the moment the reference firmware is running:
 //! ESP8266: eboot carries out a pending update copy, then the sketch at 0x1000 starts;
-//! ESP32: the bootloader picks the app slot otadata names, checks it (checksum, SHA-256, chip)
-//! and falls back to another slot when it is broken. Then the firmware reads its config block and
+//! ESP32: the bootloader picks the app slot otadata names (aborting an app left unconfirmed, and
+//! marking a new one PENDING_VERIFY: see [`super::partitions`]), checks it (checksum, SHA-256,
+//! chip) and falls back to another slot when it is broken. Then the firmware reads its config block and
 //! works out what the updater will report: sketch size, MD5 (or SHA-256) and free space, computed
 //! the way `ESP.getSketchSize()`, `getSketchMD5()` and `getFreeSketchSpace()` compute them.
 
@@ -10,8 +11,8 @@ use std::io::Read;
 use super::flash::{Flash, FlashError, SECTOR};
 use super::identity::Identity;
 use super::image_check;
-use super::partitions::{AppSlot, PartitionMap};
-use crate::firmware::config_block::{ConfigError, DeviceSettings};
+use super::partitions::{AppSlot, MarkValid, OtaState, PartitionMap};
+use crate::firmware::config_block::{BakedSettings, ConfigError};
 use crate::firmware::{Chip, digest};
 
 /// Where an ESP8266 sketch's filesystem sits (the Arduino "Flash Size" menu, e.g. `4M (FS:2MB)`):
@@ -85,7 +86,7 @@ impl ResetReason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Settings {
     /// The config block holds baked settings.
-    Baked(DeviceSettings),
+    Baked(BakedSettings),
     /// The block is there, unbaked: the firmware would use `ota_config.h`, which a virtual
     /// device does not have.
     Unbaked,
@@ -102,7 +103,9 @@ pub struct Booted {
     pub settings: Settings,
     /// `ESP.getSketchSize()`.
     pub sketch_size: usize,
-    /// `ESP.getSketchMD5()` (ESP8266), lower-case hex.
+    /// `ESP.getSketchMD5()`, lower-case hex: the MD5 of the running sketch's `getSketchSize()`
+    /// bytes as they are in flash (arduino-esp32 `cores/esp32/Esp.cpp`: `MD5Builder` over the
+    /// running partition, `toString()` lower-case; the ESP8266 core likewise).
     pub sketch_md5: String,
     /// The running partition's SHA-256 (ESP32), upper-case hex.
     pub sketch_sha256: Option<String>,
@@ -112,6 +115,14 @@ pub struct Booted {
     pub flash_mode: u8,
     /// ESP8266 layout or ESP32 slots.
     pub layout: Layout,
+    /// ESP32: the running app's otadata entry is `ESP_OTA_IMG_PENDING_VERIFY` (the bootloader
+    /// just booted a new OTA image for the first time): unless [`mark_app_valid`] is called before
+    /// the next reset, that reset rolls back to the previous slot. Always false on the ESP8266.
+    ///
+    /// arduino-esp32's `initArduino()` (`cores/esp32/esp32-hal-misc.c`, built with
+    /// `CONFIG_APP_ROLLBACK_ENABLE`) marks a PENDING_VERIFY app valid before `setup()` runs unless
+    /// the sketch defines `verifyRollbackLater()` to return true; the reference firmware does not.
+    pub pending_verify: bool,
 }
 
 /// Where updates go.
@@ -175,6 +186,7 @@ fn boot_esp8266(flash: &mut Flash, id: &Identity, rtc: &mut Rtc) -> Result<Boote
         free_space,
         flash_mode: bytes[2],
         layout: Layout::Esp8266(layout),
+        pending_verify: false,
     })
 }
 
@@ -218,14 +230,22 @@ fn eboot_copy(flash: &mut Flash, cmd: EbootCopy, limit: usize) -> Result<(), Boo
 
 fn boot_esp32(flash: &mut Flash, id: &Identity) -> Result<Booted, BootError> {
     let map = PartitionMap::read(flash)?;
-    let first = map.boot_slot(flash).ok_or_else(|| BootError::NoBootableSlot("no app partition".into()))?;
-    // The bootloader tries the chosen slot, then the others.
-    let mut order = vec![first];
-    order.extend(map.slots().into_iter().filter(|s| *s != first));
+    if map.slots().is_empty() {
+        return Err(BootError::NoBootableSlot("no app partition".into()));
+    }
+    // otadata first (rollback states), then the slots from the chosen one down to the factory
+    // app, then the ones after it (`bootloader_utility_load_boot_image`).
+    let start = map.select_boot(flash)?;
     let mut failures = Vec::new();
-    for slot in order {
+    for slot in map.load_order(start.index) {
         match check_esp32_slot(flash, id.chip, slot) {
             Ok(bytes) => {
+                if start.initial {
+                    map.record_initial_boot(flash, slot)?;
+                }
+                let pending_verify = map.state_of(flash, slot)? == Some(OtaState::PendingVerify);
+                // `getFreeSketchSpace()`: the size of `esp_ota_get_next_update_partition(NULL)`,
+                // 0 when there is none.
                 let free_space = map.next_update_slot(slot).map_or(0, |s| s.size);
                 let sha = match bytes[23] == 1 {
                     true => hex::encode_upper(&bytes[bytes.len() - 32..]),
@@ -239,12 +259,24 @@ fn boot_esp32(flash: &mut Flash, id: &Identity) -> Result<Booted, BootError> {
                     free_space,
                     flash_mode: bytes[2],
                     layout: Layout::Esp32 { map, running: slot },
+                    pending_verify,
                 });
             }
             Err(why) => failures.push(format!("{} at 0x{:x}: {why}", slot.label(), slot.offset)),
         }
     }
     Err(BootError::NoBootableSlot(failures.join("; ")))
+}
+
+/// `esp_ota_mark_app_valid_cancel_rollback()` on the chip `booted` describes: the active otadata
+/// entry becomes VALID, so the next reset boots this app again instead of rolling back. The
+/// firmware simulation calls it when the reference firmware would. Nothing to do on an ESP8266
+/// ([`MarkValid::NotOta`]).
+pub fn mark_app_valid(flash: &mut Flash, booted: &Booted) -> Result<MarkValid, FlashError> {
+    match &booted.layout {
+        Layout::Esp32 { map, .. } => map.mark_app_valid(flash),
+        Layout::Esp8266(_) => Ok(MarkValid::NotOta),
+    }
 }
 
 /// What `esp_image_verify` checks (the bootloader, and `esp_ota_set_boot_partition`): magic,

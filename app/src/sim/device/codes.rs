@@ -4,8 +4,9 @@
 //! Sources (facts, read from the cores): esp8266/Arduino `ESP8266httpUpdate.cpp` (`HTTP_UE_*`,
 //! `getLastErrorString`), `ESP8266HTTPClient.cpp` (`HTTPC_ERROR_*`, `errorToString`),
 //! `Updater.cpp` (`UPDATE_ERROR_*`, `printError`), `WiFiClientSecureBearSSL.cpp`
-//! (`getLastSSLError`); arduino-esp32 `HTTPUpdate.cpp` and `Updater.cpp`; BearSSL's `bearssl_ssl.h`
-//! and `bearssl_x509.h`; mbedTLS `x509.h`.
+//! (`getLastSSLError`); arduino-esp32 `HTTPUpdate.cpp`/`.h`, `HTTPClient.cpp` and `Updater.cpp`
+//! (master, 2026); BearSSL's `bearssl_ssl.h` and `bearssl_x509.h`; mbedTLS `x509.h`, `error.h`
+//! and `error.c` (`mbedtls_strerror`).
 
 use crate::firmware::Chip;
 
@@ -40,12 +41,20 @@ pub const BIN_VERIFY_HEADER_FAILED: i32 = -106;
 pub const BIN_FOR_WRONG_FLASH: i32 = -107;
 /// `HTTP_UE_SERVER_UNAUTHORIZED` (ESP8266 only).
 pub const SERVER_UNAUTHORIZED: i32 = -108;
+/// `HTTP_UE_NO_PARTITION` (ESP32 only, the same number as the ESP8266's -108):
+/// `ESP.getFreeSketchSpace()` is 0, i.e. the partition table has no OTA slot
+/// (`libraries/HTTPUpdate/src/HTTPUpdate.h`, checked in `handleUpdate` before the size).
+pub const NO_PARTITION: i32 = -108;
+/// `HTTP_UE_SERVER_FAULTY_SHA256` (ESP32, arduino-esp32 master): x-SHA256 is not 64 characters.
+pub const SERVER_FAULTY_SHA256: i32 = -109;
 
 /// The updater's own errors (`Update.getError()`), positive. The ESP8266 and ESP32 cores number
 /// them differently from 8 on; each constant names its core.
 pub mod update {
     /// Both cores: not enough space.
     pub const SPACE: i32 = 4;
+    /// Both cores: `begin` with a size larger than the partition ("Bad Size Given").
+    pub const SIZE: i32 = 5;
     /// Both cores: the body stopped arriving.
     pub const STREAM: i32 = 6;
     /// Both cores: the MD5 of what was written is not x-MD5.
@@ -58,9 +67,12 @@ pub mod update {
     pub const ESP32_ACTIVATE: i32 = 9;
     /// ESP8266: the first byte is not 0xE9 (or gzip).
     pub const ESP8266_MAGIC_BYTE: i32 = 10;
-    /// ESP32: no OTA partition to write to.
+    /// ESP32: no OTA partition to write to, or the next one is the running one
+    /// (`UpdateClass::begin`: `!_partition || _partition == esp_ota_get_running_partition()`).
     pub const ESP32_NO_PARTITION: i32 = 10;
-    /// ESP32: the body ended early.
+    /// ESP32: `Update.abort()` (or `end()` before all bytes came). arduino-esp32 master's
+    /// `HTTPUpdate::runUpdate` calls `abort()` after a failed `writeStream`, so the updater's text
+    /// is then "Aborted" while `getLastError()` keeps the stream error's number.
     pub const ESP32_ABORT: i32 = 12;
     /// ESP8266: `begin` while an earlier update is still marked running (after -105).
     pub const ESP8266_RUNNING_ALREADY: i32 = 15;
@@ -90,6 +102,11 @@ pub const MBEDTLS_CERT_VERIFY_FAILED: i32 = -0x2700;
 pub const MBEDTLS_SSL_CONN_EOF: i32 = -0x7280;
 /// `MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE`: the server sent a fatal alert.
 pub const MBEDTLS_FATAL_ALERT: i32 = -0x7780;
+/// What `NetworkClientSecure` keeps as its last error when `start_ssl_client` fails before TLS
+/// (TCP refused, or not connected within the connect timeout) or the handshake outlasts its
+/// timeout: a bare -1 (`libraries/NetworkClientSecure/src/ssl_client.cpp`), which
+/// `mbedtls_strerror` words as `MBEDTLS_ERR_ERROR_GENERIC_ERROR` (-0x0001, mbedTLS 3.x `error.c`).
+pub const MBEDTLS_GENERIC_ERROR: i32 = -0x0001;
 
 /// `ESPhttpUpdate.getLastErrorString()` for `code` on `chip`'s core. `update_detail` is the
 /// updater's own text for positive codes (the MD5 one carries both sums).
@@ -117,6 +134,8 @@ pub fn last_error_string(chip: Chip, code: i32, update_detail: &str) -> String {
         BIN_VERIFY_HEADER_FAILED => "Verify Bin Header Failed",
         BIN_FOR_WRONG_FLASH => "New Binary Does Not Fit Flash Size",
         SERVER_UNAUTHORIZED if chip.is_esp8266() => "Unauthorized (401)",
+        NO_PARTITION => "Partition Could Not be Found",
+        SERVER_FAULTY_SHA256 if !chip.is_esp8266() => "Wrong SHA256",
         _ => "",
     }
     .to_string()
@@ -133,7 +152,8 @@ fn http_error_string(chip: Chip, code: i32) -> &'static str {
         CONNECTION_LOST => "connection lost",
         -6 => "no stream",
         NO_HTTP_SERVER => "no HTTP server",
-        -8 => "not enough ram",
+        -8 if chip.is_esp8266() => "not enough ram",
+        -8 => "too less ram",
         ENCODING => "Transfer-Encoding not supported",
         -10 => "Stream write error",
         READ_TIMEOUT => "read Timeout",
@@ -158,6 +178,7 @@ pub fn update_error_string(chip: Chip, code: i32) -> &'static str {
         (false, 8) => "Wrong Magic Byte",
         (false, 9) => "Could Not Activate The Firmware",
         (false, 10) => "Partition Could Not be Found",
+        (false, 11) => "Bad Argument",
         (false, 12) => "Aborted",
         _ => "UNKNOWN",
     }
@@ -196,6 +217,7 @@ pub fn mbedtls_text(code: i32) -> &'static str {
         }
         MBEDTLS_SSL_CONN_EOF => "SSL - The connection indicated an EOF",
         MBEDTLS_FATAL_ALERT => "SSL - A fatal alert message was received from our peer",
+        MBEDTLS_GENERIC_ERROR => "ERROR - Generic error",
         _ => "UNKNOWN ERROR CODE",
     }
 }
@@ -221,6 +243,12 @@ mod tests {
         assert_eq!(last_error_string(e, 0, ""), "");
         assert_eq!(update_error_string(e, 10), "Magic byte is not 0xE9");
         assert_eq!(update_error_string(Chip::Esp32, 8), "Wrong Magic Byte");
+        // -108 means different things on the two cores.
+        assert_eq!(last_error_string(e, -108, ""), "Unauthorized (401)");
+        assert_eq!(last_error_string(Chip::Esp32, -108, ""), "Partition Could Not be Found");
+        assert_eq!(last_error_string(Chip::Esp32C3, -109, ""), "Wrong SHA256");
+        assert_eq!(last_error_string(Chip::Esp32, -8, ""), "HTTP error: too less ram");
+        assert_eq!(mbedtls_text(MBEDTLS_GENERIC_ERROR), "ERROR - Generic error");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The device's TLS client, as strict as the real one: rustls configured like the ESP8266's
 //! BearSSL (TLS 1.2 only, the suites both have, only the baked CA, dNSName-only name matching,
-//! the device's own clock) or the ESP32's mbedTLS (TLS 1.2/1.3). Failures come out as the numbers
-//! the real library reports (BearSSL 54, 56, 62, 6…; mbedTLS -0x2700).
+//! the device's own clock) or the ESP32's mbedTLS as a stock arduino-esp32 core builds it (TLS 1.2
+//! only, no certificate dates). Failures come out as the numbers the real library reports
+//! (BearSSL 54, 56, 62, 6…; mbedTLS -0x2700).
 //!
 //! **Small receive buffers.** BearSSL aborts (error 6) on any encrypted record larger than its
 //! receive buffer plus 325 bytes of overhead. [`RecordLimit`] reads the record headers on the raw
@@ -11,9 +12,14 @@
 //! (the real BearSSL client in the tests covers that path). With the default 16 KB buffer every
 //! record fits.
 //!
-//! **The ESP32's dates.** The virtual ESP32 checks certificate dates against its clock, like an
-//! mbedTLS built with `MBEDTLS_HAVE_TIME_DATE`; arduino-esp32's default build may not check them
-//! at all, so a real ESP32 can be more lenient there than its virtual twin.
+//! **The ESP32's dates and TLS version.** arduino-esp32's libraries are built by
+//! esp32-arduino-lib-builder, whose `configs/defconfig.*` (release/v5.1 to master and v6.0) set
+//! neither `CONFIG_MBEDTLS_HAVE_TIME_DATE` nor `CONFIG_MBEDTLS_SSL_PROTO_TLS1_3`; ESP-IDF's
+//! `components/mbedtls/Kconfig` defaults both to n (release/v5.1–v5.5 and master; before IDF
+//! 5.5 TLS 1.3 also needs `!MBEDTLS_DYNAMIC_BUFFER`, which the lib builder enables). So a stock
+//! ESP32 ignores certificates' "valid from" and "valid to" (the Kconfig help's words) and speaks
+//! TLS 1.2 only; the virtual ESP32 does the same. Its clock still matters to the firmware's
+//! log, not to TLS.
 
 use std::io;
 use std::pin::Pin;
@@ -108,11 +114,8 @@ pub fn client_config(
         provider.kx_groups = vec![kx_group::X25519, kx_group::SECP256R1, kx_group::SECP384R1];
     }
     let algs = provider.signature_verification_algorithms;
-    let versions: &[&rustls::SupportedProtocolVersion] = if chip.is_esp8266() {
-        &[&rustls::version::TLS12]
-    } else {
-        &[&rustls::version::TLS12, &rustls::version::TLS13]
-    };
+    // BearSSL and a stock arduino-esp32 mbedTLS (see the module doc): TLS 1.2 only.
+    let versions: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
     let verifier = DeviceVerifier { chip, roots, host: host.to_string(), algs };
     let config = ClientConfig::builder_with_details(
         Arc::new(provider),
@@ -167,9 +170,17 @@ impl ServerCertVerifier for DeviceVerifier {
         };
         let t = now.as_secs() as i64;
         let v = cert.validity();
-        if t < v.not_before.timestamp() || t > v.not_after.timestamp() {
+        if self.chip.is_esp8266() && (t < v.not_before.timestamp() || t > v.not_after.timestamp()) {
             return Err(self.fail(bearssl::EXPIRED));
         }
+        // mbedTLS without MBEDTLS_HAVE_TIME_DATE checks no dates: the chain is verified at a time
+        // the server certificate is valid (the anchor's dates are never checked).
+        let now = match self.chip.is_esp8266() {
+            true => now,
+            false => UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+                v.not_before.timestamp().max(0) as u64,
+            )),
+        };
         let mut names = Vec::new();
         if let Ok(Some(san)) = cert.subject_alternative_name() {
             for n in &san.value.general_names {

@@ -5,7 +5,16 @@
 //! (eboot's copy command, or otadata). Every failure ends with the code and words the core uses.
 //!
 //! One deliberate difference: a connection that closes mid-body fails at once with error 6,
-//! where the real updater waits out its stream timeout (60 s) first. Same outcome, sooner.
+//! where the real updater waits out its stream timeout first (60 s on the ESP8266; on the ESP32
+//! every one of `writeStream`'s 300 tries waits the 8 s stream timeout). Same outcome, sooner.
+//! A body that merely stalls is retried as the core retries it.
+//!
+//! ESP32 facts (arduino-esp32 master, 2026; see [`super::http`] for the 3.0.x caveat):
+//! `libraries/HTTPUpdate/src/HTTPUpdate.cpp` (`handleUpdate`, `runUpdate`), `HTTPUpdate.h`
+//! (8000 ms client timeout), `libraries/HTTPClient/src/HTTPClient.{h,cpp}` (5000 ms connect
+//! timeout, `setTimeout`), `libraries/NetworkClientSecure/src/NetworkClientSecure.cpp` and
+//! `ssl_client.cpp` (120 s handshake timeout, `last_error`), `libraries/Update/src/Updater.cpp`
+//! (`begin`, `writeStream`, `end`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -20,22 +29,51 @@ use super::http::{self, ReadFail, Report, Wire};
 use super::identity::Identity;
 use super::status::{Activity, CheckFailure, CheckOutcome, Console};
 use super::tls::{self, BEARSSL_IN_OVERHEAD, TlsFailure};
-use crate::firmware::config_block::DeviceSettings;
+use crate::firmware::config_block::BakedSettings;
 
-/// The network as the device sees it.
+/// ESP32: `HTTPClient`'s connect timeout (`_connectTimeout = HTTPCLIENT_DEFAULT_TCP_TIMEOUT`,
+/// 5000 ms, passed to `NetworkClientSecure::connect`, which waits that long in `select` for the TCP
+/// connection).
+pub const ESP32_CONNECT_TIMEOUT: Duration = Duration::from_millis(5000);
+/// ESP32: `NetworkClientSecure`'s TLS handshake timeout (`handshake_timeout = 120000` ms in its
+/// constructor; `ssl_starttls_handshake` gives up after it).
+pub const ESP32_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(120);
+/// ESP32: how many times `UpdateClass::writeStream` calls `readBytes` for one buffer before it
+/// gives up with error 6 (`timeout_failures >= 300`), pausing [`ESP32_STALL_PAUSE`] after each
+/// empty read. arduino-esp32 2.x gave up after the second empty read.
+pub const ESP32_STALL_READS: u32 = 300;
+/// ESP32: `writeStream`'s `delay(100)` after an empty read.
+pub const ESP32_STALL_PAUSE: Duration = Duration::from_millis(100);
+
+/// The network as the device sees it. Tests shorten the timeouts; the defaults are the devices'.
 #[derive(Debug, Clone)]
 pub struct Net {
     /// What the device's DNS answers for the update host (None: the system resolver).
     pub dns: Option<IpAddr>,
-    /// `setTimeout`: connecting, and each wait for the answer's head (8 s on the devices).
+    /// `setTimeout` (8 s on both: `HTTPUpdate`'s `_httpClientTimeout`): each wait for the answer's
+    /// head; on the ESP8266 also connecting; on the ESP32 also each `peek()`/`readBytes()` of the
+    /// body (HTTPClient passes it to the stream's `setTimeout`).
     pub http_timeout: Duration,
-    /// The updater's wait for more body bytes (60 s on the ESP8266).
+    /// The ESP8266 updater's wait for more body bytes (60 s).
     pub stream_timeout: Duration,
+    /// ESP32: connecting ([`ESP32_CONNECT_TIMEOUT`]).
+    pub connect_timeout: Duration,
+    /// ESP32: the TLS handshake ([`ESP32_HANDSHAKE_TIMEOUT`]).
+    pub handshake_timeout: Duration,
+    /// ESP32: the pause after an empty body read ([`ESP32_STALL_PAUSE`]).
+    pub stall_pause: Duration,
 }
 
 impl Default for Net {
     fn default() -> Self {
-        Net { dns: None, http_timeout: Duration::from_secs(8), stream_timeout: Duration::from_secs(60) }
+        Net {
+            dns: None,
+            http_timeout: Duration::from_secs(8),
+            stream_timeout: Duration::from_secs(60),
+            connect_timeout: ESP32_CONNECT_TIMEOUT,
+            handshake_timeout: ESP32_HANDSHAKE_TIMEOUT,
+            stall_pause: ESP32_STALL_PAUSE,
+        }
     }
 }
 
@@ -44,7 +82,7 @@ pub struct Check<'a> {
     /// The chip.
     pub id: &'a Identity,
     /// The firmware's settings.
-    pub settings: &'a DeviceSettings,
+    pub settings: &'a BakedSettings,
     /// What is running.
     pub booted: &'a Booted,
     /// The time certificates are checked against (seconds since 1970).
@@ -66,7 +104,7 @@ pub struct Machine<'a> {
 }
 
 /// The update URL's path: the path, then the channel when there is one.
-pub fn url_path(s: &DeviceSettings) -> String {
+pub fn url_path(s: &BakedSettings) -> String {
     if s.channel.is_empty() {
         s.path.clone()
     } else {
@@ -74,9 +112,25 @@ pub fn url_path(s: &DeviceSettings) -> String {
     }
 }
 
-/// The whole URL, as the firmware logs it.
-pub fn url(s: &DeviceSettings) -> String {
-    format!("https://{}:{}{}", s.host, s.port, url_path(s))
+/// The whole URL, as the firmware logs it. The device's name rides in the query: the cores' updaters
+/// send no custom headers, but pass the URL through unchanged.
+pub fn url(s: &BakedSettings) -> String {
+    format!("https://{}:{}{}", s.host, s.port, request_target(s))
+}
+
+/// Path and query of the update request: `<path>[/<channel>]?name=<device name>`.
+pub fn request_target(s: &BakedSettings) -> String {
+    if s.device_name.is_empty() {
+        return url_path(s);
+    }
+    let name: String = s
+        .device_name
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'-' { (b as char).to_string() } else { format!("%{b:02X}") }
+        })
+        .collect();
+    format!("{}?name={name}", url_path(s))
 }
 
 struct Fail {
@@ -92,8 +146,13 @@ impl Fail {
     fn update(c: &Check<'_>, code: i32) -> Fail {
         Fail { code, detail: codes::update_error_string(c.id.chip, code).into(), tls: None }
     }
-    fn with_read(mut self, r: ReadFail) -> Fail {
-        if let ReadFail::Tls(t) = r {
+    /// The TLS library's verdict on a failed read, when the core reports one: BearSSL keeps its
+    /// engine error for `getLastSSLError`; `NetworkClientSecure::lastError` only holds what
+    /// connecting left (`ssl_client.cpp` sets `last_error` in connect and startTLS alone).
+    fn with_read(mut self, chip: crate::firmware::Chip, r: ReadFail) -> Fail {
+        if let ReadFail::Tls(t) = r
+            && chip.is_esp8266()
+        {
             self.tls = Some(t);
         }
         self
@@ -119,7 +178,7 @@ async fn run(c: &Check<'_>, m: Machine<'_>) -> Result<CheckOutcome, Fail> {
         sketch_sha256: c.booted.sketch_sha256.clone(),
         version: s.version.clone(),
     };
-    let head = http::request_head(c.id, &s.host, s.port, &url_path(s), &report);
+    let head = http::request_head(c.id, &s.host, s.port, &request_target(s), &report);
     let mut stream = stream;
     {
         use tokio::io::AsyncWriteExt;
@@ -127,7 +186,9 @@ async fn run(c: &Check<'_>, m: Machine<'_>) -> Result<CheckOutcome, Fail> {
             stream.write_all(head.as_bytes()).await?;
             stream.flush().await
         };
-        match tokio::time::timeout(c.net.http_timeout, send).await {
+        // ESP32: `send_ssl_data` gives up after `socket_timeout`, the connect timeout.
+        let limit = if chip.is_esp8266() { c.net.http_timeout } else { c.net.connect_timeout };
+        match tokio::time::timeout(limit, send).await {
             Ok(Ok(())) => {}
             _ => return Err(Fail::http(codes::SEND_HEADER_FAILED)),
         }
@@ -136,15 +197,24 @@ async fn run(c: &Check<'_>, m: Machine<'_>) -> Result<CheckOutcome, Fail> {
     let answer = match wire.head(c.net.http_timeout).await {
         Ok(h) => h,
         Err(ReadFail::Timeout) => return Err(Fail::http(codes::READ_TIMEOUT)),
-        Err(r) => return Err(Fail::http(codes::CONNECTION_LOST).with_read(r)),
+        Err(r) => return Err(Fail::http(codes::CONNECTION_LOST).with_read(chip, r)),
     };
-    if answer.transfer_encoding.as_deref().is_some_and(|te| !te.eq_ignore_ascii_case("chunked")) {
-        return Err(Fail::http(codes::ENCODING));
+    // ESP8266HTTPClient takes only "chunked"; arduino-esp32's also "identity" (either way the
+    // updater then reads Content-Length raw bytes).
+    if let Some(te) = answer.transfer_encoding.as_deref() {
+        let ok =
+            te.eq_ignore_ascii_case("chunked") || (!chip.is_esp8266() && te.eq_ignore_ascii_case("identity"));
+        if !ok {
+            return Err(Fail::http(codes::ENCODING));
+        }
     }
     match answer.code {
         0 => return Err(Fail::http(codes::NO_HTTP_SERVER)),
         200 => {}
         304 => return Ok(CheckOutcome::UpToDate),
+        // arduino-esp32 master: `case HTTP_CODE_NO_CONTENT: case HTTP_CODE_NOT_MODIFIED:` (no
+        // updates). Not verified for 3.0.x.
+        204 if !chip.is_esp8266() => return Ok(CheckOutcome::UpToDate),
         404 => return Err(Fail::http(codes::SERVER_FILE_NOT_FOUND)),
         403 => return Err(Fail::http(codes::SERVER_FORBIDDEN)),
         401 if chip.is_esp8266() => return Err(Fail::http(codes::SERVER_UNAUTHORIZED)),
@@ -154,15 +224,26 @@ async fn run(c: &Check<'_>, m: Machine<'_>) -> Result<CheckOutcome, Fail> {
         return Err(Fail::http(codes::SERVER_NOT_REPORT_SIZE));
     }
     let size = answer.size as usize;
+    // ESP32: `getFreeSketchSpace()` 0 (no OTA slot) is -108 before the size is compared.
+    if !chip.is_esp8266() && c.booted.free_space == 0 {
+        return Err(Fail::http(codes::NO_PARTITION));
+    }
     if size > c.booted.free_space {
         return Err(Fail::http(codes::TOO_LESS_SPACE));
     }
-    c.console.log("update: a new image is available; downloading and writing it to flash");
-    // ESP8266: peekBytes(4), magic, flash-size nibble; ESP32: peek() and the magic only.
+    // The reference firmware's onStart callback (HTTPUpdate calls it before the magic check).
+    c.console.log(if chip.is_esp8266() {
+        "update: a new image is available; downloading and writing it to flash"
+    } else {
+        "update: a new image is available; downloading and writing it to the OTA partition"
+    });
+    // ESP8266: peekBytes(4), magic, flash-size nibble; ESP32: peek() (a timed read bounded by the
+    // stream timeout, `http_timeout`) and the magic only.
     let want = if chip.is_esp8266() { 4 } else { 1 };
-    let first = match wire.peek(want, c.net.stream_timeout).await {
+    let peek_timeout = if chip.is_esp8266() { c.net.stream_timeout } else { c.net.http_timeout };
+    let first = match wire.peek(want, peek_timeout).await {
         Ok(b) => b.to_vec(),
-        Err(r) => return Err(Fail::http(codes::BIN_VERIFY_HEADER_FAILED).with_read(r)),
+        Err(r) => return Err(Fail::http(codes::BIN_VERIFY_HEADER_FAILED).with_read(chip, r)),
     };
     let magic_ok = first[0] == 0xE9 || (chip.is_esp8266() && first[0] == 0x1F);
     if !magic_ok {
@@ -186,7 +267,15 @@ type Tls = tokio_rustls::client::TlsStream<tls::RecordLimit<TcpStream>>;
 
 async fn connect(c: &Check<'_>) -> Result<Tls, Fail> {
     let s = c.settings;
+    let chip = c.id.chip;
     let failed = || Fail::http(codes::CONNECTION_FAILED);
+    // ESP32: when `start_ssl_client` fails (TCP) or the handshake times out, NetworkClientSecure
+    // keeps -1 as its last error, which the reference firmware logs as a TLS error. A name that
+    // does not resolve fails before that (`hostByName`), with no TLS error.
+    let start_failed = || {
+        let tls = (!chip.is_esp8266()).then(|| TlsFailure::new(chip, codes::MBEDTLS_GENERIC_ERROR));
+        Fail { tls, ..failed() }
+    };
     let addr = match c.net.dns {
         Some(ip) => SocketAddr::new(ip, s.port),
         None => tokio::net::lookup_host((s.host.as_str(), s.port))
@@ -195,9 +284,10 @@ async fn connect(c: &Check<'_>) -> Result<Tls, Fail> {
             .and_then(|mut a| a.next())
             .ok_or_else(failed)?,
     };
-    let tcp = match tokio::time::timeout(c.net.http_timeout, TcpStream::connect(addr)).await {
+    let connect_timeout = if chip.is_esp8266() { c.net.http_timeout } else { c.net.connect_timeout };
+    let tcp = match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
         Ok(Ok(t)) => t,
-        _ => return Err(failed()),
+        _ => return Err(start_failed()),
     };
     let _ = tcp.set_nodelay(true);
     let config = tls::client_config(c.id.chip, &s.ca_pem, &s.host, c.x509_time).map_err(|_| failed())?;
@@ -205,10 +295,11 @@ async fn connect(c: &Check<'_>) -> Result<Tls, Fail> {
         c.id.chip.is_esp8266().then(|| usize::from(s.tls_rx_buffer.clamp(512, 16384)) + BEARSSL_IN_OVERHEAD);
     let connector = tokio_rustls::TlsConnector::from(config);
     let handshake = connector.connect(tls::server_name(&s.host), tls::RecordLimit::new(tcp, limit));
-    match tokio::time::timeout(c.net.http_timeout, handshake).await {
+    let handshake_timeout = if chip.is_esp8266() { c.net.http_timeout } else { c.net.handshake_timeout };
+    match tokio::time::timeout(handshake_timeout, handshake).await {
         Ok(Ok(t)) => Ok(t),
         Ok(Err(e)) => Err(Fail { tls: Some(tls::classify(c.id.chip, &e)), ..failed() }),
-        Err(_) => Err(failed()),
+        Err(_) => Err(start_failed()),
     }
 }
 
@@ -242,11 +333,12 @@ async fn write_update(
             Target::Esp8266 { start }
         }
         Layout::Esp32 { map, running } => {
-            let Some(slot) = map.next_update_slot(*running) else {
+            // UpdateClass::begin(U_FLASH): no next OTA slot, or only the running one, is error 10.
+            let Some(slot) = map.next_update_slot(*running).filter(|s| s != running) else {
                 return Err(Fail::update(c, update::ESP32_NO_PARTITION));
             };
             if size > slot.size {
-                return Err(Fail::update(c, 5));
+                return Err(Fail::update(c, update::SIZE));
             }
             Target::Esp32 { slot, map: map.clone(), held: Vec::new() }
         }
@@ -264,12 +356,15 @@ async fn write_update(
         Some(v) => Some(v.to_ascii_lowercase()),
         None => None,
     };
-    let first = wire.peek(1, c.net.stream_timeout).await.map(|b| b[0]).unwrap_or(0);
+    let peek_timeout = if chip.is_esp8266() { c.net.stream_timeout } else { c.net.http_timeout };
+    let first = wire.peek(1, peek_timeout).await.map(|b| b[0]).unwrap_or(0);
     match &target {
         Target::Esp8266 { .. } if first != 0xE9 && first != 0x1F => {
             return Err(Fail::update(c, update::ESP8266_MAGIC_BYTE));
         }
-        Target::Esp32 { .. } if first != 0xE9 => return Err(Fail::update(c, update::ESP32_MAGIC_BYTE)),
+        Target::Esp32 { .. } if first != 0xE9 => {
+            return Err(esp32_stream_failed(c, update::ESP32_MAGIC_BYTE));
+        }
         _ => {}
     }
     let mut md5 = Md5::new();
@@ -277,15 +372,21 @@ async fn write_update(
     let mut buffer = Vec::with_capacity(SECTOR);
     while done + buffer.len() < size {
         let want = (SECTOR - buffer.len()).min(size - done - buffer.len());
-        match wire.read(want, c.net.stream_timeout).await {
+        let read = if chip.is_esp8266() {
+            wire.read(want, c.net.stream_timeout).await
+        } else {
+            esp32_read(c.net, wire, want).await
+        };
+        match read {
             Ok(bytes) => buffer.extend_from_slice(&bytes),
-            Err(r) => {
-                let code = update::STREAM;
-                return Err(Fail::update(c, code).with_read(r));
-            }
+            Err(r) if chip.is_esp8266() => return Err(Fail::update(c, update::STREAM).with_read(chip, r)),
+            Err(_) => return Err(esp32_stream_failed(c, update::STREAM)),
         }
         if buffer.len() == SECTOR || done + buffer.len() == size {
-            write_sector(c, m.flash, &mut target, done, &buffer).map_err(|_| Fail::update(c, 1))?;
+            write_sector(c, m.flash, &mut target, done, &buffer).map_err(|_| match chip.is_esp8266() {
+                true => Fail::update(c, 1),
+                false => esp32_stream_failed(c, 1),
+            })?;
             md5.update(&buffer);
             done += buffer.len();
             buffer.clear();
@@ -328,6 +429,37 @@ async fn write_update(
         }
     }
     Ok(())
+}
+
+/// `UpdateClass::writeStream`'s read of one buffer: `readBytes` (each byte waited for at most
+/// the stream timeout, `http_timeout`) up to [`ESP32_STALL_READS`] times, with `stall_pause`
+/// after each read that brought nothing. A closed connection fails at once (see the module doc).
+async fn esp32_read<S: tokio::io::AsyncRead + Unpin>(
+    net: &Net,
+    wire: &mut Wire<S>,
+    want: usize,
+) -> Result<Vec<u8>, ReadFail> {
+    let mut empty = 0;
+    loop {
+        match wire.read(want, net.http_timeout).await {
+            Err(ReadFail::Timeout) => {
+                empty += 1;
+                if empty >= ESP32_STALL_READS {
+                    return Err(ReadFail::Timeout);
+                }
+                tokio::time::sleep(net.stall_pause).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// An ESP32 `writeStream` failure: `getLastError()` is the updater's error, but master's
+/// `runUpdate` then calls `Update.abort()`, so `getLastErrorString()` (which prints the updater's
+/// error when asked) says "Aborted". arduino-esp32 2.x, without the `abort()`, said the error's
+/// own words.
+fn esp32_stream_failed(c: &Check<'_>, code: i32) -> Fail {
+    Fail { code, detail: codes::update_error_string(c.id.chip, update::ESP32_ABORT).into(), tls: None }
 }
 
 /// Writes one buffer of the update at offset `done`.
@@ -375,5 +507,47 @@ fn progress(c: &Check<'_>, done: usize, total: usize, last_tenth: &mut Option<us
     if *last_tenth != Some(tenth) {
         *last_tenth = Some(tenth);
         c.console.log(format!("update: {}% ({} of {} bytes)", tenth * 10, done, total));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::firmware::Chip;
+    use tokio::io::AsyncWriteExt;
+
+    fn net(read: Duration) -> Net {
+        Net { http_timeout: read, stall_pause: Duration::ZERO, ..Net::default() }
+    }
+
+    #[tokio::test]
+    async fn a_stalled_esp32_body_is_read_300_times_before_it_fails() {
+        let (mut server, device) = tokio::io::duplex(64 * 1024);
+        let mut wire = Wire::new(device, Chip::Esp32);
+        server.write_all(b"0123456789").await.unwrap();
+        let n = net(Duration::from_millis(1));
+        assert_eq!(esp32_read(&n, &mut wire, 4096).await.unwrap(), b"0123456789");
+        // Nothing more comes and the connection stays open: 300 reads, each waiting the stream
+        // timeout, then the stall error.
+        let started = std::time::Instant::now();
+        assert_eq!(esp32_read(&n, &mut wire, 4096).await, Err(ReadFail::Timeout));
+        assert!(
+            started.elapsed() >= Duration::from_millis(u64::from(ESP32_STALL_READS)),
+            "{:?}",
+            started.elapsed()
+        );
+        // Data that comes within the retries is taken.
+        let late = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            server.write_all(b"late").await.unwrap();
+            server
+        });
+        assert_eq!(esp32_read(&n, &mut wire, 4096).await.unwrap(), b"late");
+        // A closed connection fails at once (the deliberate difference).
+        drop(late.await.unwrap());
+        assert_eq!(esp32_read(&n, &mut wire, 4096).await, Err(ReadFail::Closed));
+        assert_eq!(Net::default().connect_timeout, Duration::from_secs(5));
+        assert_eq!(Net::default().handshake_timeout, Duration::from_secs(120));
+        assert_eq!(Net::default().stall_pause, Duration::from_millis(100));
     }
 }

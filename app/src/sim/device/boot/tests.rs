@@ -4,8 +4,8 @@ use crate::firmware::config_block;
 use crate::sim::device::partitions::TABLE_OFFSET;
 use crate::sim::device::reference_image;
 
-fn settings(version: &str) -> DeviceSettings {
-    DeviceSettings {
+fn settings(version: &str) -> BakedSettings {
+    BakedSettings {
         host: "ota.test".into(),
         port: 3443,
         path: "/update".into(),
@@ -112,4 +112,60 @@ fn esp32_boots_the_selected_slot_and_falls_back() {
     let mut f = Flash::with_image(id.flash_size, TABLE_OFFSET, &PartitionMap::default_table_bytes()).unwrap();
     f.write(0x10000, &v1).unwrap();
     assert!(boot(&mut f, &id, &mut Rtc::default()).is_ok());
+}
+
+#[test]
+fn esp32_rollback_states_through_boots() {
+    use crate::sim::device::partitions::{MarkValid, OtaState};
+    let id = Identity::numbered(Chip::Esp32, 4);
+    let v1 = baked(Chip::Esp32, "1.0.0");
+    let v2 = baked(Chip::Esp32, "2.0.0");
+    let mut flash = Flash::with_image(id.flash_size, 0x10000, &v1).unwrap();
+    let version = |b: &Booted| match &b.settings {
+        Settings::Baked(s) => s.version.clone(),
+        other => panic!("{other:?}"),
+    };
+    // Serial-flashed, otadata erased: ota_0 boots and the bootloader records it as VALID.
+    let b = boot(&mut flash, &id, &mut Rtc::default()).unwrap();
+    assert!(!b.pending_verify);
+    let Layout::Esp32 { map, running } = b.layout.clone() else { panic!() };
+    assert_eq!(map.state_of(&flash, running).unwrap(), Some(OtaState::Valid));
+
+    // An OTA update into ota_1, as the updater leaves it: NEW.
+    let ota1 = map.next_update_slot(running).unwrap();
+    let install = |flash: &mut Flash| {
+        flash.erase_range(ota1.offset, v2.len().next_multiple_of(SECTOR)).unwrap();
+        flash.write(ota1.offset, &v2).unwrap();
+        map.set_boot(flash, ota1).unwrap();
+        assert_eq!(map.state_of(flash, ota1).unwrap(), Some(OtaState::New));
+    };
+    install(&mut flash);
+    // Its first boot: PENDING_VERIFY.
+    let b = boot(&mut flash, &id, &mut Rtc::default()).unwrap();
+    assert!(b.pending_verify);
+    assert_eq!(version(&b), "2.0.0");
+    assert_eq!(map.state_of(&flash, ota1).unwrap(), Some(OtaState::PendingVerify));
+    // A reset before it was marked valid: ABORTED, and the previous slot boots.
+    let b = boot(&mut flash, &id, &mut Rtc::default()).unwrap();
+    assert!(!b.pending_verify);
+    assert_eq!(version(&b), "1.0.0", "rolled back");
+    assert_eq!(map.state_of(&flash, ota1).unwrap(), Some(OtaState::Aborted));
+    assert_eq!(mark_app_valid(&mut flash, &b).unwrap(), MarkValid::AlreadyValid);
+
+    // The same update again, this time confirmed: it stays.
+    install(&mut flash);
+    let b = boot(&mut flash, &id, &mut Rtc::default()).unwrap();
+    assert!(b.pending_verify);
+    assert_eq!(mark_app_valid(&mut flash, &b).unwrap(), MarkValid::Marked);
+    assert_eq!(map.state_of(&flash, ota1).unwrap(), Some(OtaState::Valid));
+    let b = boot(&mut flash, &id, &mut Rtc::default()).unwrap();
+    assert!(!b.pending_verify);
+    assert_eq!(version(&b), "2.0.0", "a confirmed app survives resets");
+
+    // The ESP8266 has no otadata.
+    let e = Identity::numbered(Chip::Esp8266, 1);
+    let mut f = Flash::with_image(e.flash_size, 0, &baked(Chip::Esp8266, "1.0.0")).unwrap();
+    let b = boot(&mut f, &e, &mut Rtc::default()).unwrap();
+    assert!(!b.pending_verify);
+    assert_eq!(mark_app_valid(&mut f, &b).unwrap(), MarkValid::NotOta);
 }
