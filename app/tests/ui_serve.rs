@@ -74,7 +74,8 @@ fn bad_files_say_why_and_nothing_is_published() {
     let html = project.path().join("download.bin");
     std::fs::write(&html, "<!DOCTYPE html><html><body>Not found</body></html>").unwrap();
     let esp32 = project.path().join("esp32.bin");
-    std::fs::write(&esp32, ImageBuilder::for_chip(Chip::Esp32).target_size(150_000).build()).unwrap();
+    std::fs::write(&esp32, ImageBuilder::for_chip(Chip::Esp32).version("3.0.0").target_size(150_000).build())
+        .unwrap();
     let older = project.path().join("older.bin");
     std::fs::write(&older, esp8266_image(200_000, 2)).unwrap();
 
@@ -370,4 +371,69 @@ impl SlowDevice {
         self.stream.read_to_end(&mut body).await.unwrap();
         body
     }
+}
+
+#[test]
+fn the_publish_dialog_refuses_what_would_strand_a_device_or_leak_a_secret() {
+    use otaforge::firmware::config_block;
+    use otaforge::firmware::settings::{BakeForm, baked_settings};
+    let project = Project::new();
+    let other = Project::new();
+    let reference = || {
+        let mut image = ImageBuilder::arduino_esp8266().target_size(96 * 1024).build();
+        config_block::reserve(&mut image).unwrap();
+        image
+    };
+    let form = BakeForm { host: "ota.test".into(), version: "1.1.0".into(), ..BakeForm::default() };
+    let fleet = baked_settings(project.path(), &form, true).unwrap();
+    let mut with_wifi = fleet.clone();
+    with_wifi.wifi_ssid = "home".into();
+    with_wifi.wifi_password = "correct horse battery".into();
+    let cases = [
+        ("wifi.bin", config_block::bake(&reference(), &with_wifi).unwrap(), None, "Wi-Fi network \"home\""),
+        (
+            "theirs.bin",
+            config_block::bake(&reference(), &baked_settings(other.path(), &form, true).unwrap()).unwrap(),
+            None,
+            "trusts another CA",
+        ),
+        (
+            "demo.bin",
+            config_block::bake(
+                &otaforge::sim::device::reference_image(Chip::Esp8266, "1.1.0", 96 * 1024),
+                &fleet,
+            )
+            .unwrap(),
+            None,
+            "synthetic image",
+        ),
+        ("typed.bin", config_block::bake(&reference(), &fleet).unwrap(), Some("2.0.0"), "contradicts"),
+    ];
+    let mut h = app(project.path());
+    open_serve(&mut h);
+    for (name, bytes, typed, why) in cases {
+        let file = project.path().join(name);
+        std::fs::write(&file, bytes).unwrap();
+        drop_file(&mut h, &file);
+        step_until(&mut h, "the first check", |h| problems(h).is_some());
+        if let Some(v) = typed {
+            // The field holds the image's own version by now; replace it, as a user would.
+            step_until(&mut h, "the version filled in", |h| {
+                h.state().serve.dialog.as_ref().is_some_and(|d| !d.version.is_empty())
+            });
+            h.get_by_label(labels::VERSION).focus();
+            h.step();
+            h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+            h.step();
+            h.get_by_label(labels::VERSION).type_text(v);
+            h.step();
+        }
+        step_until(&mut h, why, |h| problems(h).is_some_and(|p| p.iter().any(|p| p.contains(why))));
+        h.step();
+        h.get_by_label_contains(why);
+        assert!(h.get_by_label(labels::PUBLISH).accesskit_node().is_disabled(), "{name}");
+        h.get_by_label(labels::CANCEL).click();
+        h.step();
+    }
+    assert!(releases(project.path()).is_empty());
 }

@@ -44,7 +44,7 @@ async fn full_update(chip: Chip, n: u32) {
     }
 
     let mut device_events = device.subscribe();
-    project.publish(&v2, "2.0.0", "stable");
+    project.publish(&v2, "2.0.0", DEMO);
     server.reload().unwrap();
     let s = device
         .wait_until(T, |s| s.version.as_deref() == Some("2.0.0"))
@@ -63,8 +63,13 @@ async fn full_update(chip: Chip, n: u32) {
 
     // The device said what it did, the way the reference firmware does.
     let log = log_text(&device);
+    let start_line = if chip.is_esp8266() {
+        "update: a new image is available; downloading and writing it to flash"
+    } else {
+        "update: a new image is available; downloading and writing it to the OTA partition"
+    };
     for line in [
-        "update: a new image is available; downloading and writing it to flash",
+        start_line,
         "update: 100% (",
         "update: download complete; the device reboots into the new firmware",
         "OTA Forge firmware 2.0.0 on",

@@ -45,7 +45,7 @@ async fn board_updates(chip: Chip, number: u32) {
     assert!(board.log().iter().any(|l| l.contains("reset reason: External System") || chip != Chip::Esp8266));
 
     s.version = "2.0.0".into();
-    project.publish(&bake(chip, &s, IMAGE_SIZE), "2.0.0", "stable");
+    project.publish(&bake(chip, &s, IMAGE_SIZE), "2.0.0", DEMO);
     server.reload().unwrap();
     board
         .wait_until(T, |st| st.version.as_deref() == Some("2.0.0"))

@@ -32,7 +32,7 @@ async fn a_fleet_rolls_out_with_no_failed_check() {
     assert!(fleet.wait_all(Duration::from_secs(60), |d| d.checks >= 1).await, "{:?}", fleet.summary());
 
     s.version = "2.0.0".into();
-    project.publish(&bake(Chip::Esp8266, &s, IMAGE_SIZE), "2.0.0", "stable");
+    project.publish(&bake(Chip::Esp8266, &s, IMAGE_SIZE), "2.0.0", DEMO);
     server.reload().unwrap();
     let done = fleet.wait_all(Duration::from_secs(120), |d| d.version.as_deref() == Some("2.0.0")).await;
     let summary = fleet.summary();
@@ -62,7 +62,7 @@ async fn the_fleet_command_reports_each_device() {
     let project = Project::new();
     let server = project.serve(|_| {}).await;
     let mut s = settings(project.path(), "2.0.0", port(&server));
-    project.publish(&bake(Chip::Esp8266, &s, IMAGE_SIZE), "2.0.0", "stable");
+    project.publish(&bake(Chip::Esp8266, &s, IMAGE_SIZE), "2.0.0", DEMO);
     server.reload().unwrap();
     s.version = "1.0.0".into();
     let dir = project.path().to_path_buf();

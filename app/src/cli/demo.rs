@@ -12,6 +12,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 
 use crate::firmware::Chip;
+use crate::firmware::device_settings::DeviceSettings;
 use crate::firmware::settings::{BakeForm, bake_image};
 use crate::flash::{self, Cancel, FlashRequest, FlashUpdate, Phase};
 use crate::pki::{self, Host, IssueRequest};
@@ -94,8 +95,8 @@ async fn run(args: DemoArgs) -> Result<()> {
         host: "127.0.0.1".into(),
         port,
         version: version.into(),
-        device_name: "demo".into(),
-        wifi_ssid: "otaforge-demo".into(),
+        // The reference image is synthetic: it goes to the demo channel, never to a real one.
+        channel: publish::DEMO_CHANNEL.into(),
         poll_interval_s: 10,
         ..BakeForm::default()
     };
@@ -113,7 +114,7 @@ async fn run(args: DemoArgs) -> Result<()> {
     let mut watch = Watcher { log: board.subscribe(), quiet: args.quiet };
     let summary = flash_board(&board, v1.clone()).await?;
     steps.say(format!(
-        "Flash: {} bytes over {} to a virtual {chip} (MAC {mac}) with otaforge's flasher (otaforge flash)",
+        "Flash: {} bytes over {} to a virtual {chip} (MAC {mac}) with otaforge's flasher, named \"demo\" in its own settings area (otaforge flash --device-name demo)",
         v1.len(),
         board.port().display()
     ));
@@ -132,10 +133,10 @@ async fn run(args: DemoArgs) -> Result<()> {
     let v2 = bake(&dir, chip, &form("2.0.0"))?;
     let mut store = Store::open(&dir)?;
     let release =
-        publish::publish(&mut store, &v2, &PublishRequest::sketch(publish::DEFAULT_CHANNEL, Some("2.0.0")))?;
+        publish::publish(&mut store, &v2, &PublishRequest::sketch(publish::DEMO_CHANNEL, Some("2.0.0")))?;
     server.reload()?;
     steps.say(format!(
-        "Publish: 2.0.0 ({} bytes, MD5 {}) on channel stable (otaforge publish)",
+        "Publish: 2.0.0 ({} bytes, MD5 {}) on channel demo (otaforge publish)",
         release.size, release.md5
     ));
 
@@ -260,6 +261,8 @@ async fn flash_board(board: &VirtualBoard, image: Vec<u8>) -> Result<String> {
     let outcome = tokio::task::spawn_blocking(move || {
         let mut req = FlashRequest::new(port, image);
         req.connect_timeout = Duration::from_secs(10);
+        // The board's own name goes to its device settings area, not into the published image.
+        req.device_settings = Some(DeviceSettings { name: "demo".into(), wifi: None });
         let mut phases = Vec::new();
         let r = flash::flash(&req, &Cancel::new(), &mut |u| {
             if let FlashUpdate::Phase(p) = u {

@@ -39,8 +39,9 @@ pub struct FleetArgs {
     /// HTTPS port to bake.
     #[arg(long, default_value_t = crate::server::DEFAULT_PORT)]
     pub port: u16,
-    /// Channel to bake ("" = the default, /update).
-    #[arg(long, default_value = "")]
+    /// Channel to bake. The reference image is synthetic, so it may be published only to a demo
+    /// channel (`demo`, `demo-…`).
+    #[arg(long, default_value = crate::publish::DEMO_CHANNEL)]
     pub channel: String,
     /// BearSSL receive buffer to bake (ESP8266).
     #[arg(long, default_value_t = 16384)]

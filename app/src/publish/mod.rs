@@ -1,15 +1,33 @@
 //! Publishing a firmware file: every check a device would make, made before anything is stored,
-//! so a wrong `.bin` is refused with a reason instead of failing on the fleet.
+//! so a wrong `.bin` is refused with a reason instead of failing on the fleet. Also what no device
+//! checks: that the image holds no secret (anyone who asks the update endpoint gets it), and that
+//! devices which install it can still reach this server ([`trust`]). The CLI and the app both
+//! publish through [`check`] and [`publish`].
 
+pub mod trust;
+
+use crate::firmware::baked_secrets;
+use crate::firmware::carried_version::{VersionChoiceError, choose_version};
+use crate::firmware::config_block::{self, BakedSettings};
 use crate::firmware::image::{self, ImageInfo};
+use crate::firmware::synth::is_synthetic;
 use crate::store::{NewRelease, PayloadKind, Release, Store, StoreError, validate_channel};
-use crate::version::{Version, VersionError};
+use crate::version::Version;
 
 /// Largest file accepted: the biggest ESP flash chip.
 pub const MAX_IMAGE_BYTES: usize = 16 * 1024 * 1024;
 
 /// The default channel devices poll at `/update`.
 pub const DEFAULT_CHANNEL: &str = "stable";
+
+/// The channel "Try without hardware" and the demo publish synthetic builds to.
+pub const DEMO_CHANNEL: &str = "demo";
+
+/// Whether a channel is kept for synthetic builds (`demo`, `demo-…`): only there may an image that
+/// is not firmware be published, so no real board is ever offered one.
+pub fn is_demo_channel(name: &str) -> bool {
+    name == DEMO_CHANNEL || name.starts_with("demo-")
+}
 
 /// What to publish.
 #[derive(Debug, Clone)]
@@ -51,10 +69,22 @@ pub enum PublishError {
     Image(#[from] image::ImageError),
     #[error("the image is damaged: {}", .0.join("; "))]
     Damaged(Vec<String>),
-    #[error("no version given and the image does not carry one: pass a version (e.g. --version 1.4.2)")]
-    NoVersion,
-    #[error("version: {0}")]
-    Version(#[from] VersionError),
+    #[error(transparent)]
+    Version(#[from] VersionChoiceError),
+    #[error(
+        "the image's config block holds one device's settings ({0}): every device that installs it would take them, and anyone who asks the update endpoint can read them. Publish an image baked without --device-name/--wifi-*, and give each board its own with otaforge provision"
+    )]
+    DeviceSettings(String),
+    #[error(
+        "the image contains a Wi-Fi password baked in this project (an ota_config.h build keeps it in clear): anyone who asks the update endpoint would get it. Build it without the password in ota_config.h and give boards their Wi-Fi with otaforge provision"
+    )]
+    Password,
+    #[error(transparent)]
+    Trust(#[from] trust::TrustError),
+    #[error(
+        "this is a synthetic image (sim reference-image, the demo, Try without hardware): it only runs on virtual boards. Publish it to a demo channel (\"{DEMO_CHANNEL}\" or \"demo-…\"), never to \"{0}\", where a real board would install it"
+    )]
+    Synthetic(String),
     #[error(
         "version {new} is not newer than {current}, which channel \"{channel}\" serves now: devices would never take it. Publish a higher version, or roll back the channel instead"
     )]
@@ -74,6 +104,8 @@ pub struct Checked {
     pub image: Option<ImageInfo>,
     /// The version the release would carry.
     pub version: Version,
+    /// What could not be checked, or is worth knowing; none of it stops the publish.
+    pub warnings: Vec<String>,
 }
 
 /// Runs every check without storing anything (the GUI shows the result before the user confirms).
@@ -96,12 +128,8 @@ pub fn check(store: &Store, bytes: &[u8], req: &PublishRequest) -> Result<Checke
         }
         PayloadKind::Filesystem => None,
     };
-    let raw_version = match (&req.version, info.as_ref().and_then(|i| i.app_desc.as_ref())) {
-        (Some(v), _) => v.clone(),
-        (None, Some(desc)) if !desc.version.trim().is_empty() => desc.version.clone(),
-        _ => return Err(PublishError::NoVersion),
-    };
-    let version = Version::parse(&raw_version)?;
+    let version = choose_version(bytes, info.as_ref(), req.version.as_deref())?;
+    let warnings = check_contents(store, bytes, req, info.is_some())?;
     if let Some(channel) = store.channel(&req.channel)? {
         let current = match req.kind {
             PayloadKind::Sketch => channel.current_sketch,
@@ -128,12 +156,63 @@ pub fn check(store: &Store, bytes: &[u8], req: &PublishRequest) -> Result<Checke
             }
         }
     }
-    Ok(Checked { image: info, version })
+    Ok(Checked { image: info, version, warnings })
+}
+
+/// What is inside the image: secrets, a synthetic build, trust settings devices cannot use.
+fn check_contents(
+    store: &Store,
+    bytes: &[u8],
+    req: &PublishRequest,
+    app: bool,
+) -> Result<Vec<String>, PublishError> {
+    let dir = store.dir();
+    if is_synthetic(bytes) && !is_demo_channel(&req.channel) {
+        return Err(PublishError::Synthetic(req.channel.clone()));
+    }
+    let baked = if app { config_block::read(bytes).ok().flatten() } else { None };
+    if let Some(b) = &baked
+        && let Some(what) = device_settings_in(b)
+    {
+        return Err(PublishError::DeviceSettings(what));
+    }
+    if baked_secrets::contains_baked_password(dir, bytes) {
+        return Err(PublishError::Password);
+    }
+    if !app {
+        return Ok(Vec::new());
+    }
+    Ok(trust::check(dir, bytes, baked.as_ref(), &req.channel)?)
+}
+
+/// Which device settings a baked block holds, in words (never the password itself).
+fn device_settings_in(b: &BakedSettings) -> Option<String> {
+    let mut what = Vec::new();
+    if !b.device_name.is_empty() {
+        what.push(format!("device name \"{}\"", b.device_name));
+    }
+    if !b.wifi_ssid.is_empty() {
+        what.push(format!("Wi-Fi network \"{}\"", b.wifi_ssid));
+    }
+    if !b.wifi_password.is_empty() {
+        what.push("a Wi-Fi password".into());
+    }
+    (!what.is_empty()).then(|| what.join(", "))
 }
 
 /// Checks and stores a release, making it the channel's current one.
 pub fn publish(store: &mut Store, bytes: &[u8], req: &PublishRequest) -> Result<Release, PublishError> {
     let checked = check(store, bytes, req)?;
+    store_checked(store, bytes, req, checked)
+}
+
+/// Stores what [`check`] passed: `bytes` and `req` must be the ones checked.
+pub fn store_checked(
+    store: &mut Store,
+    bytes: &[u8],
+    req: &PublishRequest,
+    checked: Checked,
+) -> Result<Release, PublishError> {
     let release = store.publish(NewRelease {
         channel: req.channel.clone(),
         kind: req.kind,

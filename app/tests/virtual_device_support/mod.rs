@@ -5,31 +5,36 @@
 use std::time::Duration;
 
 use otaforge::firmware::Chip;
-use otaforge::firmware::config_block::{self, DeviceSettings};
-use otaforge::firmware::settings::{BakeForm, device_settings};
+use otaforge::firmware::config_block::{self, BakedSettings};
+use otaforge::firmware::settings::{BakeForm, baked_settings};
 use otaforge::server::{RunningServer, ServerEvent};
 use otaforge::sim::device::{
     DeviceHandle, DeviceOptions, Flash, Identity, VirtualDevice, app_offset, reference_image,
 };
 use tokio::sync::broadcast;
 
+/// The channel the reference images are published to (they are synthetic).
+pub const DEMO: &str = otaforge::publish::DEMO_CHANNEL;
+
 /// Size of the test images (a small sketch: quick, and still many TLS records).
 pub const IMAGE_SIZE: usize = 120 * 1024;
 
 /// The settings the project in `dir` bakes for host 127.0.0.1 and `port`.
-pub fn settings(dir: &std::path::Path, version: &str, port: u16) -> DeviceSettings {
+pub fn settings(dir: &std::path::Path, version: &str, port: u16) -> BakedSettings {
     let form = BakeForm {
         host: "127.0.0.1".into(),
         port,
         version: version.into(),
+        // Reference images are synthetic: only a demo channel may serve them.
+        channel: DEMO.into(),
         poll_interval_s: 10,
         ..Default::default()
     };
-    device_settings(dir, &form, true).expect("settings")
+    baked_settings(dir, &form, true).expect("settings")
 }
 
 /// The reference image for `chip` of `size` bytes with `settings` baked in.
-pub fn bake(chip: Chip, settings: &DeviceSettings, size: usize) -> Vec<u8> {
+pub fn bake(chip: Chip, settings: &BakedSettings, size: usize) -> Vec<u8> {
     config_block::bake(&reference_image(chip, &settings.version, size), settings).expect("bake")
 }
 
@@ -40,7 +45,7 @@ pub fn baked(
     chip: Chip,
     version: &str,
     port: u16,
-    tweak: impl FnOnce(&mut DeviceSettings),
+    tweak: impl FnOnce(&mut BakedSettings),
 ) -> Vec<u8> {
     let mut s = settings(dir, version, port);
     tweak(&mut s);

@@ -42,20 +42,9 @@ pub fn check_file(dir: &Path, draft: PublishDraft, devices: Vec<Device>) -> Publ
     };
     check.size = bytes.len() as u64;
     check.inspection = firmware::report(&bytes).map(Box::new).map_err(|e| sentence(&e.to_string()));
-    if let Ok(report) = &check.inspection {
-        check.found_version = report
-            .image
-            .app_desc
-            .as_ref()
-            .map(|d| d.version.trim().to_string())
-            .filter(|v| !v.is_empty())
-            .or_else(|| report.config.as_ref().ok().and_then(|c| c.as_ref()).map(|s| s.version.clone()))
-            .filter(|v| !v.is_empty());
-    }
-    let mut req = request(&check.draft);
-    if req.version.is_none() {
-        req.version = check.found_version.clone();
-    }
+    let info = check.inspection.as_ref().ok().map(|r| &r.image);
+    check.found_version = firmware::carried_version::carried_version(&bytes, info).map(|(v, _)| v);
+    let req = request(&check.draft);
     let store = match Store::open(dir) {
         Ok(s) => s,
         Err(e) => {
@@ -69,8 +58,9 @@ pub fn check_file(dir: &Path, draft: PublishDraft, devices: Vec<Device>) -> Publ
         .flatten()
         .and_then(|c| c.current_sketch)
         .and_then(|id| store.release(id).ok());
-    if let Err(e) = publish::check(&store, &bytes, &req) {
-        check.problems.push(sentence(&e.to_string()));
+    match publish::check(&store, &bytes, &req) {
+        Ok(checked) => check.warnings.extend(checked.warnings),
+        Err(e) => check.problems.push(sentence(&e.to_string())),
     }
     let short: Vec<&Device> = devices
         .iter()
@@ -91,18 +81,10 @@ pub fn check_file(dir: &Path, draft: PublishDraft, devices: Vec<Device>) -> Publ
     check
 }
 
-/// Checks and publishes; the version falls back to the one baked into the image.
+/// Checks and publishes (the version rule is the library's: see `firmware::carried_version`).
 pub(super) fn publish_file(dir: &Path, draft: &PublishDraft) -> Result<Release, String> {
     let bytes =
         std::fs::read(&draft.path).map_err(|e| format!("Cannot read {}: {e}", draft.path.display()))?;
-    let mut req = request(draft);
-    if req.version.is_none()
-        && let Ok(report) = firmware::report(&bytes)
-        && let Ok(Some(settings)) = report.config
-        && !settings.version.is_empty()
-    {
-        req.version = Some(settings.version);
-    }
     let mut store = Store::open(dir).map_err(|e| sentence(&e.to_string()))?;
-    publish::publish(&mut store, &bytes, &req).map_err(|e| sentence(&e.to_string()))
+    publish::publish(&mut store, &bytes, &request(draft)).map_err(|e| sentence(&e.to_string()))
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::firmware::Chip;
 use crate::firmware::config_block;
-use crate::firmware::settings::{BakeForm, device_settings};
+use crate::firmware::settings::{BakeForm, baked_settings};
 use crate::sim::device::{
     DeviceHandle, DeviceOptions, Flash, Identity, Net, VirtualDevice, app_offset, reference_image,
 };
@@ -43,14 +43,15 @@ pub(super) fn start(dir: &Path, port: u16, n: u32) -> Result<(VirtualDeviceInfo,
     let form = |version: &str| BakeForm {
         port,
         version: version.into(),
-        device_name: id.default_name(),
+        // A channel of its own: these builds are synthetic and must never reach a real board.
+        channel: crate::publish::DEMO_CHANNEL.into(),
         // The firmware's floor; the device below checks more often than it says.
         poll_interval_s: 10,
         ..Default::default()
     };
     let bake = |version: &str| -> Result<Vec<u8>, String> {
         let settings =
-            device_settings(dir, &form(version), true).map_err(|e| super::sentence(&e.to_string()))?;
+            baked_settings(dir, &form(version), true).map_err(|e| super::sentence(&e.to_string()))?;
         config_block::bake(&reference_image(Chip::Esp8266, version, IMAGE_SIZE), &settings)
             .map_err(|e| super::sentence(&e.to_string()))
     };
@@ -82,10 +83,10 @@ pub(super) fn start(dir: &Path, port: u16, n: u32) -> Result<(VirtualDeviceInfo,
     Ok((info, handle))
 }
 
-/// 1.1.0, or one minor version above what the default channel serves.
+/// 1.1.0, or one minor version above what the demo channel serves.
 fn newer_version(dir: &Path) -> String {
     let current = Store::open(dir).ok().and_then(|s| {
-        let id = s.channel(crate::publish::DEFAULT_CHANNEL).ok()??.current_sketch?;
+        let id = s.channel(crate::publish::DEMO_CHANNEL).ok()??.current_sketch?;
         s.release(id).ok()
     });
     match current.and_then(|r| semver::Version::parse(&r.version).ok()) {

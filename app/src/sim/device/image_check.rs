@@ -6,7 +6,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::firmware::Chip;
-use crate::firmware::config_block::{BLOCK_LEN, ConfigError, DeviceSettings, MAGIC};
+use crate::firmware::config_block::{BLOCK_LEN, BakedSettings, ConfigError, MAGIC};
 use crate::firmware::digest::{ARDUINO_LEN_OFFSET, CHECKSUM_SEED, xor_all};
 
 /// Checks the image whose header is at `at` in `bytes` (header `header_len` bytes: 8 for the
@@ -71,14 +71,14 @@ pub fn check_esp32(bytes: &[u8], chip: Chip) -> Result<(), String> {
 /// The firmware's settings from its config block (the first one; the firmware knows its own
 /// block's address, so it never searches). Blocks are 4-byte aligned, as the firmware declares
 /// them.
-pub fn settings(image: &[u8]) -> Result<Option<DeviceSettings>, ConfigError> {
+pub fn settings(image: &[u8]) -> Result<Option<BakedSettings>, ConfigError> {
     let head = u64::from_le_bytes(MAGIC[..8].try_into().expect("16-byte magic"));
     let mut at = 0;
     while at + BLOCK_LEN <= image.len() {
         if u64::from_le_bytes(image[at..at + 8].try_into().expect("8 bytes")) == head
             && image[at..at + 16] == MAGIC[..]
         {
-            return DeviceSettings::decode(&image[at..at + BLOCK_LEN]);
+            return BakedSettings::decode(&image[at..at + BLOCK_LEN]);
         }
         at += 4;
     }

@@ -301,7 +301,10 @@ impl ServeStep {
                     .on_hover_text(demo.newer_bin.display().to_string())
                     .clicked()
             {
-                self.dropped(demo.newer_bin.clone(), backend);
+                // Demo builds go to the demo channel the virtual device polls, never to a real one.
+                let dialog = PublishDialog::new(demo.newer_bin.clone(), crate::publish::DEMO_CHANNEL);
+                backend.send(Command::Serve(ServeCommand::Check(dialog.draft())));
+                self.dialog = Some(dialog);
             }
         });
         if let Some((ok, text)) = &self.message {
