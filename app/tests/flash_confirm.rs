@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use otaforge::backend::{
     Backend, Command, Event, FlashCommand, FlashEvent, ServeCommand, ServeEvent, ServeSettings,
 };
-use otaforge::firmware::settings::{BakeForm, device_settings};
+use otaforge::firmware::settings::{BakeForm, baked_settings};
 use otaforge::firmware::{Chip, config_block};
 use otaforge::flash::Verification;
 use support::Project;
@@ -55,7 +55,7 @@ fn a_flashed_virtual_board_confirms_its_flash_by_checking_in() {
         version: "1.0.0".into(),
         ..Default::default()
     };
-    let settings = device_settings(project.path(), &form, true).unwrap();
+    let settings = baked_settings(project.path(), &form, true).unwrap();
     let image = config_block::bake(
         &otaforge::sim::device::reference_image(Chip::Esp8266, "1.0.0", 300 * 1024),
         &settings,
@@ -77,6 +77,7 @@ fn a_flashed_virtual_board_confirms_its_flash_by_checking_in() {
         chip: None,
         baud: 460_800,
         monitor_after: None,
+        device_settings: None,
     }));
     let (outcome, awaiting) = wait_for(&backend, Duration::from_secs(30), "the flash", |e| match e {
         Event::Flash(FlashEvent::Done { outcome, awaiting_confirmation }) => {

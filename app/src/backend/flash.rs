@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::{Event, Worker};
 use crate::firmware::Chip;
+use crate::firmware::device_settings::DeviceSettings;
 use crate::flash::{self, BoardInfo, Cancel, FlashOutcome, FlashRequest, FlashUpdate, PortInfo};
 use crate::sim::board::{BoardOptions, VirtualBoard};
 use crate::sim::device::{DeviceOptions, Net};
@@ -71,6 +72,19 @@ pub enum FlashCommand {
         baud: u32,
         /// Start the serial monitor at this rate once the flash worked.
         monitor_after: Option<u32>,
+        /// The board's own settings, written to its device settings area after the image.
+        device_settings: Option<DeviceSettings>,
+    },
+    /// Write only a board's own settings (name, Wi-Fi); its firmware stays as it is.
+    Provision {
+        /// The port.
+        port: String,
+        /// The chip, when the user chose one.
+        chip: Option<Chip>,
+        /// Fastest baud rate to try.
+        baud: u32,
+        /// What to write.
+        settings: DeviceSettings,
     },
     /// Stop the running flash.
     Cancel,
@@ -160,11 +174,14 @@ impl Worker {
             FlashCommand::CheckImage(path) => self.check_image(path).await,
             FlashCommand::AddVirtualDevice(chip) => self.add_virtual_board(chip).await,
             FlashCommand::Identify(port) => self.identify(port).await,
-            FlashCommand::Flash { port, image, chip, baud, monitor_after } => {
-                let worked = self.run_flash(port.clone(), image, chip, baud).await;
+            FlashCommand::Flash { port, image, chip, baud, monitor_after, device_settings } => {
+                let worked = self.run_flash(port.clone(), Some(image), chip, baud, device_settings).await;
                 if worked && let Some(rate) = monitor_after {
                     self.run_monitor(port, rate).await;
                 }
+            }
+            FlashCommand::Provision { port, chip, baud, settings } => {
+                self.run_flash(port, None, chip, baud, Some(settings)).await;
             }
             FlashCommand::Cancel => {
                 if let Some(c) = self.flash_state.lock().flash.clone() {
@@ -301,7 +318,15 @@ impl Worker {
         Some(cancel)
     }
 
-    async fn run_flash(&self, port: String, image: PathBuf, chip: Option<Chip>, baud: u32) -> bool {
+    /// Flashes `image` (and the board's own settings, if any), or with no image only the settings.
+    async fn run_flash(
+        &self,
+        port: String,
+        image: Option<PathBuf>,
+        chip: Option<Chip>,
+        baud: u32,
+        settings: Option<DeviceSettings>,
+    ) -> bool {
         let Some(cancel) = self.take_port(&port) else {
             self.flash_event(FlashEvent::Failed("A flash is already running.".into()));
             return false;
@@ -311,12 +336,22 @@ impl Worker {
         let result = tokio::task::spawn_blocking(move || -> Result<(FlashOutcome, bool), String> {
             // Let a monitor that was just stopped let go of the port.
             std::thread::sleep(Duration::from_millis(150));
-            let bytes = std::fs::read(&image).map_err(|e| format!("Cannot read {}: {e}", image.display()))?;
-            let mut req = FlashRequest::new(port, bytes);
+            let mut req = match (image, settings) {
+                (Some(image), settings) => {
+                    let bytes =
+                        std::fs::read(&image).map_err(|e| format!("Cannot read {}: {e}", image.display()))?;
+                    FlashRequest { device_settings: settings, ..FlashRequest::new(port, bytes) }
+                }
+                (None, Some(settings)) => FlashRequest::provision(port, settings),
+                (None, None) => return Err("Nothing to write.".into()),
+            };
             req.chip = chip;
             req.baud = baud;
             let outcome = flash::flash(&req, &cancel, &mut |u| worker.flash_event(FlashEvent::Update(u)))
                 .map_err(|e| e.to_string())?;
+            if req.settings_only {
+                return Ok((outcome, false));
+            }
             let awaiting = flash::confirm::remember(&dir, &outcome, &req.image).unwrap_or_else(|e| {
                 log::warn!("could not record the flash for the update server: {e}");
                 false

@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use crate::firmware::Chip;
+use crate::firmware::device_settings::{DeviceSettings, Wifi};
 use crate::flash::{self, Cancel, FlashRequest, FlashUpdate, Likelihood, PortInfo, Progress};
 
 /// `otaforge flash`.
@@ -45,6 +46,86 @@ pub struct FlashArgs {
     /// Show what the board prints afterwards (like `otaforge monitor`), until Ctrl-C.
     #[arg(long)]
     pub monitor: bool,
+    /// The board's own settings, written to its device settings area after the image.
+    #[command(flatten)]
+    pub settings: DeviceSettingsArgs,
+}
+
+/// A board's own settings: kept outside the app image, so no update replaces them.
+#[derive(Debug, Args)]
+pub struct DeviceSettingsArgs {
+    /// The board's name (letters, digits, '-'; at most 31): its DHCP host name and what the
+    /// server's device list shows. Default: derived from its MAC.
+    #[arg(long, value_name = "NAME")]
+    pub device_name: Option<String>,
+    /// Wi-Fi network the board joins (default: the one its firmware was built with).
+    #[arg(long, value_name = "SSID")]
+    pub wifi_ssid: Option<String>,
+    /// File holding the Wi-Fi password (first line). Else $OTAFORGE_WIFI_PASSWORD, else a prompt;
+    /// never on the command line, where other users can read it.
+    #[arg(long, value_name = "FILE", requires = "wifi_ssid")]
+    pub wifi_password_file: Option<PathBuf>,
+    /// The network is open: no password.
+    #[arg(long, requires = "wifi_ssid", conflicts_with = "wifi_password_file")]
+    pub open_network: bool,
+}
+
+/// The environment variable a Wi-Fi password may come from.
+pub const WIFI_PASSWORD_ENV: &str = "OTAFORGE_WIFI_PASSWORD";
+
+impl DeviceSettingsArgs {
+    /// The settings asked for, checked; `None` when none were given.
+    pub fn settings(&self) -> Result<Option<DeviceSettings>> {
+        if self.device_name.is_none() && self.wifi_ssid.is_none() {
+            return Ok(None);
+        }
+        let wifi = match &self.wifi_ssid {
+            None => None,
+            Some(ssid) => Some(Wifi { ssid: ssid.clone(), password: self.password()? }),
+        };
+        let s = DeviceSettings { name: self.device_name.clone().unwrap_or_default(), wifi };
+        s.validate()?;
+        Ok(Some(s))
+    }
+
+    fn password(&self) -> Result<String> {
+        if self.open_network {
+            return Ok(String::new());
+        }
+        wifi_password(self.wifi_password_file.as_deref(), self.wifi_ssid.as_deref().unwrap_or(""))
+    }
+}
+
+/// A Wi-Fi password from `file` (its first line), else `$OTAFORGE_WIFI_PASSWORD`, else a prompt on
+/// the terminal: never from the command line.
+pub(super) fn wifi_password(file: Option<&Path>, ssid: &str) -> Result<String> {
+    let prompt = format!("Wi-Fi password for \"{ssid}\": ");
+    match super::secret::read_secret(file, WIFI_PASSWORD_ENV, &prompt, false)? {
+        Some((password, _)) => Ok(password),
+        None => bail!(
+            "the Wi-Fi password: give it with --wifi-password-file FILE or ${WIFI_PASSWORD_ENV} (or --open-network)"
+        ),
+    }
+}
+
+/// `otaforge provision`.
+#[derive(Debug, Args)]
+pub struct ProvisionArgs {
+    /// Serial port. Default: the one ESP board found.
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<String>,
+    /// The chip: auto, esp8266, esp32, esp32c3, …
+    #[arg(long, default_value = "auto", value_parser = parse_chip)]
+    pub chip: ChipChoice,
+    /// Fastest baud rate to try.
+    #[arg(long, default_value_t = flash::DEFAULT_BAUD)]
+    pub baud: u32,
+    /// Seconds to keep trying to reach the board's bootloader.
+    #[arg(long, default_value_t = 20)]
+    pub connect_timeout: u64,
+    /// The settings to write.
+    #[command(flatten)]
+    pub settings: DeviceSettingsArgs,
 }
 
 /// `otaforge board`.
@@ -209,6 +290,7 @@ pub fn flash(dir: &Path, args: FlashArgs) -> Result<()> {
     req.skip_unchanged = !args.no_skip;
     req.erase_all = args.erase_all;
     req.connect_timeout = Duration::from_secs(args.connect_timeout.max(1));
+    req.device_settings = args.settings.settings()?;
     let cancel = Cancel::new();
     let done = cancel_on_ctrl_c(&cancel);
     let mut bar = Bar { tty: std::io::stderr().is_terminal(), last_tenth: None, drawn: false };
@@ -286,6 +368,44 @@ pub fn monitor(dir: &Path, args: MonitorArgs) -> Result<()> {
     });
     done.store(true, Ordering::SeqCst);
     result.map(|_| ()).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// `otaforge provision`: only the board's own settings; its firmware is not touched.
+pub fn provision(dir: &Path, args: ProvisionArgs) -> Result<()> {
+    let Some(settings) = args.settings.settings()? else {
+        bail!("nothing to write: give --device-name and/or --wifi-ssid");
+    };
+    let port = pick_port(dir, args.port)?;
+    let mut req = FlashRequest::provision(&port, settings.clone());
+    req.chip = args.chip.0;
+    req.baud = args.baud;
+    req.connect_timeout = Duration::from_secs(args.connect_timeout.max(1));
+    let cancel = Cancel::new();
+    let done = cancel_on_ctrl_c(&cancel);
+    let mut bar = Bar { tty: std::io::stderr().is_terminal(), last_tenth: None, drawn: false };
+    let result = flash::flash(&req, &cancel, &mut |u| match u {
+        FlashUpdate::Progress(p) => bar.progress(&p),
+        FlashUpdate::Note(n) => bar.line(&n),
+        FlashUpdate::Board(b) => {
+            bar.line(&format!("Board: {}{}", b.chip, b.mac.map(|m| format!(", MAC {m}")).unwrap_or_default()))
+        }
+        FlashUpdate::Phase(_) => {}
+    });
+    done.store(true, Ordering::SeqCst);
+    let outcome = result.map_err(|e| anyhow::anyhow!("{e}"))?;
+    bar.line("");
+    let name = if settings.name.is_empty() {
+        "its MAC-derived name".to_string()
+    } else {
+        format!("\"{}\"", settings.name)
+    };
+    let wifi =
+        settings.wifi.as_ref().map_or("its built-in Wi-Fi".to_string(), |w| format!("Wi-Fi \"{}\"", w.ssid));
+    println!(
+        "Provisioned {} on {port}: {name}, {wifi}. Its firmware was not written; it takes the settings at its next boot.",
+        outcome.board.mac.as_deref().unwrap_or("the board")
+    );
+    Ok(())
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ mod firmware;
 mod flash;
 mod fleet;
 mod releases;
+mod secret;
 mod serve;
 mod sim;
 mod virtual_board;
@@ -18,7 +19,7 @@ use clap::{Parser, Subcommand};
 
 pub use cert::CertCommand;
 pub use firmware::BakeArgs;
-pub use flash::{BoardArgs, FlashArgs, MonitorArgs};
+pub use flash::{BoardArgs, DeviceSettingsArgs, FlashArgs, MonitorArgs, ProvisionArgs};
 pub use releases::{PublishArgs, RolloutArgs};
 pub use serve::{CheckArgs, ServeArgs};
 pub use sim::SimCommand;
@@ -68,6 +69,9 @@ pub enum Commands {
     /// Print the config-block C header the reference firmware includes.
     #[command(hide = true)]
     ConfigBlockHeader,
+    /// Print the device-settings C header the reference firmware includes.
+    #[command(hide = true)]
+    DeviceSettingsHeader,
     /// Serial ports a board could be on (ESP boards first, virtual devices included).
     Ports {
         /// Print JSON instead of a list.
@@ -76,6 +80,9 @@ pub enum Commands {
     },
     /// Step 3: flash a board over USB serial (ESP8266, ESP32 family), with progress and diagnosis.
     Flash(FlashArgs),
+    /// Write a board's own settings (name, Wi-Fi) without touching its firmware: seconds, and
+    /// no update ever replaces them.
+    Provision(ProvisionArgs),
     /// Identify the board on a port: chip, MAC, flash size (nothing is written).
     Board(BoardArgs),
     /// Show what a board prints on its serial port.
@@ -119,8 +126,13 @@ pub fn run(dir: PathBuf, command: Commands) -> ExitCode {
             print!("{}", crate::firmware::config_block::c_header());
             Ok(())
         }
+        Commands::DeviceSettingsHeader => {
+            print!("{}", crate::firmware::device_settings::c_header());
+            Ok(())
+        }
         Commands::Ports { json } => flash::ports(&dir, json),
         Commands::Flash(args) => flash::flash(&dir, args),
+        Commands::Provision(args) => flash::provision(&dir, args),
         Commands::Board(args) => flash::board(&dir, args),
         Commands::Monitor(args) => flash::monitor(&dir, args),
         Commands::Serve(args) => serve::serve(&dir, args),

@@ -125,8 +125,9 @@ fn begin(conn: &mut Connection, offset: u32, size: u32, blocks: u32) -> Result<(
     })
 }
 
-/// Erases and writes `data` at `offset` in 1 KiB blocks, reporting bytes as they go. Stops
-/// between blocks when cancelled (the port is cut as well, so a blocked wait ends too).
+/// Erases and writes `data` at `offset` in 1 KiB blocks, reporting bytes as they go (counted on
+/// from what `meter` already holds: several regions make one progress bar). Stops between blocks
+/// when cancelled (the port is cut as well, so a blocked wait ends too).
 pub fn write(
     conn: &mut Connection,
     offset: u32,
@@ -135,6 +136,7 @@ pub fn write(
     cancel: &Cancel,
     report: &mut dyn FnMut(FlashUpdate),
 ) -> Result<(), espflash::Error> {
+    let before = meter.written();
     let blocks = data.len().div_ceil(BLOCK);
     report(FlashUpdate::Phase(Phase::Erase));
     begin(conn, offset, data.len() as u32, blocks as u32)?;
@@ -148,7 +150,7 @@ pub fn write(
             c.command(Command::FlashData { data: block, pad_to: BLOCK, pad_byte: 0xFF, sequence: seq as u32 })
                 .map(drop)
         })?;
-        let written = ((seq + 1) * BLOCK).min(data.len()) as u64;
+        let written = before + ((seq + 1) * BLOCK).min(data.len()) as u64;
         if let Some(p) = meter.record(written) {
             report(FlashUpdate::Progress(p));
         }

@@ -160,6 +160,14 @@ pub fn usb_id(path: &str) -> Option<(u16, u16)> {
     system_ports().into_iter().find(|p| p.path.ends_with(&format!("/{name}"))).and_then(|p| p.usb)
 }
 
+/// Whether `port` is a pseudo-terminal (a virtual board's), never a USB serial adapter: what
+/// keeps synthetic images off real boards.
+pub fn is_pseudo_terminal(port: &str) -> bool {
+    let path = std::path::Path::new(port);
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    real.starts_with("/dev/pts") || path.starts_with("/dev/pts")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,12 @@ use super::link::{Cancel, Link, ResetLines};
 use super::plan::{self, ImageKind, Plan};
 use super::progress::{BoardInfo, FlashUpdate, Meter, Phase};
 use super::{BAUD_LADDER, DEFAULT_BAUD, ROM_BAUD, esp8266};
+use crate::firmware::device_settings::DeviceSettings;
 use crate::firmware::{Chip, md5_hex};
+
+/// The first app slot and otadata of the default partition tables (arduino-esp32, ESP-IDF).
+const ESP32_FIRST_APP: u32 = 0x10000;
+const ESP32_OTADATA: u32 = 0xE000;
 
 /// What to flash, where, and how.
 #[derive(Debug, Clone)]
@@ -37,6 +42,11 @@ pub struct FlashRequest {
     pub erase_all: bool,
     /// How long to keep trying to reach the board's bootloader.
     pub connect_timeout: Duration,
+    /// The board's own settings (name, Wi-Fi), written to its device settings area (the ESP8266's
+    /// EEPROM sector, the ESP32's NVS partition) after the image: no update ever replaces them.
+    pub device_settings: Option<DeviceSettings>,
+    /// Write only [`FlashRequest::device_settings`], not the image (`otaforge provision`).
+    pub settings_only: bool,
 }
 
 impl FlashRequest {
@@ -53,8 +63,54 @@ impl FlashRequest {
             skip_unchanged: true,
             erase_all: false,
             connect_timeout: Duration::from_secs(20),
+            device_settings: None,
+            settings_only: false,
         }
     }
+
+    /// Write only a board's device settings: its app image stays byte for byte.
+    pub fn provision(port: impl Into<String>, settings: DeviceSettings) -> FlashRequest {
+        FlashRequest {
+            device_settings: Some(settings),
+            settings_only: true,
+            ..FlashRequest::new(port, Vec::new())
+        }
+    }
+}
+
+/// The device settings area of a board, as bytes and where they go.
+fn device_area(
+    req: &FlashRequest,
+    plan: &Plan,
+    board: Chip,
+    flash_size: Option<u64>,
+) -> Result<Option<(u32, Vec<u8>)>, FlashError> {
+    let Some(settings) = &req.device_settings else { return Ok(None) };
+    let bad = |e: crate::firmware::device_settings::DeviceSettingsError| {
+        FlashError::BadImage(format!("Device settings: {e}."))
+    };
+    if board.is_esp8266() {
+        // `_EEPROM_start` is fixed when the sketch is linked for a flash size: the image's header
+        // says which; without an image, the chip's size (what the Arduino IDE picks by default).
+        // An auto-flash-size build's header says 16 MB; it then maps to the chip's real size.
+        let header = (!req.settings_only)
+            .then(|| crate::firmware::inspect(&plan.data).ok().and_then(|i| i.flash_size_bytes))
+            .flatten();
+        let built_for = match (header, flash_size) {
+            (Some(h), Some(chip)) => Some(h.min(chip)),
+            (h, chip) => h.or(chip),
+        }
+        .ok_or_else(|| {
+            FlashError::BadImage("The board's flash size is unknown, so its settings sector is too.".into())
+        })?;
+        let at = crate::firmware::device_settings::esp8266_address(built_for as usize) as u32;
+        return Ok(Some((at, settings.encode_sector().map_err(bad)?)));
+    }
+    // The nvs partition as the image's partition table places it (a merged image carries one),
+    // else arduino-esp32's default table.
+    let table = (plan.kind == ImageKind::Merged).then(|| plan.data.get(0x8000..0x8C00)).flatten();
+    let (offset, size) = crate::firmware::device_settings::esp32_nvs_location(table);
+    Ok(Some((offset as u32, settings.nvs_partition(size).map_err(bad)?)))
 }
 
 /// How sure it is that the board holds the image.
@@ -127,8 +183,35 @@ pub fn flash(
     report: &mut dyn FnMut(FlashUpdate),
 ) -> Result<FlashOutcome, FlashError> {
     let started = Instant::now();
-    let plan = plan::plan(req.image.clone(), req.offset)?;
-    report(FlashUpdate::Note(format!("Writing the {}.", plan.describe())));
+    if let Some(s) = &req.device_settings {
+        s.validate().map_err(|e| FlashError::BadImage(format!("Device settings: {e}.")))?;
+    }
+    let plan = if req.settings_only {
+        Plan {
+            kind: ImageKind::Raw,
+            chip: req.chip,
+            offset: 0,
+            data: Vec::new(),
+            version: None,
+            warnings: Vec::new(),
+        }
+    } else {
+        let plan = plan::plan(req.image.clone(), req.offset)?;
+        if crate::firmware::synth::is_synthetic(&plan.data) && !super::ports::is_pseudo_terminal(&req.port) {
+            return Err(FlashError::BadImage(format!(
+                "This is a synthetic image (sim reference-image, the demo): it is not firmware and runs only on virtual boards, and {} is a real serial port. Flash a build of device-firmware/ instead.",
+                req.port
+            )));
+        }
+        plan
+    };
+    if req.settings_only {
+        report(FlashUpdate::Note(
+            "Writing only the board's device settings; its firmware stays as it is.".into(),
+        ));
+    } else {
+        report(FlashUpdate::Note(format!("Writing the {}.", plan.describe())));
+    }
     for w in &plan.warnings {
         report(FlashUpdate::Note(w.clone()));
     }
@@ -251,7 +334,10 @@ fn esp8266_attempt(
             "The ESP8266 ROM cannot erase the whole chip; only the image's sectors are erased.".into(),
         ));
     }
-    let mut meter = Meter::new(plan.data.len() as u64);
+    let area_len =
+        if req.device_settings.is_some() { crate::firmware::device_settings::SECTOR as u64 } else { 0 };
+    let image_len = if req.settings_only { 0 } else { plan.data.len() as u64 };
+    let mut meter = Meter::new(image_len + area_len);
     t.total = meter.total();
     let mut last_phase = Phase::Erase;
     let written = {
@@ -261,7 +347,16 @@ fn esp8266_attempt(
             }
             report(u);
         };
-        esp8266::write(c, plan.offset, &plan.data, &mut meter, t.cancel, &mut track)
+        let area = device_area(req, plan, Chip::Esp8266, flash_size)?;
+        let image = (!req.settings_only).then(|| (plan.offset, plan.data.clone()));
+        let mut result = Ok(());
+        for (offset, data) in image.into_iter().chain(area) {
+            result = esp8266::write(c, offset, &data, &mut meter, t.cancel, &mut track);
+            if result.is_err() {
+                break;
+            }
+        }
+        result
     };
     t.written = meter.written();
     t.phase = last_phase;
@@ -328,7 +423,20 @@ fn esp32_attempt(
     let flash_size = board.flash_size;
     report(FlashUpdate::Board(board.clone()));
     plan.check_fits(flash_size)?;
-    let segments = esp32::segments(flasher.get(), plan, flash_size).map_err(|e| t.fail(&e))?;
+    let mut segments = if req.settings_only {
+        Vec::new()
+    } else {
+        esp32::segments(flasher.get(), plan, flash_size).map_err(|e| t.fail(&e))?
+    };
+    if !req.settings_only && plan.kind == ImageKind::App && plan.offset == ESP32_FIRST_APP {
+        // As the Arduino IDE does with boot_app0.bin: an erased otadata makes the bootloader start
+        // the app just written, not an OTA slot a past update selected.
+        report(FlashUpdate::Note(
+            "Erasing otadata (0xe000), so the board boots the app just written.".into(),
+        ));
+        segments.push((ESP32_OTADATA, vec![0xFF; 0x2000]));
+    }
+    segments.extend(device_area(req, plan, chip, flash_size)?);
     let mut meter = Meter::new(segments.iter().map(|(_, d)| d.len() as u64).sum());
     t.total = meter.total();
     let opts = WriteOptions { verify, skip_unchanged: skip, erase_all: req.erase_all };

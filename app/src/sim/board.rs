@@ -208,6 +208,11 @@ async fn supervise(
                 };
                 let mut device = VirtualDevice::new(id, flash, opts.clone());
                 device.set_console(console.clone());
+                // What the firmware writes (updates, its settings) stays in the chip's flash.
+                let chip = serial.clone();
+                device.set_flash_sink(Box::new(move |at, bytes| {
+                    let _ = chip.write_back(at as u32, bytes);
+                }));
                 device.external_reset();
                 *running.lock().unwrap_or_else(|p| p.into_inner()) = Some(device.spawn());
             }

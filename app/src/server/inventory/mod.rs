@@ -38,6 +38,8 @@ pub struct Inventory {
     persist: std_mpsc::Sender<Persist>,
     events: broadcast::Sender<ServerEvent>,
     flashed: Arc<flashed::Flashed>,
+    /// Devices already reported silent since their update (each is reported once per silence).
+    silent: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Inventory {
@@ -59,7 +61,13 @@ impl Inventory {
             .name("otaforge-inventory".into())
             .spawn(move || write_loop(&mut writer, rx, &pending))
             .map_err(|e| StoreError::Invalid(format!("cannot start the inventory writer: {e}")))?;
-        Ok(Arc::new(Inventory { devices: Mutex::new(devices), persist: tx, events, flashed }))
+        Ok(Arc::new(Inventory {
+            devices: Mutex::new(devices),
+            persist: tx,
+            events,
+            flashed,
+            silent: Mutex::default(),
+        }))
     }
 
     /// A copy of one device.
@@ -70,6 +78,27 @@ impl Inventory {
     /// A copy of every device.
     pub fn all(&self) -> Vec<Device> {
         self.lock().all()
+    }
+
+    fn silent_reported(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.silent.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reports (once each, as [`ServerEvent::DeviceSilent`]) the devices that downloaded a
+    /// release and have not checked in within twice their usual interval; returns how many.
+    pub fn report_silent(&self, now: i64) -> usize {
+        let silent: Vec<(String, i64)> =
+            self.all().into_iter().filter_map(|d| d.silent_since_update(now).map(|t| (d.mac, t))).collect();
+        let mut reported = self.silent_reported();
+        let mut n = 0;
+        for (mac, since) in silent {
+            if reported.insert(mac.clone()) {
+                log::warn!("{mac}: silent since its update (last check-in {since})");
+                let _ = self.events.send(ServerEvent::DeviceSilent { mac, since });
+                n += 1;
+            }
+        }
+        n
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, DeviceMap> {
@@ -83,14 +112,27 @@ impl Inventory {
     /// Records a check-in: refreshes what the device reports and notices when a device that
     /// downloaded a release now runs it (installed) or came back on something else (rolled back).
     /// Returns the updated record the decision should see.
-    pub fn check_in(&self, req: &DeviceRequest, channel: &str, remote: &str, catalog: &Catalog) -> Device {
+    /// `name` is what the device says it is called (the reference firmware's `?name=`); a device
+    /// that stops saying keeps the last name it gave.
+    pub fn check_in(
+        &self,
+        req: &DeviceRequest,
+        name: Option<&str>,
+        channel: &str,
+        remote: &str,
+        catalog: &Catalog,
+    ) -> Device {
         let now = now_unix();
         let mut map = self.lock();
-        let mut device = map
-            .get(&req.sta_mac)
-            .unwrap_or_else(|| Device::new(&req.sta_mac, req.family.name(), channel, remote, now));
+        let known = map.get(&req.sta_mac);
+        let seen_before = known.is_some();
+        let mut device =
+            known.unwrap_or_else(|| Device::new(&req.sta_mac, req.family.name(), channel, remote, now));
         let d = &mut device;
         d.family = req.family.name().into();
+        if let Some(name) = name {
+            d.name = name.to_string();
+        }
         d.ap_mac = req.ap_mac.clone().or(d.ap_mac.take());
         d.chip_id = req.chip_id.clone().or(d.chip_id.take());
         d.chip_size = req.chip_size.or(d.chip_size);
@@ -102,6 +144,10 @@ impl Inventory {
         d.version = req.version.clone();
         d.channel = channel.into();
         d.remote_ip = remote.into();
+        if seen_before {
+            d.learn_interval(now);
+            self.silent_reported().remove(&d.mac);
+        }
         d.last_seen = now;
         if let Some(f) = self.flashed.confirm(&d.mac, req.sketch_md5.as_deref()) {
             log::info!("{}: {}", d.mac, flashed::confirmed_detail(&f));

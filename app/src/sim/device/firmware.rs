@@ -13,12 +13,15 @@ use super::codes;
 use super::status::{Activity, CheckFailure, CheckOutcome, DeviceEvent};
 use super::updater::{self, Check, Machine};
 use super::{Clock, VirtualDevice};
-use crate::firmware::config_block::DeviceSettings;
+use crate::firmware::config_block::BakedSettings;
 
 /// The firmware never trusts a clock before this (2024-01-01), even without a bake time.
 const MIN_PLAUSIBLE_TIME: u64 = 1_704_067_200;
 /// How long it waits for SNTP before falling back to the floor.
 const SNTP_WAIT: Duration = Duration::from_secs(20);
+/// ESP32: how long a new image may go without checking in before it rolls itself back
+/// (`OTA_VALIDATE_AFTER_S` in the reference sketch).
+const VALIDATE_AFTER: Duration = Duration::from_secs(600);
 /// Poll intervals are kept within this range whatever the settings say.
 const POLL_RANGE: (u32, u32) = (10, 30 * 24 * 3600);
 
@@ -87,11 +90,20 @@ async fn run_firmware(dev: &mut VirtualDevice, booted: &Booted, stop: &mut watch
             return Exit::Stopped;
         }
     };
-    let name =
-        if settings.device_name.is_empty() { dev.id.default_name() } else { settings.device_name.clone() };
+    // The board's own name and Wi-Fi come from its device settings area, not from the image.
+    let own = super::device_area::resolve(&mut dev.flash, &dev.id, &settings);
+    if own.migrated {
+        dev.console
+            .log("settings: device name and Wi-Fi copied from the config block to the device settings area");
+    }
+    dev.console.log(format!("settings: device name and Wi-Fi from the {}", own.source));
+    let name = own.name.clone();
+    let mut settings = settings;
+    settings.device_name = name.clone();
     dev.console.update(|s| {
         s.boots += 1;
         s.name = name.clone();
+        s.wifi_ssid = own.wifi_ssid.clone();
         s.version = Some(settings.version.clone());
         s.sketch_md5 = Some(booted.sketch_md5.clone());
         s.activity = Activity::Idle;
@@ -101,6 +113,8 @@ async fn run_firmware(dev: &mut VirtualDevice, booted: &Booted, stop: &mut watch
     banner(dev, &settings, &name, floor);
 
     let mac = dev.id.mac;
+    let network = own.wifi_ssid.as_deref().unwrap_or("the built-in network");
+    dev.console.log(format!("Wi-Fi: joining {network}"));
     dev.console.log(format!("Wi-Fi: connected, IP 10.{}.{}.{}, RSSI -58 dBm", mac[3], mac[4], mac[5].max(2)));
     dev.console.log(format!("clock: asking SNTP (waiting up to {} s)", SNTP_WAIT.as_secs()));
     let sntp = match dev.opts.clock {
@@ -128,6 +142,16 @@ async fn run_firmware(dev: &mut VirtualDevice, booted: &Booted, stop: &mut watch
         }
     };
 
+    // ESP32: a new image is on trial until it checks in (the reference sketch defines
+    // verifyRollbackLater(), so the core does not confirm it at boot).
+    let mut on_trial = booted.pending_verify;
+    if on_trial {
+        dev.console.log(format!(
+            "rollback: this image was just installed and is on trial: it is kept once it checks in with the update server; if it has not within {} s, or resets before, the previous image comes back",
+            VALIDATE_AFTER.as_secs()
+        ));
+    }
+    let trial_ends = tokio::time::Instant::now() + VALIDATE_AFTER.div_f64(dev.opts.speed.max(1e-3));
     let mut wait = Duration::from_millis(rand::rng().random_range(1000..5000));
     let mut failures = 0u32;
     loop {
@@ -151,6 +175,23 @@ async fn run_firmware(dev: &mut VirtualDevice, booted: &Booted, stop: &mut watch
             s.activity = Activity::Idle;
         });
         dev.console.event(DeviceEvent::Checked(outcome.clone()));
+        let answered = matches!(outcome, CheckOutcome::UpToDate | CheckOutcome::Updated { .. });
+        if on_trial && answered {
+            on_trial = false;
+            match boot::mark_app_valid(&mut dev.flash, booted) {
+                Ok(_) => dev.console.log("rollback: image confirmed after its first check-in; it stays"),
+                Err(e) => dev.console.log(format!("rollback: confirming the image failed ({e})")),
+            }
+        }
+        if on_trial && tokio::time::Instant::now() >= trial_ends {
+            dev.console.log(format!(
+                "rollback: no check-in with the update server within {} s; marking this image invalid and rebooting into the previous one",
+                VALIDATE_AFTER.as_secs()
+            ));
+            // esp_ota_mark_app_invalid_rollback_and_reboot(): the bootloader then finds the entry
+            // still on trial and goes back to the previous slot.
+            return Exit::Restart;
+        }
         if let CheckOutcome::Updated { .. } = outcome {
             return Exit::Restart;
         }
@@ -165,7 +206,7 @@ async fn run_firmware(dev: &mut VirtualDevice, booted: &Booted, stop: &mut watch
 async fn check(
     dev: &mut VirtualDevice,
     booted: &Booted,
-    s: &DeviceSettings,
+    s: &BakedSettings,
     x509_time: u64,
     sntp: bool,
 ) -> CheckOutcome {
@@ -194,9 +235,13 @@ async fn check(
     outcome
 }
 
-fn log_failure(dev: &VirtualDevice, s: &DeviceSettings, f: &CheckFailure) {
+fn log_failure(dev: &VirtualDevice, s: &BakedSettings, f: &CheckFailure) {
     let esp8266 = dev.id.chip.is_esp8266();
-    dev.console.log(format!("update: error {}: {}", f.code, f.message));
+    // onError: ESP8266httpUpdate calls it (`_setLastError`); arduino-esp32's HTTPUpdate sets
+    // `_lastError` directly, so an ESP32 never prints this line.
+    if esp8266 {
+        dev.console.log(format!("update: error {}: {}", f.code, f.message));
+    }
     dev.console.log(format!("check failed: error {}: {}", f.code, f.message));
     if let Some(why) = explain_update(esp8266, f.code) {
         dev.console.log(format!("  = {why}"));
@@ -238,15 +283,17 @@ fn explain_update(esp8266: bool, code: i32) -> Option<&'static str> {
         -106 if esp8266 => "the download is not an ESP8266 image",
         -106 => "the download is not an ESP32 app image",
         -107 => "the image was built for a larger flash chip than this one",
-        -108 => "the server wants authentication (401)",
+        -108 if esp8266 => "the server wants authentication (401)",
+        -108 => "this partition scheme has no OTA slot: build with one that has two app partitions",
+        -109 if !esp8266 => "the download's SHA-256 does not match the server's",
         6 if esp8266 => "the download stalled; the old firmware keeps running",
-        7 => "the download's MD5 does not match the server's x-MD5",
+        7 if esp8266 => "the download's MD5 does not match the server's x-MD5",
         12 if esp8266 => "the image's signature did not verify",
         _ => return None,
     })
 }
 
-fn banner(dev: &VirtualDevice, s: &DeviceSettings, name: &str, floor: u64) {
+fn banner(dev: &VirtualDevice, s: &BakedSettings, name: &str, floor: u64) {
     let c = &dev.console;
     let id = &dev.id;
     c.log(format!("OTA Forge firmware {} on \"{name}\"", s.version));
@@ -286,13 +333,13 @@ fn banner(dev: &VirtualDevice, s: &DeviceSettings, name: &str, floor: u64) {
     c.log(format!("clock: SNTP time, never earlier than {}", utc(floor)));
 }
 
-fn poll_seconds(s: &DeviceSettings) -> u32 {
+fn poll_seconds(s: &BakedSettings) -> u32 {
     s.poll_interval_s.clamp(POLL_RANGE.0, POLL_RANGE.1)
 }
 
 /// `scheduleNextCheck`: the interval, or after failures 30 s doubling (never later than the
 /// interval), ±10 % jitter.
-fn next_wait(s: &DeviceSettings, interval: Option<Duration>, failures: u32) -> Duration {
+fn next_wait(s: &BakedSettings, interval: Option<Duration>, failures: u32) -> Duration {
     let interval = interval.unwrap_or(Duration::from_secs(u64::from(poll_seconds(s))));
     let mut wait = interval;
     if failures > 0 {
@@ -323,7 +370,7 @@ mod tests {
 
     #[test]
     fn waits_follow_the_reference_scheduler() {
-        let s = DeviceSettings { poll_interval_s: 600, ..Default::default() };
+        let s = BakedSettings { poll_interval_s: 600, ..Default::default() };
         for _ in 0..50 {
             let w = next_wait(&s, None, 0).as_secs_f64();
             assert!((540.0..=660.0).contains(&w), "{w}");
@@ -332,7 +379,7 @@ mod tests {
             let w = next_wait(&s, None, 3).as_secs_f64();
             assert!((108.0..=132.0).contains(&w), "{w}");
         }
-        let s = DeviceSettings { poll_interval_s: 1, ..Default::default() };
+        let s = BakedSettings { poll_interval_s: 1, ..Default::default() };
         assert!(next_wait(&s, None, 0) >= Duration::from_secs(9), "the firmware floor is 10 s");
         assert!(next_wait(&s, Some(Duration::from_secs(1)), 0) < Duration::from_secs(2));
         assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");

@@ -10,6 +10,7 @@
 
 pub mod boot;
 pub mod codes;
+pub mod device_area;
 mod firmware;
 pub mod flash;
 pub mod http;
@@ -103,7 +104,11 @@ pub struct VirtualDevice {
     console: Console,
     updater_stuck: bool,
     poke: std::sync::Arc<Notify>,
+    flash_sink: Option<FlashSink>,
 }
+
+/// Where a device's flash writes go when it is switched off (a virtual board's serial side).
+pub type FlashSink = Box<dyn Fn(usize, &[u8]) + Send + Sync>;
 
 impl VirtualDevice {
     /// A device that has not been switched on yet.
@@ -117,7 +122,14 @@ impl VirtualDevice {
             console,
             updater_stuck: false,
             poke: std::sync::Arc::new(Notify::new()),
+            flash_sink: None,
         }
+    }
+
+    /// Sends every sector the firmware wrote (updates, settings) to `sink` when the device is
+    /// switched off, before it says it is off: a board's flash keeps what its firmware wrote.
+    pub fn set_flash_sink(&mut self, sink: FlashSink) {
+        self.flash_sink = Some(sink);
     }
 
     /// Replaces the console (e.g. one that also writes to a serial port), keeping the status.
@@ -149,6 +161,13 @@ impl VirtualDevice {
         if !*stop.borrow() {
             firmware::power_on(&mut self, &mut stop).await;
         }
+        if let Some(sink) = &self.flash_sink {
+            for sector in self.flash.take_dirty() {
+                if let Ok(bytes) = self.flash.read(sector * flash::SECTOR, flash::SECTOR) {
+                    sink(sector * flash::SECTOR, &bytes);
+                }
+            }
+        }
         self.console.update(|s| s.activity = Activity::Off);
         self.console.event(DeviceEvent::Stopped);
         self
@@ -172,6 +191,7 @@ pub fn console_for(id: &Identity, log_lines: usize) -> Console {
         mac: id.sta_mac(),
         chip: id.chip,
         name: id.default_name(),
+        wifi_ssid: None,
         activity: Activity::Off,
         version: None,
         sketch_md5: None,
@@ -247,14 +267,17 @@ impl DeviceHandle {
 
 /// A stand-in for the built reference firmware (device-firmware/): a structurally real image for
 /// `chip` of about `size` bytes with an unbaked config block, ready for the no-compiler bake.
-/// Different versions give different bytes.
+/// Different versions give different bytes. It is marked synthetic
+/// ([`crate::firmware::synth::SYNTHETIC_MARKER`]): it runs only on virtual boards.
 pub fn reference_image(chip: Chip, version: &str, size: usize) -> Vec<u8> {
     let mut image = ImageBuilder::for_chip(chip)
         .version(version)
         .project_name("otaforge_reference")
         .target_size(size)
         .build();
-    config_block::reserve(&mut image).expect("synthetic images have a segment large enough for the block");
+    let at = config_block::reserve(&mut image)
+        .expect("synthetic images have a segment large enough for the block");
+    crate::firmware::synth::mark_synthetic(&mut image, at).expect("the block's segment holds the marker");
     image
 }
 

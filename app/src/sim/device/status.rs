@@ -78,6 +78,8 @@ pub struct DeviceStatus {
     pub chip: Chip,
     /// Device name (baked, or the firmware's default).
     pub name: String,
+    /// The Wi-Fi network it joined (`None`: the one built into its firmware).
+    pub wifi_ssid: Option<String>,
     /// What it is doing.
     pub activity: Activity,
     /// The version the running firmware reports (None until it boots one with settings).

@@ -294,6 +294,15 @@ impl VirtualSerialDevice {
         self.shared.flash.lock().unwrap_or_else(|e| e.into_inner()).contents().to_vec()
     }
 
+    /// Writes what the running firmware wrote (an OTA update, its settings) into the chip's
+    /// flash, so the ROM and the next boot see it as a real chip's flash would hold it.
+    pub fn write_back(&self, offset: u32, bytes: &[u8]) -> std::io::Result<()> {
+        let mut flash = self.shared.flash.lock().unwrap_or_else(|e| e.into_inner());
+        flash.erase(offset, bytes.len() as u32)?;
+        flash.program(offset, bytes)?;
+        Ok(())
+    }
+
     /// State and counters.
     pub fn status(&self) -> DeviceStatus {
         self.shared.status.lock().unwrap_or_else(|e| e.into_inner()).clone()

@@ -2,6 +2,7 @@
 //! progress and Cancel, read the diagnosis when it fails, and watch what the board prints.
 //! The drawing is in [`view`].
 
+mod board_settings;
 mod view;
 
 use std::collections::VecDeque;
@@ -32,6 +33,14 @@ pub mod labels {
     pub const MONITOR: &str = "Start monitor";
     /// Stops it.
     pub const STOP_MONITOR: &str = "Stop monitor";
+    /// The board's own name.
+    pub const DEVICE_NAME: &str = "Device name";
+    /// Its Wi-Fi network.
+    pub const WIFI_SSID: &str = "Wi-Fi network";
+    /// Its Wi-Fi password.
+    pub const WIFI_PASSWORD: &str = "Wi-Fi password";
+    /// Writes only the board's own settings.
+    pub const PROVISION: &str = "Write only these settings";
 }
 
 /// Baud rates offered (the fastest is tried first; slower ones follow on failure).
@@ -103,6 +112,8 @@ pub struct FlashStep {
     pub monitor: VecDeque<String>,
     monitor_note: Option<String>,
     adding_virtual: bool,
+    /// This board's own settings, as typed (the password is never remembered).
+    pub own: board_settings::OwnSettings,
 }
 
 impl FlashStep {
@@ -132,6 +143,7 @@ impl FlashStep {
             monitor: VecDeque::new(),
             monitor_note: None,
             adding_virtual: false,
+            own: board_settings::OwnSettings::default(),
         }
     }
 
@@ -257,6 +269,8 @@ impl FlashStep {
         self.port_section(ui, backend);
         ui.add_space(8.0);
         self.file_section(ui, backend);
+        ui.add_space(8.0);
+        self.own_settings_section(ui, backend);
         ui.add_space(8.0);
         self.flash_section(ui, backend);
         ui.add_space(12.0);

@@ -142,7 +142,8 @@ impl FlashStep {
     }
 
     fn ready(&self) -> bool {
-        !self.running
+        self.own.settings().is_ok()
+            && !self.running
             && !self.port.trim().is_empty()
             && self
                 .image
@@ -206,8 +207,8 @@ impl FlashStep {
         }
     }
 
-    fn start(&mut self, backend: &Backend) {
-        let Some(choice) = &self.image else { return };
+    /// Clears what the last run showed; a new flash or provisioning starts.
+    pub(super) fn begin_run(&mut self) {
         self.running = true;
         self.phase = None;
         self.board = None;
@@ -218,12 +219,20 @@ impl FlashStep {
         self.awaiting = None;
         self.confirmed = false;
         self.monitoring = false;
+    }
+
+    fn start(&mut self, backend: &Backend) {
+        let Some(choice) = &self.image else { return };
+        let image = choice.path.clone();
+        let Ok(device_settings) = self.own.settings() else { return };
+        self.begin_run();
         backend.send(Command::Flash(FlashCommand::Flash {
             port: self.port.trim().to_string(),
-            image: choice.path.clone(),
+            image,
             chip: self.chip,
             baud: self.baud,
             monitor_after: self.monitor_after.then_some(self.monitor_baud),
+            device_settings,
         }));
     }
 
