@@ -64,7 +64,7 @@ fn handshake_refused(e: &ServerEvent) -> bool {
 /// handshake; the device keeps its firmware.
 async fn tls_failure(
     opts: DeviceOptions,
-    tweak: impl FnOnce(&Project, &mut otaforge::firmware::config_block::DeviceSettings),
+    tweak: impl FnOnce(&Project, &mut otaforge::firmware::config_block::BakedSettings),
 ) -> (DeviceHandle, CheckFailure, bool) {
     let project = Project::new();
     let server = project.serve(|_| {}).await;
@@ -157,7 +157,7 @@ async fn an_expired_server_certificate_fails_with_bearssl_54() {
 async fn a_wrong_x_md5_fails_after_the_download_and_the_server_sees_a_rollback() {
     let project = Project::new();
     let v2 = reference_image(Chip::Esp8266, "2.0.0", IMAGE_SIZE);
-    project.publish(&v2, "2.0.0", "stable");
+    project.publish(&v2, "2.0.0", DEMO);
     // The stored MD5 (what x-MD5 carries) no longer matches the file.
     let db = rusqlite::Connection::open(project.path().join("otaforge.db")).unwrap();
     db.execute("UPDATE releases SET md5 = '00112233445566778899aabbccddeeff'", []).unwrap();
@@ -206,8 +206,12 @@ async fn a_download_broken_off_fails_with_error_6_and_the_server_sees_it_aborted
     let server = project.serve(|_| {}).await;
     let mut events = server.subscribe();
     let proxy = cutting_proxy(server.tls_addr, 64 * 1024).await;
+    // Devices reach the server through the proxy's port (what `serve --public-port` records).
+    otaforge::server::endpoint::Endpoint { port: proxy.port(), path: "/update".into() }
+        .save(project.path())
+        .unwrap();
     let mut s = settings(project.path(), "2.0.0", proxy.port());
-    project.publish(&bake(Chip::Esp8266, &s, 1536 * 1024), "2.0.0", "stable");
+    project.publish(&bake(Chip::Esp8266, &s, 1536 * 1024), "2.0.0", DEMO);
     server.reload().unwrap();
     s.version = "1.0.0".into();
     let d = start(Chip::Esp8266, 11, &bake(Chip::Esp8266, &s, IMAGE_SIZE), quick());
@@ -235,7 +239,7 @@ async fn an_image_bigger_than_the_free_space_is_not_sent() {
     // A 1.3 MB sketch leaves 0.7 MB below the 2 MB filesystem; the new one needs 1 MB.
     let d = start(Chip::Esp8266, 12, &bake(Chip::Esp8266, &s, 1300 * 1024), quick());
     s.version = "2.0.0".into();
-    project.publish(&bake(Chip::Esp8266, &s, 1024 * 1024), "2.0.0", "stable");
+    project.publish(&bake(Chip::Esp8266, &s, 1024 * 1024), "2.0.0", DEMO);
     server.reload().unwrap();
     let mac = d.status().mac;
     let held = event(&mut events, T, |e| {
@@ -257,7 +261,7 @@ async fn an_image_for_another_chip_is_refused() {
     let project = Project::new();
     let server = project.serve(|_| {}).await;
     let mut events = server.subscribe();
-    project.publish(&reference_image(Chip::Esp32, "2.0.0", IMAGE_SIZE), "2.0.0", "stable");
+    project.publish(&reference_image(Chip::Esp32, "2.0.0", IMAGE_SIZE), "2.0.0", DEMO);
     server.reload().unwrap();
     let d = start(
         Chip::Esp8266,
@@ -280,7 +284,7 @@ async fn an_image_for_another_chip_is_refused() {
     let server = project.serve(|_| {}).await;
     let mut events = server.subscribe();
     let mut s = settings(project.path(), "2.0.0", port(&server));
-    project.publish(&bake(Chip::Esp32C3, &s, IMAGE_SIZE), "2.0.0", "stable");
+    project.publish(&bake(Chip::Esp32C3, &s, IMAGE_SIZE), "2.0.0", DEMO);
     server.reload().unwrap();
     s.version = "1.0.0".into();
     let d = start(Chip::Esp32, 14, &bake(Chip::Esp32, &s, IMAGE_SIZE), quick());
@@ -331,7 +335,7 @@ async fn small_buffers_fail_with_bearssl_6_against_a_server_sending_big_records(
     let server = project.serve(|c| c.fragment_policy = FragmentPolicy::Ignore).await;
     let mut events = server.subscribe();
     let mut s = settings(project.path(), "2.0.0", port(&server));
-    project.publish(&bake(Chip::Esp8266, &s, 1024 * 1024), "2.0.0", "stable");
+    project.publish(&bake(Chip::Esp8266, &s, 1024 * 1024), "2.0.0", DEMO);
     server.reload().unwrap();
     s.version = "1.0.0".into();
     s.tls_rx_buffer = 512;
@@ -376,4 +380,38 @@ async fn a_server_sending_something_that_is_not_an_image_fails_with_minus_106() 
     assert_eq!((f.code, f.message.as_str(), &f.tls), (-106, "Verify Bin Header Failed", &None), "{f:?}");
     assert_logged(&d, &["  = the download is not an ESP8266 image"]);
     assert_eq!(d.status().version.as_deref(), Some("1.0.0"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_goes_silent_after_a_download_is_flagged() {
+    // v2 polls a host this device cannot resolve: it installs, boots, and never checks in again.
+    let project = Project::new();
+    let server = project.serve(|_| {}).await;
+    let mut events = server.subscribe();
+    let d = start(
+        Chip::Esp8266,
+        0x77,
+        &baked(project.path(), Chip::Esp8266, "1.0.0", port(&server), |_| {}),
+        quick(),
+    );
+    let mac = d.status().mac;
+    // A few check-ins teach the server its rhythm (a check every 300 ms: under a second).
+    d.wait_until(T, |s| s.checks >= 4).await.unwrap();
+    let lost = baked(project.path(), Chip::Esp8266, "2.0.0", port(&server), |s| s.host = "ota.test".into());
+    project.publish(&lost, "2.0.0", DEMO);
+    server.reload().unwrap();
+    event(&mut events, T, |e| matches!(e, ServerEvent::DownloadFinished { mac: Some(m), .. } if *m == mac))
+        .await
+        .unwrap();
+    let downloaded = std::time::Instant::now();
+    let silent =
+        event(&mut events, T, |e| matches!(e, ServerEvent::DeviceSilent { mac: m, .. } if *m == mac)).await;
+    assert!(silent.is_some(), "not flagged\n{}", log_text(&d));
+    // Twice an interval under a second, at one-second resolution, plus the once-a-second sweep.
+    assert!(downloaded.elapsed() < Duration::from_secs(5), "flagged after {:?}", downloaded.elapsed());
+    server.shutdown().await;
+    let (out, stdout, _) = support::run(support::otaforge(project.path()).arg("devices"));
+    assert!(out.status.success());
+    assert!(stdout.contains("silent since update"), "{stdout}");
+    d.stop().await;
 }

@@ -38,6 +38,9 @@ pub enum ServerEvent {
     DownloadAborted { conn: u64, mac: Option<String>, release: i64, sent: u64, total: u64, why: String },
     /// A device checked in running the release it downloaded.
     DeviceInstalled { mac: String, release: i64, version: String },
+    /// A device downloaded a release and has not checked in within twice its usual interval
+    /// (`since`: its last check-in, Unix time): it may be stranded on what it installed.
+    DeviceSilent { mac: String, since: i64 },
     /// A device downloaded a release but came back running something else.
     DeviceRolledBack { mac: String, release: i64, running: Option<String> },
     /// A connection was refused before any request (not TLS, handshake failed, too many).

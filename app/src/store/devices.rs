@@ -94,6 +94,9 @@ pub struct Device {
     pub fs_release: Option<i64>,
     /// Complete downloads of `target_release` that did not lead to it running.
     pub attempts: u32,
+    /// How often it usually checks in, seconds (smoothed over its check-ins; `None` until it
+    /// has checked in twice).
+    pub poll_interval_s: Option<u32>,
 }
 
 impl Device {
@@ -123,7 +126,27 @@ impl Device {
             target_release: None,
             fs_release: None,
             attempts: 0,
+            poll_interval_s: None,
         }
+    }
+
+    /// Learns how often the device checks in from the gap since its last check-in: smoothed, and
+    /// long gaps (power cuts, an outage) are not taken as its rhythm.
+    pub fn learn_interval(&mut self, now: i64) {
+        let gap = (now - self.last_seen).clamp(0, u32::MAX as i64) as u32;
+        self.poll_interval_s = match self.poll_interval_s {
+            None => Some(gap),
+            Some(old) if gap > old.saturating_mul(4).max(60) => Some(old),
+            Some(old) => Some(((u64::from(old) * 3 + u64::from(gap)) / 4) as u32),
+        };
+    }
+
+    /// Downloaded a release and has not checked in within twice its usual interval: the one sign
+    /// a device that installed something it cannot come back from gives. Since when, if so.
+    pub fn silent_since_update(&self, now: i64) -> Option<i64> {
+        let interval = i64::from(self.poll_interval_s?.max(1));
+        (self.state == DeviceState::Downloaded && now - self.last_seen > 2 * interval)
+            .then_some(self.last_seen)
     }
 }
 
@@ -198,6 +221,7 @@ fn device_from_row(r: &Row<'_>) -> rusqlite::Result<Device> {
         target_release: r.get("target_release")?,
         fs_release: r.get("fs_release")?,
         attempts: r.get::<_, i64>("attempts")? as u32,
+        poll_interval_s: r.get::<_, Option<i64>>("poll_interval_s")?.map(|v| v as u32),
     })
 }
 
@@ -209,9 +233,10 @@ impl Store {
             let mut up = tx.prepare_cached(
                 "INSERT OR REPLACE INTO devices (mac, name, family, ap_mac, chip_id, chip_size, free_space,
                    sketch_size, sketch_md5, sketch_sha256, sdk_version, version, channel, remote_ip, first_seen,
-                   last_seen, last_status, last_reason, state, state_detail, target_release, fs_release, attempts)
+                   last_seen, last_status, last_reason, state, state_detail, target_release, fs_release, attempts,
+                   poll_interval_s)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-                   ?20, ?21, ?22, ?23)",
+                   ?20, ?21, ?22, ?23, ?24)",
             )?;
             let i = |v: Option<u64>| v.map(|x| x as i64);
             for d in devices {
@@ -238,7 +263,8 @@ impl Store {
                     d.state_detail,
                     d.target_release,
                     d.fs_release,
-                    d.attempts
+                    d.attempts,
+                    d.poll_interval_s
                 ])?;
             }
             let mut log = tx.prepare_cached(

@@ -244,6 +244,14 @@ fn apply(ev: ServerEvent, downloads: &mut BTreeMap<u64, Tracked>, p: &mut Pendin
                 format!("came back on the old firmware ({running})"),
             ));
         }
+        ServerEvent::DeviceSilent { mac, .. } => {
+            p.devices = true;
+            p.log.push(entry(
+                LogKind::Problem,
+                Some(mac),
+                "silent since its update: no check-in within twice its usual interval".into(),
+            ));
+        }
         ServerEvent::ConnectionRefused { remote, why } => {
             p.log.push(entry(LogKind::Problem, None, format!("{} refused: {why}", remote.ip())));
         }

@@ -170,6 +170,7 @@ pub struct Slim {
     state_detail: Arc<str>,
     target_release: Option<i64>,
     fs_release: Option<i64>,
+    poll_interval_s: Option<u32>,
 }
 
 fn boxed(s: &Option<String>) -> Option<Box<str>> {
@@ -206,6 +207,7 @@ impl Slim {
             state_detail: words.get(&d.state_detail),
             target_release: d.target_release,
             fs_release: d.fs_release,
+            poll_interval_s: d.poll_interval_s,
         })
     }
 
@@ -235,6 +237,7 @@ impl Slim {
             target_release: self.target_release,
             fs_release: self.fs_release,
             attempts: self.attempts,
+            poll_interval_s: self.poll_interval_s,
         }
     }
 }

@@ -50,11 +50,15 @@ pub enum Shown {
     State(DeviceState),
     /// Not heard from for [`OFFLINE_AFTER_SECS`].
     Offline,
+    /// Downloaded a release, then no check-in within twice its usual interval: maybe stranded.
+    SilentSinceUpdate,
 }
 
 impl Shown {
     fn of(d: &Device, now: i64) -> Shown {
-        if now - d.last_seen > OFFLINE_AFTER_SECS && d.state != DeviceState::Downloading {
+        if d.silent_since_update(now).is_some() {
+            Shown::SilentSinceUpdate
+        } else if now - d.last_seen > OFFLINE_AFTER_SECS && d.state != DeviceState::Downloading {
             Shown::Offline
         } else {
             Shown::State(d.state)
@@ -65,10 +69,11 @@ impl Shown {
         match self {
             Shown::State(s) => s.label(),
             Shown::Offline => "offline",
+            Shown::SilentSinceUpdate => "silent since update",
         }
     }
 
-    const FILTERS: [Shown; 8] = [
+    const FILTERS: [Shown; 9] = [
         Shown::State(DeviceState::UpToDate),
         Shown::State(DeviceState::Downloading),
         Shown::State(DeviceState::Downloaded),
@@ -77,6 +82,7 @@ impl Shown {
         Shown::State(DeviceState::RolledBack),
         Shown::State(DeviceState::Held),
         Shown::Offline,
+        Shown::SilentSinceUpdate,
     ];
 }
 
@@ -150,10 +156,9 @@ impl DeviceTable {
     }
 
     pub(super) fn set_devices(&mut self, mut devices: Vec<Device>) {
+        // Names given in this window (a virtual device's "(virtual)") stand over reported ones.
         for d in &mut devices {
-            if d.name.is_empty()
-                && let Some(name) = self.names.get(&d.mac)
-            {
+            if let Some(name) = self.names.get(&d.mac) {
                 d.name = name.clone();
             }
         }
@@ -310,7 +315,9 @@ fn row(ui: &mut egui::Ui, d: &Device, progress: Option<f32>, now: i64, height: f
         cell(ui, w_state, height, |ui| {
             let text = state_text(d, progress, now);
             let color = match Shown::of(d, now) {
-                Shown::State(DeviceState::Failed | DeviceState::RolledBack) => ui.visuals().error_fg_color,
+                Shown::State(DeviceState::Failed | DeviceState::RolledBack) | Shown::SilentSinceUpdate => {
+                    ui.visuals().error_fg_color
+                }
                 Shown::State(DeviceState::Held) | Shown::Offline => ui.visuals().weak_text_color(),
                 _ => ui.visuals().text_color(),
             };
@@ -338,6 +345,12 @@ pub fn state_text(d: &Device, progress: Option<f32>, now: i64) -> String {
     match (Shown::of(d, now), progress) {
         (_, Some(f)) => format!("downloading {}%", (f * 100.0).floor() as u32),
         (Shown::Offline, _) => format!("offline (last seen {})", ago(d.last_seen)),
+        (Shown::SilentSinceUpdate, _) => {
+            format!(
+                "silent since update (downloaded, last seen {}): it may not have come back",
+                ago(d.last_seen)
+            )
+        }
         (Shown::State(state), None) => match state {
             DeviceState::UpToDate => "up to date".into(),
             DeviceState::Downloading => "downloading".into(),
