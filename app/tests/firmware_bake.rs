@@ -250,6 +250,7 @@ fn bake_cli_from_image_and_from_sketch() {
         "1.2.0",
         "--wifi-ssid",
         "home",
+        "--open-network",
     ]));
     assert!(o.status.success(), "{stdout}{stderr}");
     let h = std::fs::read_to_string(sketch.join("ota_config.h")).unwrap();
