@@ -28,6 +28,17 @@ fn fleet_settings(project: &Project, version: &str) -> BakedSettings {
     baked_settings(project.path(), &form, true).unwrap()
 }
 
+/// Bakes settings holding [`PASSWORD`], as `bake --sketch … --wifi-password-file` does.
+fn bake_a_password(project: &Project) {
+    let form = BakeForm {
+        host: "ota.test".into(),
+        version: "1.0.0".into(),
+        wifi_password: PASSWORD.into(),
+        ..BakeForm::default()
+    };
+    baked_settings(project.path(), &form, true).unwrap();
+}
+
 fn bake(image: &[u8], s: &BakedSettings) -> Vec<u8> {
     config_block::bake(image, s).unwrap()
 }
@@ -70,14 +81,8 @@ fn a_block_holding_device_settings_or_a_password_is_refused() {
 #[test]
 fn an_image_containing_a_password_this_project_baked_is_refused() {
     let project = Project::new();
-    // Baking with a password (as `bake --sketch … --wifi-password` does) remembers its hash only.
-    let form = BakeForm {
-        host: "ota.test".into(),
-        version: "1.0.0".into(),
-        wifi_password: PASSWORD.into(),
-        ..BakeForm::default()
-    };
-    baked_settings(project.path(), &form, true).unwrap();
+    // Baking with a password (as `bake --sketch … --wifi-password-file` does) keeps its hash only.
+    bake_a_password(&project);
     let files: Vec<u8> = std::fs::read_dir(project.path())
         .unwrap()
         .filter_map(|e| std::fs::read(e.unwrap().path()).ok())
@@ -175,13 +180,7 @@ fn a_typed_version_that_contradicts_the_image_is_refused_with_both() {
 async fn the_update_endpoint_never_serves_a_baked_password() {
     let project = Project::new();
     // The project baked a password once (into a sketch's ota_config.h, say)…
-    let form = BakeForm {
-        host: "ota.test".into(),
-        version: "1.0.0".into(),
-        wifi_password: PASSWORD.into(),
-        ..BakeForm::default()
-    };
-    baked_settings(project.path(), &form, true).unwrap();
+    bake_a_password(&project);
     let server = project.serve(|_| {}).await;
     let port = server.tls_addr.port();
     // …an image that holds it is refused, one that does not is served.

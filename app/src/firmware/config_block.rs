@@ -374,6 +374,21 @@ pub fn reserve(image: &mut [u8]) -> Result<usize, ConfigError> {
     Ok(at)
 }
 
+/// zlib's CRC-32 in C, shared by the generated headers (guarded: a sketch includes both).
+pub const C_CRC32: &str = r#"#ifndef OTAFORGE_CRC32_DEFINED
+#define OTAFORGE_CRC32_DEFINED
+/* zlib's CRC-32 (reflected, polynomial 0xEDB88320). */
+static inline uint32_t otaforge_crc32(const uint8_t *data, size_t len) {
+    uint32_t crc = 0xFFFFFFFFu;
+    for (size_t i = 0; i < len; i++) {
+        crc ^= data[i];
+        for (int k = 0; k < 8; k++) crc = (crc & 1u) ? (crc >> 1) ^ 0xEDB88320u : crc >> 1;
+    }
+    return ~crc;
+}
+#endif
+"#;
+
 /// `otaforge_config_block.h`: the same layout as a packed C struct, with the CRC and a reader, for
 /// the firmware.
 pub fn c_header() -> String {
@@ -401,20 +416,9 @@ pub fn c_header() -> String {
     h.push_str("} otaforge_config_block_t;\n\n");
     h.push_str("#ifdef __cplusplus\nstatic_assert(sizeof(otaforge_config_block_t) == OTAFORGE_CONFIG_LENGTH, \"config block size\");\n");
     h.push_str("#else\n_Static_assert(sizeof(otaforge_config_block_t) == OTAFORGE_CONFIG_LENGTH, \"config block size\");\n#endif\n\n");
+    h.push_str(C_CRC32);
     h.push_str(
-        r#"#ifndef OTAFORGE_CRC32_DEFINED
-#define OTAFORGE_CRC32_DEFINED
-/* zlib's CRC-32 (reflected, polynomial 0xEDB88320). */
-static inline uint32_t otaforge_crc32(const uint8_t *data, size_t len) {
-    uint32_t crc = 0xFFFFFFFFu;
-    for (size_t i = 0; i < len; i++) {
-        crc ^= data[i];
-        for (int k = 0; k < 8; k++) crc = (crc & 1u) ? (crc >> 1) ^ 0xEDB88320u : crc >> 1;
-    }
-    return ~crc;
-}
-#endif
-
+        r#"
 /* 1 when `block` (a copy in RAM) holds baked settings with a good CRC; 0 to use the compiled-in
  * defaults. */
 static inline int otaforge_config_is_baked(const otaforge_config_block_t *block) {

@@ -351,20 +351,9 @@ pub fn c_header() -> String {
     h.push_str("} otaforge_device_settings_t;\n\n");
     h.push_str("#ifdef __cplusplus\nstatic_assert(sizeof(otaforge_device_settings_t) == OTAFORGE_DEVICE_LENGTH, \"device settings size\");\n");
     h.push_str("#else\n_Static_assert(sizeof(otaforge_device_settings_t) == OTAFORGE_DEVICE_LENGTH, \"device settings size\");\n#endif\n\n");
+    h.push_str(super::config_block::C_CRC32);
     h.push_str(
-        r#"#ifndef OTAFORGE_CRC32_DEFINED
-#define OTAFORGE_CRC32_DEFINED
-/* zlib's CRC-32 (reflected, polynomial 0xEDB88320). */
-static inline uint32_t otaforge_crc32(const uint8_t *data, size_t len) {
-    uint32_t crc = 0xFFFFFFFFu;
-    for (size_t i = 0; i < len; i++) {
-        crc ^= data[i];
-        for (int k = 0; k < 8; k++) crc = (crc & 1u) ? (crc >> 1) ^ 0xEDB88320u : crc >> 1;
-    }
-    return ~crc;
-}
-#endif
-
+        r#"
 /* 1 when `s` (a copy in RAM) is a whole record of this format with a good CRC and terminated
  * texts; 0 otherwise (blank or foreign sector: use the image's settings). */
 static inline int otaforge_device_settings_valid(const otaforge_device_settings_t *s) {
