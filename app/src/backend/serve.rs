@@ -133,6 +133,11 @@ pub enum ServeEvent {
         channels: Vec<Channel>,
         /// Releases, newest first.
         releases: Vec<Release>,
+        /// Releases a channel serves whose firmware file cannot be served, by id, with why (the
+        /// server answers that channel's devices 304 until it is fixed).
+        disabled: std::collections::HashMap<i64, String>,
+        /// Rows that cannot be read, in words with their key (left out of the lists above).
+        unreadable: Vec<String>,
     },
     /// Every device (a full snapshot; at most ten a second).
     Devices(Vec<Device>),
@@ -364,12 +369,24 @@ impl Worker {
         let dir = self.dir.clone();
         let result = tokio::task::spawn_blocking(move || {
             let store = Store::open(&dir)?;
-            Ok::<_, crate::store::StoreError>((store.channels()?, store.releases(None)?))
+            let (channels, bad_channels) = store.read_channels()?;
+            let (releases, bad_releases) = store.read_releases(None)?;
+            // The files channels serve, checked as the server checks them (each unchanged file is
+            // hashed once per process, so this is cheap after the first time).
+            let disabled = releases
+                .iter()
+                .filter(|r| {
+                    channels.iter().any(|c| c.current_sketch == Some(r.id) || c.current_fs == Some(r.id))
+                })
+                .filter_map(|r| store.blobs().check(&r.sha256, r.size).err().map(|p| (r.id, p.to_string())))
+                .collect();
+            let unreadable = bad_channels.iter().chain(&bad_releases).map(ToString::to_string).collect();
+            Ok::<_, crate::store::StoreError>((channels, releases, disabled, unreadable))
         })
         .await;
         match result {
-            Ok(Ok((channels, releases))) => {
-                self.emit(Event::Serve(ServeEvent::Catalog { channels, releases }))
+            Ok(Ok((channels, releases, disabled, unreadable))) => {
+                self.emit(Event::Serve(ServeEvent::Catalog { channels, releases, disabled, unreadable }))
             }
             Ok(Err(e)) => self.emit(Event::Serve(ServeEvent::Failed(e.to_string()))),
             Err(e) => self.emit(Event::Serve(ServeEvent::Failed(format!("internal error: {e}")))),

@@ -7,7 +7,7 @@ use clap::Args;
 
 use crate::publish::{self, DEFAULT_CHANNEL, PublishRequest};
 use crate::server::device::parse_mac;
-use crate::store::{PayloadKind, Store};
+use crate::store::{PayloadKind, RowKey, Store};
 
 /// `otaforge publish`.
 #[derive(Debug, Args)]
@@ -94,14 +94,32 @@ pub(super) fn publish_file(dir: &Path, args: PublishArgs) -> Result<()> {
 
 pub(super) fn releases(dir: &Path, channel: Option<&str>) -> Result<()> {
     let store = Store::open(dir)?;
-    let channels = store.channels()?;
-    let releases = store.releases(channel)?;
-    if releases.is_empty() {
+    // Rows that cannot be read are reported and left out; the rest is listed.
+    let (channels, bad_channels) = store.read_channels()?;
+    let (releases, bad_releases) = store.read_releases(channel)?;
+    let bad_channels: Vec<_> = bad_channels
+        .into_iter()
+        .filter(|b| channel.is_none_or(|n| b.key == RowKey::Channel(n.to_string())))
+        .collect();
+    if releases.is_empty() && bad_releases.is_empty() && bad_channels.is_empty() {
         println!("No releases yet: otaforge publish FILE --version V");
         return Ok(());
     }
+    for bad in bad_channels.iter().chain(&bad_releases) {
+        eprintln!(
+            "warning: {bad}: it is left out{}. Fix that column, or restore otaforge.db from a backup",
+            if matches!(bad.key, RowKey::Channel(_)) { ", and its devices are offered nothing" } else { "" }
+        );
+    }
     for c in channels.iter().filter(|c| channel.is_none_or(|n| n == c.name)) {
-        let state = if c.paused { ", paused".to_string() } else { String::new() };
+        let mut state = if c.paused { ", paused".to_string() } else { String::new() };
+        for id in [c.current_sketch, c.current_fs].into_iter().flatten() {
+            if bad_releases.iter().any(|b| b.key == RowKey::Release(id)) {
+                state.push_str(&format!(
+                    ", serves release #{id}, which cannot be read: devices are offered nothing"
+                ));
+            }
+        }
         println!(
             "Channel \"{}\": rollout {}%{state}{}",
             c.name,
@@ -113,6 +131,7 @@ pub(super) fn releases(dir: &Path, channel: Option<&str>) -> Result<()> {
         "{:>4}  {:<10} {:<12} {:<10} {:<10} {:>9}  {:<32}  published",
         "id", "channel", "version", "kind", "chip", "bytes", "md5"
     );
+    let mut disabled = false;
     for r in releases {
         let current = channels.iter().any(|c| c.current_sketch == Some(r.id) || c.current_fs == Some(r.id));
         let published = time::OffsetDateTime::from_unix_timestamp(r.published_at)
@@ -132,8 +151,25 @@ pub(super) fn releases(dir: &Path, channel: Option<&str>) -> Result<()> {
             r.size,
             r.md5
         );
+        // What a channel serves is read and hashed, as the server does; the history only glanced at.
+        if current {
+            if let Err(problem) = store.blobs().check(&r.sha256, r.size) {
+                disabled = true;
+                println!(
+                    "      disabled: {problem}; devices on \"{}\" are told 304 until the file is restored \
+                     from a backup or another release is made current (otaforge rollout --rollback, or \
+                     publish a newer one)",
+                    r.channel
+                );
+            }
+        } else if let Err(problem) = store.blobs().glance(&r.sha256, r.size) {
+            println!("      {problem}: it cannot be made current again until it is restored");
+        }
     }
-    println!("(* = what the channel serves now)");
+    println!(
+        "(* = what the channel serves now{})",
+        if disabled { "; disabled = what it cannot" } else { "" }
+    );
     Ok(())
 }
 

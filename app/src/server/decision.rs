@@ -5,6 +5,9 @@
 //! recognised by its version (ordered numerically) and, when the version is missing or wrong, by
 //! the MD5 of its running sketch. A release that a device downloads again and again without ever
 //! running it stops being offered, so a broken image cannot loop a device forever.
+//!
+//! A channel whose current release cannot be served (its file damaged, its row unreadable) offers
+//! nothing until that is fixed, and says why.
 
 use std::sync::Arc;
 
@@ -12,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::catalog::{Catalog, ChannelView, ReleaseView};
 use super::device::{DeviceRequest, Family, Mode};
-use crate::store::{Device, DeviceState};
+use crate::store::{Device, DeviceState, PayloadKind};
 use crate::version::Version;
 
 /// Complete downloads of one release, without the device ever running it, after which the server
@@ -70,6 +73,16 @@ pub fn decide(
     let Some(channel) = channel else {
         return Decision::no(DeviceState::UpToDate, "nothing has been published on this channel yet");
     };
+    if let Some(bad) = catalog.unreadable_channel(&channel.meta.name) {
+        return Decision::no(
+            DeviceState::Held,
+            format!("{bad}: nothing is offered on this channel until that row is fixed"),
+        );
+    }
+    let kind = if dev.mode == Mode::Filesystem { PayloadKind::Filesystem } else { PayloadKind::Sketch };
+    if let Some(why) = unavailable(channel, catalog, kind) {
+        return Decision::no(DeviceState::Held, why);
+    }
     match dev.mode {
         Mode::Filesystem => decide_filesystem(channel, previous),
         Mode::Version => match &channel.sketch {
@@ -80,6 +93,29 @@ pub fn decide(
             None => Decision::no(DeviceState::UpToDate, "nothing has been published on this channel yet"),
         },
         Mode::Sketch => decide_sketch(dev, channel, catalog, previous),
+    }
+}
+
+/// Why the channel's current release of `kind` cannot be offered, when it cannot.
+fn unavailable(channel: &ChannelView, catalog: &Catalog, kind: PayloadKind) -> Option<String> {
+    let (view, id) = match kind {
+        PayloadKind::Sketch => (&channel.sketch, channel.meta.current_sketch),
+        PayloadKind::Filesystem => (&channel.filesystem, channel.meta.current_fs),
+    };
+    match view {
+        Some(r) => r.disabled.as_ref().map(|problem| {
+            format!(
+                "{} (release #{}) is disabled: its firmware file {}; nothing is offered on this channel \
+                 until that is fixed",
+                r.meta.version,
+                r.meta.id,
+                problem.what()
+            )
+        }),
+        None => id.map(|id| match catalog.unreadable_release(id) {
+            Some(bad) => format!("{bad}: it is not offered until that row is fixed"),
+            None => format!("release #{id}, which this channel serves, is not in the database"),
+        }),
     }
 }
 

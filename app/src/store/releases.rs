@@ -131,6 +131,140 @@ pub fn validate_channel(name: &str) -> Result<(), StoreError> {
     }
 }
 
+/// What names a row that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum RowKey {
+    /// A release, by id.
+    Release(i64),
+    /// A channel, by name.
+    Channel(String),
+    /// A channel whose very name cannot be read, by SQLite rowid.
+    ChannelRow(i64),
+    /// An entry of the MAC allow-list, by SQLite rowid.
+    AllowedMac(i64),
+}
+
+impl RowKey {
+    /// The table it is in.
+    pub fn table(&self) -> &'static str {
+        match self {
+            RowKey::Release(_) => "releases",
+            RowKey::Channel(_) | RowKey::ChannelRow(_) => "channels",
+            RowKey::AllowedMac(_) => "allowed_macs",
+        }
+    }
+}
+
+impl std::fmt::Display for RowKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RowKey::Release(id) => write!(f, "release #{id}"),
+            RowKey::Channel(name) => write!(f, "channel \"{name}\""),
+            RowKey::ChannelRow(rowid) => write!(f, "the channel in row {rowid} of table channels"),
+            RowKey::AllowedMac(rowid) => {
+                write!(f, "the allow-list entry in row {rowid} of table allowed_macs")
+            }
+        }
+    }
+}
+
+/// A row that cannot be read: a column holding a value of the wrong type, or none, as a hand
+/// edit of the database can leave. It is left out; everything else is read.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct BadRow {
+    /// Which row.
+    pub key: RowKey,
+    /// What is wrong with it, in words.
+    pub why: String,
+}
+
+impl std::fmt::Display for BadRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} cannot be read from the database ({})", self.key, self.why)
+    }
+}
+
+/// What a column holds, when it is not what OTA Forge stores there.
+fn column_words(e: &rusqlite::Error) -> String {
+    use rusqlite::types::Type;
+    let held = |t: &Type| match t {
+        Type::Null => "nothing (NULL)",
+        Type::Integer => "a whole number",
+        Type::Real => "a decimal number",
+        Type::Text => "text",
+        Type::Blob => "binary data",
+    };
+    let wanted = |name: &str| match name {
+        "id" | "size" | "flash_size" | "published_at" | "current_sketch" | "current_fs"
+        | "rollout_percent" | "paused" => "a whole number",
+        _ => "text",
+    };
+    match e {
+        rusqlite::Error::InvalidColumnType(_, name, t) => {
+            format!("its \"{name}\" column holds {} where {} belongs", held(t), wanted(name))
+        }
+        rusqlite::Error::IntegralValueOutOfRange(i, v) => format!("column {i} holds {v}, out of range"),
+        rusqlite::Error::FromSqlConversionFailure(i, t, why) => {
+            format!("column {i} holds {} that cannot be used ({why})", held(t))
+        }
+        rusqlite::Error::Utf8Error(..) => "a text column holds bytes that are not UTF-8".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// True for errors about one row's values (as opposed to the database failing).
+fn is_row_error(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::IntegralValueOutOfRange(..)
+            | rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::Utf8Error(..)
+    )
+}
+
+/// Reads one row with `read`; a row whose values cannot be read becomes a [`BadRow`] named by `key`.
+fn tolerant<T>(
+    r: &Row<'_>,
+    read: fn(&Row<'_>) -> rusqlite::Result<T>,
+    key: impl FnOnce(&Row<'_>) -> RowKey,
+) -> rusqlite::Result<Result<T, BadRow>> {
+    match read(r) {
+        Ok(v) => Ok(Ok(v)),
+        Err(e) if is_row_error(&e) => Ok(Err(BadRow { key: key(r), why: column_words(&e) })),
+        Err(e) => Err(e),
+    }
+}
+
+fn channel_key(r: &Row<'_>) -> RowKey {
+    match r.get::<_, String>("name") {
+        Ok(name) => RowKey::Channel(name),
+        Err(_) => RowKey::ChannelRow(r.get("_rowid").unwrap_or_default()),
+    }
+}
+
+/// Splits read rows into the good ones and the bad ones.
+fn split<T>(
+    rows: impl Iterator<Item = rusqlite::Result<Result<T, BadRow>>>,
+) -> Result<(Vec<T>, Vec<BadRow>), StoreError> {
+    let (mut good, mut bad) = (Vec::new(), Vec::new());
+    for row in rows {
+        match row? {
+            Ok(v) => good.push(v),
+            Err(b) => bad.push(b),
+        }
+    }
+    Ok((good, bad))
+}
+
+/// The first bad row as the error of a read that needs every row.
+fn all_or_error<T>((good, bad): (Vec<T>, Vec<BadRow>)) -> Result<Vec<T>, StoreError> {
+    match bad.into_iter().next() {
+        Some(b) => Err(StoreError::BadRow(b)),
+        None => Ok(good),
+    }
+}
+
 fn release_from_row(r: &Row<'_>) -> rusqlite::Result<Release> {
     Ok(Release {
         id: r.get("id")?,
@@ -202,32 +336,52 @@ impl Store {
     /// One release.
     pub fn release(&self, id: i64) -> Result<Release, StoreError> {
         self.conn
-            .query_row("SELECT * FROM releases WHERE id = ?1", params![id], release_from_row)
+            .query_row("SELECT * FROM releases WHERE id = ?1", params![id], |r| {
+                tolerant(r, release_from_row, |_| RowKey::Release(id))
+            })
             .optional()?
-            .ok_or(StoreError::NoSuchRelease(id))
+            .ok_or(StoreError::NoSuchRelease(id))?
+            .map_err(StoreError::BadRow)
     }
 
-    /// Releases, newest first, optionally of one channel.
+    /// Releases, newest first, optionally of one channel; a row that cannot be read is an error
+    /// naming it (see [`Store::read_releases`] to read the others).
     pub fn releases(&self, channel: Option<&str>) -> Result<Vec<Release>, StoreError> {
+        all_or_error(self.read_releases(channel)?)
+    }
+
+    /// Releases, newest first, optionally of one channel, and the rows that cannot be read.
+    pub fn read_releases(&self, channel: Option<&str>) -> Result<(Vec<Release>, Vec<BadRow>), StoreError> {
         let mut stmt =
             self.conn.prepare("SELECT * FROM releases WHERE ?1 IS NULL OR channel = ?1 ORDER BY id DESC")?;
-        let rows = stmt.query_map(params![channel], release_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let rows = stmt.query_map(params![channel], |r| {
+            tolerant(r, release_from_row, |r| RowKey::Release(r.get("id").unwrap_or_default()))
+        })?;
+        split(rows)
     }
 
-    /// All channels.
+    /// All channels; a row that cannot be read is an error naming it (see
+    /// [`Store::read_channels`] to read the others).
     pub fn channels(&self) -> Result<Vec<Channel>, StoreError> {
-        let mut stmt = self.conn.prepare("SELECT * FROM channels ORDER BY name")?;
-        let rows = stmt.query_map([], channel_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        all_or_error(self.read_channels()?)
+    }
+
+    /// All channels, and the rows that cannot be read.
+    pub fn read_channels(&self) -> Result<(Vec<Channel>, Vec<BadRow>), StoreError> {
+        let mut stmt = self.conn.prepare("SELECT rowid AS _rowid, * FROM channels ORDER BY name")?;
+        let rows = stmt.query_map([], |r| tolerant(r, channel_from_row, channel_key))?;
+        split(rows)
     }
 
     /// One channel, if it exists.
     pub fn channel(&self, name: &str) -> Result<Option<Channel>, StoreError> {
-        Ok(self
-            .conn
-            .query_row("SELECT * FROM channels WHERE name = ?1", params![name], channel_from_row)
-            .optional()?)
+        self.conn
+            .query_row("SELECT rowid AS _rowid, * FROM channels WHERE name = ?1", params![name], |r| {
+                tolerant(r, channel_from_row, channel_key)
+            })
+            .optional()?
+            .transpose()
+            .map_err(StoreError::BadRow)
     }
 
     /// Makes an earlier release of a channel its current one again (or promotes a release from
@@ -237,7 +391,11 @@ impl Store {
         match to_channel {
             Some(target) if target != release.channel => {
                 validate_channel(target)?;
-                let bytes = self.blobs.get(&release.sha256)?;
+                let bytes = self
+                    .blobs
+                    .load(&release.sha256, release.size)
+                    .map_err(|problem| StoreError::Firmware { release: release.id, problem })?
+                    .0;
                 self.publish(NewRelease {
                     channel: target.to_string(),
                     kind: release.kind,
@@ -252,6 +410,10 @@ impl Store {
                 })
             }
             _ => {
+                // Made current only if it can be served: a damaged file would just disable it.
+                self.blobs
+                    .check(&release.sha256, release.size)
+                    .map_err(|problem| StoreError::Firmware { release: release.id, problem })?;
                 let column = match release.kind {
                     PayloadKind::Sketch => "current_sketch",
                     PayloadKind::Filesystem => "current_fs",
@@ -332,11 +494,19 @@ impl Store {
         Ok(())
     }
 
-    /// MACs allowed to update; empty means every device is allowed.
+    /// MACs allowed to update; empty means every device is allowed. A row that cannot be read is
+    /// an error naming it (see [`Store::read_allowed_macs`]).
     pub fn allowed_macs(&self) -> Result<Vec<String>, StoreError> {
-        let mut stmt = self.conn.prepare("SELECT mac FROM allowed_macs ORDER BY mac")?;
-        let rows = stmt.query_map([], |r| r.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        all_or_error(self.read_allowed_macs()?)
+    }
+
+    /// MACs allowed to update, and the rows that cannot be read.
+    pub fn read_allowed_macs(&self) -> Result<(Vec<String>, Vec<BadRow>), StoreError> {
+        let mut stmt = self.conn.prepare("SELECT rowid AS _rowid, mac FROM allowed_macs ORDER BY mac")?;
+        let rows = stmt.query_map([], |r| {
+            tolerant(r, |r| r.get("mac"), |r| RowKey::AllowedMac(r.get("_rowid").unwrap_or_default()))
+        })?;
+        split(rows)
     }
 
     /// Adds or removes a MAC on the allow-list (upper-case `AA:BB:…` form).

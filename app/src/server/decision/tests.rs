@@ -54,7 +54,11 @@ fn world(percent: u8, paused: bool) -> World {
     let mut channels = HashMap::new();
     channels.insert("stable".into(), ChannelView { meta, sketch: Some(r2.clone()), filesystem: None });
     let releases = HashMap::from([(1, r1), (2, r2)]);
-    World { catalog: Catalog { channels, releases, allowed: Default::default() }, old, new }
+    World {
+        catalog: Catalog { channels, releases, allowed: Default::default(), unreadable: Vec::new() },
+        old,
+        new,
+    }
 }
 
 fn dev(version: Option<&str>, md5: Option<String>) -> DeviceRequest {
@@ -208,4 +212,49 @@ fn filesystem_mode_serves_the_channel_image_once() {
 
 fn base_device() -> Device {
     Device { last_status: 304, ..Device::new("18:FE:34:00:00:01", "ESP8266", "stable", "127.0.0.1", 0) }
+}
+
+#[test]
+fn a_disabled_release_is_never_offered_and_the_device_is_told_why() {
+    let mut w = world(100, false);
+    let meta = w.catalog.releases[&2].meta.clone();
+    let problem =
+        crate::store::BlobProblem::Truncated { path: "blobs/x.bin".into(), found: 10, expected: 4096 };
+    let view = Arc::new(ReleaseView::disabled(meta, problem));
+    w.catalog.releases.insert(2, view.clone());
+    w.catalog.channels.get_mut("stable").unwrap().sketch = Some(view);
+    for mode in [Mode::Sketch, Mode::Version] {
+        let mut d = dev(Some("1.9"), None);
+        d.mode = mode;
+        let decision = run(&w, &d, None);
+        assert_eq!(decision.status(), 304, "{mode:?}");
+        assert!(matches!(decision.answer, Answer::NoUpdate(DeviceState::Held)));
+        assert!(
+            decision.reason.contains("disabled") && decision.reason.contains("truncated"),
+            "{}",
+            decision.reason
+        );
+        assert!(!decision.reason.contains("x.bin"), "devices are not told file names: {}", decision.reason);
+    }
+}
+
+#[test]
+fn an_unreadable_row_is_named_in_the_answer() {
+    use crate::store::{BadRow, RowKey};
+    let mut w = world(100, false);
+    // The current release's row cannot be read: it is not in the catalog.
+    w.catalog.releases.remove(&2);
+    w.catalog.channels.get_mut("stable").unwrap().sketch = None;
+    w.catalog
+        .unreadable
+        .push(BadRow { key: RowKey::Release(2), why: "its \"size\" column holds text".into() });
+    let d = run(&w, &dev(Some("1.9"), None), None);
+    assert_eq!(d.status(), 304);
+    assert!(d.reason.contains("release #2 cannot be read"), "{}", d.reason);
+    // The channel's own row cannot be read: nothing is offered on it.
+    let mut w = world(100, false);
+    w.catalog.unreadable.push(BadRow { key: RowKey::Channel("stable".into()), why: "paused".into() });
+    let d = run(&w, &dev(Some("1.9"), None), None);
+    assert_eq!(d.status(), 304);
+    assert!(d.reason.contains("channel \"stable\" cannot be read"), "{}", d.reason);
 }

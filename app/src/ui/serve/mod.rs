@@ -124,6 +124,10 @@ pub struct ServeStep {
     pub channels: Vec<Channel>,
     /// Every release, newest first.
     pub releases: Vec<Release>,
+    /// Releases a channel serves that cannot be served, by id, with why.
+    pub disabled: std::collections::HashMap<i64, String>,
+    /// Rows of the database that cannot be read, in words.
+    pub unreadable: Vec<String>,
     /// The device inventory, filtered and sorted for display.
     pub devices: DeviceTable,
     /// Downloads in flight.
@@ -150,6 +154,8 @@ impl ServeStep {
             server: ServerState::Stopped,
             channels: Vec::new(),
             releases: Vec::new(),
+            disabled: Default::default(),
+            unreadable: Vec::new(),
             devices,
             downloads: Vec::new(),
             log,
@@ -227,9 +233,11 @@ impl ServeStep {
                 self.downloads.clear();
                 self.devices.set_downloads(&self.downloads);
             }
-            ServeEvent::Catalog { channels, releases } => {
+            ServeEvent::Catalog { channels, releases, disabled, unreadable } => {
                 self.channels = channels;
                 self.releases = releases;
+                self.disabled = disabled;
+                self.unreadable = unreadable;
             }
             ServeEvent::Devices(list) => self.devices.set_devices(list),
             ServeEvent::Downloads(list) => {
@@ -317,8 +325,12 @@ impl ServeStep {
             Tab::Releases => releases::ui(
                 ui,
                 backend,
-                &self.channels,
-                &self.releases,
+                releases::Lists {
+                    channels: &self.channels,
+                    releases: &self.releases,
+                    disabled: &self.disabled,
+                    unreadable: &self.unreadable,
+                },
                 &mut self.rollout_edits,
                 &mut self.promote_targets,
             ),

@@ -1,5 +1,6 @@
 //! Releases: what each channel serves now and to what share of devices, its history, and the
-//! controls to promote, roll back, pause and resume.
+//! controls to promote, roll back, pause and resume. A release a channel serves whose firmware
+//! file is damaged is shown disabled with the reason, and rows that cannot be read are named.
 
 use std::collections::HashMap;
 
@@ -9,21 +10,40 @@ use super::{bytes, clock};
 use crate::backend::{Backend, Command, ServeCommand};
 use crate::store::{Channel, PayloadKind, Release};
 
+/// What the tab lists.
+pub(super) struct Lists<'a> {
+    pub channels: &'a [Channel],
+    pub releases: &'a [Release],
+    /// Releases a channel serves that cannot be served, with why.
+    pub disabled: &'a HashMap<i64, String>,
+    /// Rows that cannot be read, in words.
+    pub unreadable: &'a [String],
+}
+
 pub(super) fn ui(
     ui: &mut egui::Ui,
     backend: &Backend,
-    channels: &[Channel],
-    releases: &[Release],
+    lists: Lists<'_>,
     edits: &mut HashMap<String, u8>,
     targets: &mut HashMap<String, String>,
 ) {
-    if releases.is_empty() {
-        ui.label("No releases yet. Drop a .bin on this window (or use \"Publish a .bin…\") to publish one.");
+    for row in lists.unreadable {
+        ui.colored_label(
+            ui.visuals().error_fg_color,
+            format!("{row}: it is left out. Fix that column, or restore otaforge.db from a backup."),
+        );
+    }
+    if lists.releases.is_empty() {
+        if lists.unreadable.is_empty() {
+            ui.label(
+                "No releases yet. Drop a .bin on this window (or use \"Publish a .bin…\") to publish one.",
+            );
+        }
         return;
     }
     egui::ScrollArea::vertical().id_salt("releases").auto_shrink([false, false]).show(ui, |ui| {
-        for channel in channels {
-            channel_ui(ui, backend, channel, releases, edits, targets);
+        for channel in lists.channels {
+            channel_ui(ui, backend, channel, &lists, edits, targets);
             ui.add_space(10.0);
         }
     });
@@ -33,11 +53,11 @@ fn channel_ui(
     ui: &mut egui::Ui,
     backend: &Backend,
     channel: &Channel,
-    releases: &[Release],
+    lists: &Lists<'_>,
     edits: &mut HashMap<String, u8>,
     targets: &mut HashMap<String, String>,
 ) {
-    let history: Vec<&Release> = releases.iter().filter(|r| r.channel == channel.name).collect();
+    let history: Vec<&Release> = lists.releases.iter().filter(|r| r.channel == channel.name).collect();
     let current = history.iter().find(|r| Some(r.id) == channel.current_sketch);
     let name = &channel.name;
     let path = if name == crate::publish::DEFAULT_CHANNEL {
@@ -56,6 +76,20 @@ fn channel_ui(
             ui.colored_label(ui.visuals().warn_fg_color, "paused");
         }
     });
+    for r in
+        history.iter().filter(|r| Some(r.id) == channel.current_sketch || Some(r.id) == channel.current_fs)
+    {
+        if let Some(why) = lists.disabled.get(&r.id) {
+            ui.colored_label(
+                ui.visuals().error_fg_color,
+                format!(
+                    "{} (#{}) is disabled: {why}. Devices on \"{name}\" are told 304 until the file is restored \
+                     from a backup or another release is made current (roll back, or publish a newer one).",
+                    r.version, r.id
+                ),
+            );
+        }
+    }
     ui.horizontal(|ui| {
         let share = edits.entry(name.clone()).or_insert(channel.rollout_percent);
         let label = ui.label(format!("Rollout share of \"{name}\""));
@@ -93,7 +127,11 @@ fn channel_ui(
         for r in &history {
             let is_current = Some(r.id) == channel.current_sketch || Some(r.id) == channel.current_fs;
             ui.label(r.id.to_string());
-            let version = if is_current { format!("{} — current", r.version) } else { r.version.clone() };
+            let version = match (is_current, lists.disabled.contains_key(&r.id)) {
+                (true, true) => format!("{} — current, disabled", r.version),
+                (true, false) => format!("{} — current", r.version),
+                _ => r.version.clone(),
+            };
             ui.label(RichText::new(version).monospace());
             let chip = match r.kind {
                 PayloadKind::Sketch => r.chip.clone().unwrap_or_else(|| "?".into()),
