@@ -46,6 +46,11 @@ pub struct ServeArgs {
     /// baked for it can then be published.
     #[arg(long, value_name = "PORT")]
     pub public_port: Option<u16>,
+    /// Devices never seen to install anything that the inventory admits; further new MACs are
+    /// answered 304 (no update) without being recorded (known devices are never evicted). New MACs are also
+    /// limited to 20 a minute per address (loopback excepted).
+    #[arg(long, value_name = "N", default_value_t = server::inventory::DEFAULT_MAX_UNPROVEN_DEVICES)]
+    pub max_unproven_devices: usize,
 }
 
 impl ServeArgs {
@@ -65,6 +70,7 @@ impl ServeArgs {
             public_port: self.public_port,
             max_header_bytes: self.max_header_bytes,
             max_connections: self.max_connections,
+            max_unproven_devices: self.max_unproven_devices,
         }
     }
 }
@@ -100,6 +106,13 @@ pub(super) fn serve(dir: &Path, args: ServeArgs) -> Result<()> {
         }
         println!("Stopping…");
         running.shutdown().await;
+        let backlog = dir.join(server::inventory::BACKLOG_FILE);
+        if backlog.exists() {
+            println!(
+                "Inventory: check-ins the database could not take yet are kept in {}; the next serve saves them",
+                backlog.display()
+            );
+        }
         anyhow::Ok(())
     })
 }
@@ -152,6 +165,30 @@ fn log_event(ev: &ServerEvent, last: &mut HashMap<u64, Instant>) {
         }
         ServerEvent::ConnectionRefused { remote, why } => println!("{t} {remote} refused: {why}"),
         ServerEvent::CatalogReloaded => println!("{t} releases changed: now serving the new state"),
+        ServerEvent::ReleaseDisabled { release, channel, version, reason } => println!(
+            "{t} {version} (#{release}) on \"{channel}\" is disabled: {reason}; devices on \"{channel}\" are \
+             told 304 until the file is restored from a backup or another release is made current"
+        ),
+        ServerEvent::RowUnreadable { key, reason, .. } => {
+            println!("{t} {key} cannot be read from the database ({reason}): left out, the rest is served")
+        }
+        ServerEvent::InventoryBacklog { held, spilled, dropped, why } => {
+            let dropped =
+                if *dropped > 0 { format!(", {dropped} history records given up") } else { String::new() };
+            println!(
+                "{t} inventory not saved ({why}): {held} records waiting in memory, {spilled} on disk{dropped}; retrying"
+            )
+        }
+        ServerEvent::InventoryCaughtUp { saved } => {
+            println!("{t} inventory saved again: the {saved} waiting records are in the database")
+        }
+        ServerEvent::NewDevicesCapped { max, refused } => println!(
+            "{t} {refused} new device(s) not admitted: {max} devices that never installed anything are known \
+             (--max-unproven-devices); known devices are served as ever"
+        ),
+        ServerEvent::NewDevicesRateLimited { remote, per_minute, refused } => println!(
+            "{t} {refused} new device(s) from {remote} not admitted: more than {per_minute} new MACs a minute from one address"
+        ),
         ServerEvent::Listening { .. } | ServerEvent::RequestReceived { .. } => {}
     }
 }

@@ -1,7 +1,7 @@
 //! The one stream of typed events the server emits: the GUI dashboard, the CLI log and the tests
 //! all watch the same thing.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// Something that happened on the server. `conn` numbers connections so a request, its decision
 /// and its download can be tied together.
@@ -47,4 +47,24 @@ pub enum ServerEvent {
     ConnectionRefused { remote: SocketAddr, why: String },
     /// Releases or channels changed and the server now answers from the new state.
     CatalogReloaded,
+    /// The inventory cannot be written (`why`: a full disk, a lock held by another process):
+    /// `held` records wait in memory and `spilled` in the spill file, and are retried; `dropped`
+    /// request-history records were given up because neither could take more. Reported when it
+    /// starts, when the spill grows, and every few seconds while it lasts.
+    InventoryBacklog { held: u64, spilled: u64, dropped: u64, why: String },
+    /// The backlog reached the database (`saved` records): every answered check-in is stored.
+    InventoryCaughtUp { saved: u64 },
+    /// New MACs are not admitted: the inventory holds `max` devices never seen to install
+    /// anything (`serve --max-unproven-devices`). Known devices are served as ever. `refused`: new
+    /// MACs refused since the last report (reported at most every 10 s).
+    NewDevicesCapped { max: u64, refused: u64 },
+    /// `remote` (an IPv6 /64 counts as one address) sent more than `per_minute` new MACs in a
+    /// minute: its further new MACs are refused for now. `refused`: since the last report.
+    NewDevicesRateLimited { remote: IpAddr, per_minute: u32, refused: u64 },
+    /// The release a channel serves cannot be served (its firmware file is missing, truncated or
+    /// damaged): devices on that channel are answered 304 with the reason until it is fixed.
+    ReleaseDisabled { release: i64, channel: String, version: String, reason: String },
+    /// A row of the database cannot be read (`key` names it: "release #3", "channel \"beta\""):
+    /// it is left out and everything else is served.
+    RowUnreadable { table: String, key: String, reason: String },
 }

@@ -63,6 +63,10 @@ pub struct ServeConfig {
     /// The port devices reach this server on, when a router or proxy forwards another one to
     /// `port` (what publishing checks images against; default: `port`).
     pub public_port: Option<u16>,
+    /// Devices never seen to install anything that the inventory admits; new MACs beyond are
+    /// not recorded (existing devices are never evicted). New MACs are also limited to
+    /// `inventory::NEW_PER_ADDRESS` a minute per address (loopback excepted).
+    pub max_unproven_devices: usize,
 }
 
 impl Default for ServeConfig {
@@ -78,33 +82,134 @@ impl Default for ServeConfig {
             max_header_bytes: 8 * 1024,
             max_connections: 512,
             public_port: None,
+            max_unproven_devices: inventory::DEFAULT_MAX_UNPROVEN_DEVICES,
         }
     }
 }
 
+impl ServeConfig {
+    /// Refuses settings that cannot work, saying which and why (named by their `serve` options).
+    pub fn validate(&self) -> Result<(), ServeError> {
+        let bad = |why: String| Err(ServeError::Config(why));
+        if self.max_connections == 0 {
+            return bad("--max-connections 0 would turn every device away: use at least 1".into());
+        }
+        if self.header_timeout.is_zero() {
+            return bad("--header-timeout 0 would time out every device before it could send its request: \
+                 use at least 1 (seconds)"
+                .into());
+        }
+        if self.idle_timeout.is_zero() {
+            return bad(
+                "--idle-timeout 0 would drop every download at its first pause: use at least 1 (seconds)"
+                    .into(),
+            );
+        }
+        if self.max_header_bytes < MIN_HEADER_BYTES {
+            return bad(format!(
+                "--max-header-bytes {} is less than a device's update check takes (about 500 bytes): \
+                 use at least {MIN_HEADER_BYTES}",
+                self.max_header_bytes
+            ));
+        }
+        if let Err(why) = check_path(&self.path) {
+            return bad(format!("--path {:?}: {why}", self.path));
+        }
+        Ok(())
+    }
+}
+
+/// The smallest `max_header_bytes` accepted.
+pub const MIN_HEADER_BYTES: usize = 1024;
+
+/// An update path is an absolute URL path devices can send as it is: `/`, then letters, digits
+/// and `-._~!$&'()*+,;=:@/`, no empty, `.` or `..` segment.
+fn check_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err("an update path starts with '/' (like /update)".into());
+    }
+    if let Some(c) = path.chars().find(|&c| !(c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:@/".contains(c)))
+    {
+        return Err(format!(
+            "{c:?} cannot be in an update path (letters, digits and -._~!$&'()*+,;=:@/ can)"
+        ));
+    }
+    if path.len() > 1 && path[1..].trim_end_matches('/').split('/').any(|seg| matches!(seg, "" | "." | ".."))
+    {
+        return Err("an update path has no empty, \".\" or \"..\" part".into());
+    }
+    Ok(())
+}
+
 /// Why the server could not start.
 #[allow(missing_docs)] // each variant's message is its documentation
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 pub enum ServeError {
-    #[error("no certificates in {0}: run \"otaforge cert new --host HOST\" first")]
     NoCertificates(PathBuf),
-    #[error(transparent)]
-    Pki(#[from] crate::pki::PkiError),
-    #[error("TLS setup: {0}")]
+    Pki(crate::pki::PkiError),
     Tls(String),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("cannot listen on {addr}: {source}{}", hint(.source))]
-    Bind { addr: SocketAddr, source: std::io::Error },
-    #[error(
-        "another otaforge serve ({}) already serves {}: two would overwrite each other's inventory. \
-         Stop it first, or serve another project with --dir",
-        .pid.map_or("PID unknown".to_string(), |p| format!("PID {p}")),
-        .dir.display()
-    )]
-    AlreadyServing { dir: PathBuf, pid: Option<u32> },
-    #[error("cannot lock the project for serving: {0}")]
+    Store(StoreError),
+    /// The message includes the cause (so the cause is not also its `source`, which would show
+    /// it twice in a chain: "Address already in use … Address already in use").
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    AlreadyServing {
+        dir: PathBuf,
+        pid: Option<u32>,
+    },
     Lock(LockError),
+    /// A setting that cannot work ([`ServeConfig::validate`]).
+    Config(String),
+}
+
+impl std::fmt::Display for ServeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServeError::NoCertificates(dir) => {
+                write!(f, "no certificates in {}: run \"otaforge cert new --host HOST\" first", dir.display())
+            }
+            ServeError::Pki(e) => e.fmt(f),
+            ServeError::Tls(e) => write!(f, "TLS setup: {e}"),
+            ServeError::Store(e) => e.fmt(f),
+            ServeError::Bind { addr, source } => {
+                write!(f, "cannot listen on {addr}: {source}{}", hint(source))
+            }
+            ServeError::AlreadyServing { dir, pid } => write!(
+                f,
+                "another otaforge serve ({}) already serves {}: two would overwrite each other's inventory. \
+                 Stop it first, or serve another project with --dir",
+                pid.map_or("PID unknown".to_string(), |p| format!("PID {p}")),
+                dir.display()
+            ),
+            ServeError::Lock(e) => write!(f, "cannot lock the project for serving: {e}"),
+            ServeError::Config(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for ServeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        // Transparent wrappers pass their inner error's cause on; the rest say theirs in words.
+        match self {
+            ServeError::Pki(e) => e.source(),
+            ServeError::Store(e) => e.source(),
+            _ => None,
+        }
+    }
+}
+
+impl From<crate::pki::PkiError> for ServeError {
+    fn from(e: crate::pki::PkiError) -> Self {
+        ServeError::Pki(e)
+    }
+}
+
+impl From<StoreError> for ServeError {
+    fn from(e: StoreError) -> Self {
+        ServeError::Store(e)
+    }
 }
 
 /// The lock file that makes one `serve` per project (it holds the server's PID).
@@ -135,6 +240,9 @@ struct Shared {
     verified: Mutex<HashSet<[u8; 32]>>,
     /// This process's claim to serve the project, released at shutdown.
     serving: Mutex<Option<ProjectLock>>,
+    /// What was wrong when the server started (disabled releases, unreadable rows), sent once the
+    /// first subscriber listens: nobody could hear it before.
+    startup_problems: Mutex<Vec<ServerEvent>>,
 }
 
 impl Shared {
@@ -160,7 +268,11 @@ impl Shared {
         if !force && next.same_as(&previous) {
             return Ok(false);
         }
+        let problems = next.problems_since(Some(&previous));
         *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        for event in problems {
+            self.emit(event);
+        }
         Ok(true)
     }
 }
@@ -177,9 +289,16 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
-    /// Subscribes to the event stream.
+    /// Subscribes to the event stream. The first subscriber also hears what was wrong at start
+    /// (each disabled release and unreadable row).
     pub fn subscribe(&self) -> broadcast::Receiver<ServerEvent> {
-        self.shared.events.subscribe()
+        let events = self.shared.events.subscribe();
+        let startup =
+            std::mem::take(&mut *self.shared.startup_problems.lock().unwrap_or_else(|p| p.into_inner()));
+        for event in startup {
+            self.shared.emit(event);
+        }
+        events
     }
 
     /// Makes the server answer from the current database now (after an in-process publish).
@@ -214,6 +333,7 @@ impl RunningServer {
 
 /// Starts the server for the project in `dir` (certificates from the Certificate step).
 pub async fn start(dir: &Path, config: ServeConfig) -> Result<RunningServer, ServeError> {
+    config.validate()?;
     let material = Material::load(dir)?.ok_or_else(|| ServeError::NoCertificates(dir.to_path_buf()))?;
     // Taken before anything is written: a second server must not touch the inventory.
     let serving = ProjectLock::acquire(dir, SERVE_LOCK).map_err(|e| match e {
@@ -225,8 +345,9 @@ pub async fn start(dir: &Path, config: ServeConfig) -> Result<RunningServer, Ser
             .map_err(ServeError::Tls)?;
     let store = Store::open(dir)?;
     let (events, _) = broadcast::channel(4096);
-    let inventory = inventory::Inventory::start(dir, &store, events.clone())?;
+    let inventory = inventory::Inventory::start(dir, &store, events.clone(), config.max_unproven_devices)?;
     let catalog = Catalog::load(&store, None)?;
+    let startup_problems = Mutex::new(catalog.problems_since(None));
     let shared = Arc::new(Shared {
         slots: Arc::new(Semaphore::new(config.max_connections)),
         config,
@@ -239,6 +360,7 @@ pub async fn start(dir: &Path, config: ServeConfig) -> Result<RunningServer, Ser
         hashing: Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get().min(4))),
         verified: Mutex::new(HashSet::new()),
         serving: Mutex::new(Some(serving)),
+        startup_problems,
     });
     let (stop, stop_rx) = watch::channel(false);
     let bind = |port| SocketAddr::new(shared.config.bind, port);

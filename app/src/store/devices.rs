@@ -63,7 +63,7 @@ impl DeviceState {
 
 /// One device, keyed by its station MAC.
 #[allow(missing_docs)] // field names follow the x-ESP8266-*/x-ESP32-* headers they come from
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Device {
     pub mac: String,
     pub name: String,
@@ -152,7 +152,7 @@ impl Device {
 
 /// One request as received, for a device's history.
 #[allow(missing_docs)]
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RequestRecord {
     pub at: i64,
     pub mac: Option<String>,
@@ -163,6 +163,17 @@ pub struct RequestRecord {
     pub reason: String,
     /// The request headers, one `name: value` per line.
     pub headers: String,
+}
+
+/// Devices and requests saved together (see [`Store::save_devices_chunked`]).
+pub type DeviceChunk = (Vec<Device>, Vec<RequestRecord>);
+
+impl RequestRecord {
+    /// How many requests like this one (of its device, or naming none) the history keeps: older
+    /// ones are dropped as new ones are saved.
+    pub fn history_limit(&self) -> usize {
+        if self.mac.is_some() { HISTORY_PER_DEVICE } else { HISTORY_UNATTRIBUTED }
+    }
 }
 
 /// Requests kept per device: a device polling hourly keeps about four days of history, and the
@@ -192,6 +203,60 @@ fn prune_history(tx: &rusqlite::Transaction<'_>, added: &[RequestRecord]) -> rus
         )?
         .execute(params![HISTORY_UNATTRIBUTED as i64])?;
     }
+    Ok(())
+}
+
+/// Writes devices and requests inside `tx` (see [`Store::save_devices`]).
+fn write_batch(
+    tx: &rusqlite::Transaction<'_>,
+    devices: &[Device],
+    requests: &[RequestRecord],
+) -> Result<(), StoreError> {
+    let mut up = tx.prepare_cached(
+        "INSERT OR REPLACE INTO devices (mac, name, family, ap_mac, chip_id, chip_size, free_space,
+               sketch_size, sketch_md5, sketch_sha256, sdk_version, version, channel, remote_ip, first_seen,
+               last_seen, last_status, last_reason, state, state_detail, target_release, fs_release, attempts,
+               poll_interval_s)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
+               ?20, ?21, ?22, ?23, ?24)",
+    )?;
+    let i = |v: Option<u64>| v.map(|x| x as i64);
+    for d in devices {
+        up.execute(params![
+            d.mac,
+            d.name,
+            d.family,
+            d.ap_mac,
+            d.chip_id,
+            i(d.chip_size),
+            i(d.free_space),
+            i(d.sketch_size),
+            d.sketch_md5,
+            d.sketch_sha256,
+            d.sdk_version,
+            d.version,
+            d.channel,
+            d.remote_ip,
+            d.first_seen,
+            d.last_seen,
+            d.last_status,
+            d.last_reason,
+            d.state.as_sql(),
+            d.state_detail,
+            d.target_release,
+            d.fs_release,
+            d.attempts,
+            d.poll_interval_s
+        ])?;
+    }
+    let mut log = tx.prepare_cached(
+        "INSERT INTO requests (at, mac, remote, method, path, status, reason, headers)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for q in requests {
+        log.execute(params![q.at, q.mac, q.remote, q.method, q.path, q.status, q.reason, q.headers])?;
+    }
+    prune_history(tx, requests)?;
     Ok(())
 }
 
@@ -229,52 +294,21 @@ impl Store {
     /// Inserts or replaces devices and appends request records, in one transaction.
     pub fn save_devices(&mut self, devices: &[Device], requests: &[RequestRecord]) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
-        {
-            let mut up = tx.prepare_cached(
-                "INSERT OR REPLACE INTO devices (mac, name, family, ap_mac, chip_id, chip_size, free_space,
-                   sketch_size, sketch_md5, sketch_sha256, sdk_version, version, channel, remote_ip, first_seen,
-                   last_seen, last_status, last_reason, state, state_detail, target_release, fs_release, attempts,
-                   poll_interval_s)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-                   ?20, ?21, ?22, ?23, ?24)",
-            )?;
-            let i = |v: Option<u64>| v.map(|x| x as i64);
-            for d in devices {
-                up.execute(params![
-                    d.mac,
-                    d.name,
-                    d.family,
-                    d.ap_mac,
-                    d.chip_id,
-                    i(d.chip_size),
-                    i(d.free_space),
-                    i(d.sketch_size),
-                    d.sketch_md5,
-                    d.sketch_sha256,
-                    d.sdk_version,
-                    d.version,
-                    d.channel,
-                    d.remote_ip,
-                    d.first_seen,
-                    d.last_seen,
-                    d.last_status,
-                    d.last_reason,
-                    d.state.as_sql(),
-                    d.state_detail,
-                    d.target_release,
-                    d.fs_release,
-                    d.attempts,
-                    d.poll_interval_s
-                ])?;
-            }
-            let mut log = tx.prepare_cached(
-                "INSERT INTO requests (at, mac, remote, method, path, status, reason, headers)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?;
-            for q in requests {
-                log.execute(params![q.at, q.mac, q.remote, q.method, q.path, q.status, q.reason, q.headers])?;
-            }
-            prune_history(&tx, requests)?;
+        write_batch(&tx, devices, requests)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Saves a backlog too long for one slice in one transaction: `next` gives it chunk by chunk
+    /// (`None` at the end), in the order it was recorded. Nothing is kept unless every chunk was
+    /// written, so a failure (or an `Err` from `next`) leaves the database as it was.
+    pub fn save_devices_chunked(
+        &mut self,
+        next: &mut dyn FnMut() -> Result<Option<DeviceChunk>, StoreError>,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        while let Some((devices, requests)) = next()? {
+            write_batch(&tx, &devices, &requests)?;
         }
         tx.commit()?;
         Ok(())
@@ -314,6 +348,14 @@ impl Store {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+#[cfg(test)]
+impl Store {
+    /// How long this connection waits for another's write lock (tests make it short).
+    pub(crate) fn set_busy_timeout(&self, wait: std::time::Duration) {
+        self.conn.busy_timeout(wait).unwrap();
     }
 }
 

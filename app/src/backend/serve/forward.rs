@@ -108,12 +108,14 @@ struct Tracked {
 struct Pending {
     devices: bool,
     downloads: bool,
+    /// The Releases tab needs reading again (a release was disabled, a row is unreadable).
+    catalog: bool,
     log: Vec<LogEntry>,
 }
 
 impl Pending {
     fn any(&self) -> bool {
-        self.devices || self.downloads || !self.log.is_empty()
+        self.devices || self.downloads || self.catalog || !self.log.is_empty()
     }
 }
 
@@ -123,7 +125,7 @@ pub(super) async fn run(
     mut events: broadcast::Receiver<ServerEvent>,
 ) {
     let mut downloads: BTreeMap<u64, Tracked> = BTreeMap::new();
-    let mut pending = Pending { devices: true, downloads: true, log: Vec::new() };
+    let mut pending = Pending { devices: true, downloads: true, catalog: false, log: Vec::new() };
     let mut due = Some(Instant::now());
     loop {
         let received = match due {
@@ -157,6 +159,10 @@ pub(super) async fn run(
 }
 
 fn send(worker: &Worker, server: &RunningServer, downloads: &BTreeMap<u64, Tracked>, pending: Pending) {
+    if pending.catalog {
+        let worker = worker.clone();
+        tokio::spawn(async move { worker.refresh_catalog().await });
+    }
     if pending.devices {
         worker.emit(Event::Serve(ServeEvent::Devices(server.devices())));
     }
@@ -258,6 +264,62 @@ fn apply(ev: ServerEvent, downloads: &mut BTreeMap<u64, Tracked>, p: &mut Pendin
         ServerEvent::CatalogReloaded => {
             p.log.push(entry(LogKind::Server, None, "releases changed: now serving the new state".into()));
         }
+        ServerEvent::InventoryBacklog { held, spilled, dropped, why } => {
+            let dropped =
+                if dropped > 0 { format!(", {dropped} history records given up") } else { String::new() };
+            p.log.push(entry(
+                LogKind::Problem,
+                None,
+                format!(
+                    "inventory not saved ({why}): {held} records waiting in memory, {spilled} on disk{dropped}; retrying"
+                ),
+            ));
+        }
+        ServerEvent::InventoryCaughtUp { saved } => {
+            p.log.push(entry(
+                LogKind::Server,
+                None,
+                format!("inventory saved again: the {saved} waiting records are in the database"),
+            ));
+        }
+        ServerEvent::NewDevicesCapped { max, refused } => {
+            p.log.push(entry(
+                LogKind::Problem,
+                None,
+                format!(
+                    "{refused} new device(s) not admitted: {max} devices that never installed anything are known \
+                     (--max-unproven-devices); known devices are served as ever"
+                ),
+            ));
+        }
+        ServerEvent::NewDevicesRateLimited { remote, per_minute, refused } => {
+            p.log.push(entry(
+                LogKind::Problem,
+                None,
+                format!(
+                    "{refused} new device(s) from {remote} not admitted: more than {per_minute} new MACs a minute from one address"
+                ),
+            ));
+        }
+        ServerEvent::ReleaseDisabled { release, channel, version, reason } => {
+            p.catalog = true;
+            p.log.push(entry(
+                LogKind::Problem,
+                None,
+                format!(
+                    "{version} (#{release}) on \"{channel}\" is disabled: {reason}; devices on \"{channel}\" \
+                     are told 304 until the file is restored from a backup or another release is made current"
+                ),
+            ));
+        }
+        ServerEvent::RowUnreadable { key, reason, .. } => {
+            p.catalog = true;
+            p.log.push(entry(
+                LogKind::Problem,
+                None,
+                format!("{key} cannot be read from the database ({reason}): left out, the rest is served"),
+            ));
+        }
     }
 }
 
@@ -336,5 +398,30 @@ mod tests {
         assert_eq!(p.log[0].text, "downloading 1.2.0: 4096 bytes in 512-byte TLS records");
         assert_eq!(p.log[1].kind, LogKind::Problem);
         assert!(p.devices && p.downloads);
+    }
+
+    #[test]
+    fn an_inventory_backlog_and_refused_new_devices_are_problems_in_the_log() {
+        let mut downloads = BTreeMap::new();
+        let mut p = Pending::default();
+        let why = "database error: database is locked".to_string();
+        apply(
+            ServerEvent::InventoryBacklog { held: 12, spilled: 0, dropped: 0, why },
+            &mut downloads,
+            &mut p,
+        );
+        apply(ServerEvent::InventoryCaughtUp { saved: 12 }, &mut downloads, &mut p);
+        let remote = "203.0.113.7".parse().unwrap();
+        apply(
+            ServerEvent::NewDevicesRateLimited { remote, per_minute: 20, refused: 7 },
+            &mut downloads,
+            &mut p,
+        );
+        apply(ServerEvent::NewDevicesCapped { max: 10_000, refused: 3 }, &mut downloads, &mut p);
+        let kinds: Vec<LogKind> = p.log.iter().map(|l| l.kind).collect();
+        assert_eq!(kinds, [LogKind::Problem, LogKind::Server, LogKind::Problem, LogKind::Problem]);
+        assert!(p.log[0].text.contains("12 records waiting in memory"), "{}", p.log[0].text);
+        assert!(p.log[2].text.contains("203.0.113.7"), "{}", p.log[2].text);
+        assert!(p.log[3].text.contains("--max-unproven-devices"), "{}", p.log[3].text);
     }
 }

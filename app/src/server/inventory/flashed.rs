@@ -40,6 +40,11 @@ impl Flashed {
         }
     }
 
+    /// Whether `mac` was flashed over USB and waits for its first check-in.
+    pub(super) fn pending(&self, mac: &str) -> bool {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).contains_key(mac)
+    }
+
     /// If `mac` waits for confirmation and reports one of its image's MD5s, takes it.
     pub(super) fn confirm(&self, mac: &str, md5: Option<&str>) -> Option<FlashedImage> {
         let md5 = md5?;

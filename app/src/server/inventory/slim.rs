@@ -171,6 +171,8 @@ pub struct Slim {
     target_release: Option<i64>,
     fs_release: Option<i64>,
     poll_interval_s: Option<u32>,
+    /// Seen to install something (see [`Slim::proven`]).
+    proven: bool,
 }
 
 fn boxed(s: &Option<String>) -> Option<Box<str>> {
@@ -208,7 +210,20 @@ impl Slim {
             target_release: d.target_release,
             fs_release: d.fs_release,
             poll_interval_s: d.poll_interval_s,
+            proven: d.state == DeviceState::Installed,
         })
+    }
+
+    /// Whether the device was seen to install something: it ran a release it downloaded from
+    /// this server, or confirmed a flash over USB. Kept in memory only (so after a restart it is
+    /// what the stored state says: installed). The inventory caps devices that are not.
+    pub fn proven(&self) -> bool {
+        self.proven
+    }
+
+    /// Marks the device as seen to install something.
+    pub fn set_proven(&mut self, proven: bool) {
+        self.proven = proven;
     }
 
     /// The plain record for the device with MAC `key`.
