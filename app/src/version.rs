@@ -2,14 +2,19 @@
 //! (the tutorial's `parseFloat` put "1.10" before "1.9").
 //!
 //! A version is SemVer when it parses as SemVer (pre-releases order before their release), else
-//! dotted numbers (`1.10`, `2024.11.3.7`). A leading `v` is accepted. Anything else is refused at
-//! publish time, so every release can be compared with every device.
+//! one to four dotted numbers (`1.10`, `2024.11.3.7`). A leading `v` is accepted. Anything else
+//! is refused at publish time, so every release can be compared with every device; a device
+//! that reports such a version is recognised by the MD5 of its sketch instead.
 
 use std::cmp::Ordering;
 use std::fmt;
 
 /// Longest version text accepted (devices send it in a header; the ESP32 app descriptor holds 32 bytes).
 pub const MAX_LEN: usize = 64;
+
+/// Most dotted numbers in a version that is not SemVer (`2024.11.3.7`). More would make a
+/// version like `1.2.3.4.5.6.7` "newer" than any release numbered the usual way.
+pub const MAX_PARTS: usize = 4;
 
 /// A parsed, comparable firmware version.
 #[derive(Debug, Clone)]
@@ -31,6 +36,8 @@ pub enum VersionError {
         "\"{0}\" is not a version OTA Forge can order: use SemVer (1.4.2, 2.0.0-beta.1) or dotted numbers (1.10, 2024.11.3)"
     )]
     Unorderable(String),
+    #[error("\"{0}\" has {1} dotted numbers; at most {MAX_PARTS} are allowed (1.10, 2024.11.3.7)")]
+    TooManyParts(String, usize),
 }
 
 impl Version {
@@ -60,9 +67,8 @@ impl Version {
             })
             .collect();
         match numbers {
-            Some(n) if (1..=8).contains(&n.len()) => {
-                Ok(Version { raw: s.to_string(), numbers: n, pre: None })
-            }
+            Some(n) if n.len() > MAX_PARTS => Err(VersionError::TooManyParts(s.to_string(), n.len())),
+            Some(n) if !n.is_empty() => Ok(Version { raw: s.to_string(), numbers: n, pre: None }),
             _ => Err(VersionError::Unorderable(s.to_string())),
         }
     }
@@ -151,8 +157,19 @@ mod tests {
     fn refuses_what_cannot_be_ordered() {
         assert_eq!(Version::parse(""), Err(VersionError::Empty));
         assert_eq!(Version::parse(&"1".repeat(10_000)), Err(VersionError::TooLong(10_000)));
-        for bad in ["latest", "1.x", "1..2", "abc123", "1.2.3-", "1.2.3.4.5.6.7.8.9", "NaN", "1e5"] {
+        for bad in ["latest", "1.x", "1..2", "abc123", "1.2.3-", "NaN", "1e5"] {
             assert!(matches!(Version::parse(bad), Err(VersionError::Unorderable(_))), "{bad}");
         }
+    }
+
+    #[test]
+    fn at_most_four_dotted_numbers() {
+        assert!(v("2024.11.3.7") > v("2024.11.3"));
+        assert!(v("v1.2.3.4") > v("1.2.3"));
+        for (bad, parts) in [("1.2.3.4.5", 5), ("1.2.3.4.5.6.7", 7), ("1.2.3.4.5.6.7.8.9", 9)] {
+            assert_eq!(Version::parse(bad), Err(VersionError::TooManyParts(bad.into(), parts)));
+        }
+        let e = Version::parse("1.2.3.4.5.6.7").unwrap_err().to_string();
+        assert!(e.contains("at most 4"), "{e}");
     }
 }

@@ -8,7 +8,7 @@
 //! is `sketch`, or for a filesystem `spiffs`, `fatfs`, `littlefs` or `flashfs` (any of the three,
 //! as `updateFs` asks for).
 
-use super::http::Request;
+use super::http::{Request, is_hidden, printable};
 
 /// Which updater sent the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -90,9 +90,13 @@ pub fn parse(req: &Request) -> Result<Option<DeviceRequest>, String> {
                 family.prefix(),
                 v.chars().count()
             )),
-            Some(v) if v.chars().any(char::is_control) => {
-                Err(format!("{}{field} contains control characters", family.prefix()))
-            }
+            // Controls, bidi overrides and invisible characters would be shown as they are in
+            // the device table and the log.
+            Some(v) if v.chars().any(is_hidden) => Err(format!(
+                "{}{field} contains control, bidi or invisible characters: \"{}\"",
+                family.prefix(),
+                short(v)
+            )),
             Some(v) => Ok(Some(v.to_string())),
         }
     };
@@ -167,26 +171,44 @@ pub fn parse(req: &Request) -> Result<Option<DeviceRequest>, String> {
     }))
 }
 
-/// Normalises a MAC to upper-case colon form; `None` if it is not one.
+/// Normalises a MAC to upper-case colon form; `None` if it is not one. Accepted: six pairs of
+/// hex digits separated by one ':' or one '-' each (the same throughout), or twelve hex digits.
 pub fn parse_mac(s: &str) -> Option<String> {
-    let hex: String = s.trim().chars().filter(|c| !matches!(c, ':' | '-')).collect();
-    let sep_ok = s.trim().len() == 17 || s.trim().len() == 12;
-    (sep_ok && hex.len() == 12 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| {
-        hex.to_ascii_uppercase()
-            .as_bytes()
-            .chunks(2)
-            .map(|c| String::from_utf8_lossy(c).into_owned())
-            .collect::<Vec<_>>()
-            .join(":")
-    })
+    let s = s.trim();
+    if !s.is_ascii() {
+        return None;
+    }
+    let pairs: Vec<&str> = match s.len() {
+        12 => (0..6).map(|i| &s[2 * i..2 * i + 2]).collect(),
+        17 => {
+            let sep = s.as_bytes()[2];
+            if !matches!(sep, b':' | b'-') {
+                return None;
+            }
+            let pairs: Vec<&str> = s.split(sep as char).collect();
+            if pairs.len() != 6 {
+                return None;
+            }
+            pairs
+        }
+        _ => return None,
+    };
+    pairs
+        .iter()
+        .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| pairs.iter().map(|p| p.to_ascii_uppercase()).collect::<Vec<_>>().join(":"))
 }
 
 fn starts_with_ci(s: &str, prefix: &str) -> bool {
     s.len() >= prefix.len() && s.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
 }
 
+/// A value as it may be echoed (in the 400 body, the log, the history): cut short, and with
+/// hidden characters written as escapes.
 fn short(s: &str) -> String {
-    if s.chars().count() > 40 { s.chars().take(37).collect::<String>() + "…" } else { s.to_string() }
+    let s =
+        if s.chars().count() > 40 { s.chars().take(37).collect::<String>() + "…" } else { s.to_string() };
+    printable(&s).into_owned()
 }
 
 /// The device name a reference firmware passes as `?name=` (percent-encoded). Only names a board
@@ -300,6 +322,37 @@ mod tests {
         let e =
             parse(&req(&[("x-ESP32-BASE-MAC", "74:4D:BD:00:00:01"), ("x-ESP32-mode", "nvs")])).unwrap_err();
         assert!(e.contains("mode \"nvs\""), "{e}");
+    }
+
+    #[test]
+    fn macs_are_six_hex_pairs_and_nothing_else() {
+        for (input, want) in [
+            ("18:fe:34:a1:b2:c3", "18:FE:34:A1:B2:C3"),
+            ("18-FE-34-A1-B2-C3", "18:FE:34:A1:B2:C3"),
+            ("18fe34a1b2c3", "18:FE:34:A1:B2:C3"),
+            (" 18:FE:34:A1:B2:C3 ", "18:FE:34:A1:B2:C3"),
+        ] {
+            assert_eq!(parse_mac(input).as_deref(), Some(want), "{input}");
+        }
+        for bad in [
+            ":::::5CCF7F000001",
+            "5CCF7F000001:::::",
+            "5C:CF:7F-00:00:01",
+            "5CC:F7F:000:01:::",
+            "5C::CF7F00:00:01",
+            "---:-5CCF7F000001",
+            "5C:CF:7F:00:00:0G",
+            "5C:CF:7F:00:00",
+            "5C:CF:7F:00:00:01:02",
+            "5CCF7F00000",
+            "5C.CF.7F.00.00.01",
+            "",
+            "5CCF7F00000é",
+            "5éCF7F00000",
+            "é:CF:7F:00:00:01",
+        ] {
+            assert_eq!(parse_mac(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -1,32 +1,46 @@
 //! One connection, from the first byte to the last: limits, TLS with the right record size, the
 //! request, the decision, the answer, the download with live progress, and the inventory.
 //!
-//! Every state has a deadline: the handshake and the request head the header timeout, every write
-//! (the answer, the body, the closing TLS flush and shutdown) the idle timeout ([`WriteDeadline`]),
-//! the lingering close two seconds.
+//! Every state has a deadline: the handshake and the request head together the header timeout
+//! (counted from the accept), every write (the answer, the body, the closing TLS flush and
+//! shutdown) the idle timeout ([`WriteDeadline`]), waiting for a device to close after a download
+//! the idle timeout without progress, the lingering close two seconds.
+//!
+//! A download counts as delivered when the device has read it, not when the bytes reached the
+//! kernel: ESP8266httpUpdate and arduino-esp32 HTTPUpdate read exactly Content-Length bytes
+//! (`Update.writeStream`) and then close the connection (`http.end()`: a plain TCP close, no TLS
+//! close_notify). A device that does not take the image (ESP8266 "Not Enough space" when the
+//! filesystem image is larger than its filesystem, `Update.begin` failing) reads no body at all
+//! and closes the same way, right after the head (a reset when bytes it did not read are left).
+//! So after the last byte is written the server waits for the device to close, and counts the
+//! download only if it closed cleanly with every byte acknowledged ([`Delivery`]). A sketch whose
+//! close does not come counts all the same (its next check-in shows whether it runs it); a
+//! filesystem image does not (the device reports nothing about it), and one not taken is
+//! offered again, a bounded number of times ([`FsRefusals`]).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use super::decision::{self, Answer};
+use super::decision::{self, Answer, Decision};
 use super::device;
 use super::events::ServerEvent;
-use super::http::{self, RangeAnswer, ReadError, Request};
+use super::http::{self, RangeAnswer, ReadError, Request, printable};
 use super::{Shared, tls};
 use crate::publish::{DEFAULT_CHANNEL, DEMO_CHANNEL};
-use crate::store::{ChannelAuth, PayloadKind, RequestRecord, now_unix, validate_channel};
+use crate::store::{ChannelAuth, DeviceState, PayloadKind, RequestRecord, now_unix, validate_channel};
 
 /// Bytes written per step of a download (progress is measured after each step reaches the socket).
 const CHUNK: usize = 16 * 1024;
@@ -39,6 +53,7 @@ pub(super) async fn accept_loop(
     tls: bool,
     mut stop: watch::Receiver<bool>,
 ) {
+    let refusals = Arc::new(FsRefusals::default());
     loop {
         let (tcp, remote) = tokio::select! {
             r = listener.accept() => match r {
@@ -58,23 +73,41 @@ pub(super) async fn accept_loop(
             drop(tcp);
             continue;
         };
+        // The header timeout runs from here: the handshake and the request head share it.
+        let started = Instant::now();
         let _ = tcp.set_nodelay(true);
         let shared = shared.clone();
+        let refusals = refusals.clone();
         tokio::spawn(async move {
+            let conn = Conn { remote, started, record_size: None, sent: SendQueue::of(&tcp), refusals };
             if tls {
-                serve_tls(&shared, tcp, remote).await;
+                serve_tls(&shared, tcp, conn).await;
             } else {
                 let tcp = WriteDeadline::new(tcp, shared.config.idle_timeout);
-                serve_http(&shared, tcp, remote, None).await;
+                serve_http(&shared, tcp, conn).await;
             }
             drop(permit);
         });
     }
 }
 
-async fn serve_tls(shared: &Arc<Shared>, tcp: TcpStream, remote: SocketAddr) {
-    let deadline = Instant::now() + shared.config.header_timeout;
-    let hello = match peek_client_hello(&tcp, deadline).await {
+/// One connection's facts, from its accept on.
+struct Conn {
+    remote: SocketAddr,
+    /// When it was accepted (the header timeout runs from here).
+    started: Instant,
+    /// The TLS record limit in force (None: full size, or plain HTTP).
+    record_size: Option<usize>,
+    /// How much of what was written the client has not acknowledged yet.
+    sent: Option<SendQueue>,
+    /// Filesystem images devices did not take (shared by the listener's connections).
+    refusals: Arc<FsRefusals>,
+}
+
+async fn serve_tls(shared: &Arc<Shared>, mut tcp: TcpStream, mut conn: Conn) {
+    let remote = conn.remote;
+    let deadline = conn.started + shared.config.header_timeout;
+    let hello = match read_client_hello(&mut tcp, deadline).await {
         Ok(h) => h,
         Err(why) => {
             shared.emit(ServerEvent::ConnectionRefused { remote, why });
@@ -82,12 +115,13 @@ async fn serve_tls(shared: &Arc<Shared>, tcp: TcpStream, remote: SocketAddr) {
         }
     };
     let (config, record_size) = shared.tls.for_client_hello(&hello);
+    conn.record_size = record_size;
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    let left = deadline.saturating_duration_since(Instant::now());
-    // Under TLS, so that what rustls writes (the close_notify too) has the deadline as well.
-    let tcp = WriteDeadline::new(tcp, shared.config.idle_timeout);
-    match tokio::time::timeout(left, acceptor.accept(tcp)).await {
-        Ok(Ok(stream)) => serve_http(shared, stream, remote, record_size).await,
+    // rustls reads the ClientHello again from what was read of it; under TLS the write deadline,
+    // so that what rustls writes (the close_notify too) has it as well.
+    let tcp = WriteDeadline::new(Replay::new(hello, tcp), shared.config.idle_timeout);
+    match tokio::time::timeout_at(deadline.into(), acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => serve_http(shared, stream, conn).await,
         Ok(Err(e)) => {
             shared.emit(ServerEvent::ConnectionRefused { remote, why: format!("TLS handshake failed: {e}") })
         }
@@ -97,31 +131,29 @@ async fn serve_tls(shared: &Arc<Shared>, tcp: TcpStream, remote: SocketAddr) {
     }
 }
 
-/// Peeks (without consuming) until the first TLS record is complete, so its ClientHello can be
-/// read before rustls takes the stream.
-async fn peek_client_hello(tcp: &TcpStream, deadline: Instant) -> Result<Vec<u8>, String> {
-    let mut buf = vec![0u8; 16 * 1024 + 5];
+/// Largest first record read before the handshake (a TLS record's limit plus its header).
+const MAX_HELLO: usize = 16 * 1024 + 5;
+
+/// Reads the first TLS record (the ClientHello), so its `max_fragment_length` can be known before
+/// rustls takes the stream ([`Replay`] gives rustls the same bytes). Each read waits until the
+/// client sends more: a client that sends half a ClientHello and stops costs nothing until then.
+async fn read_client_hello<R: AsyncRead + Unpin>(r: &mut R, deadline: Instant) -> Result<Vec<u8>, String> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let n = match tokio::time::timeout(left, tcp.peek(&mut buf)).await {
-            Ok(Ok(0)) => return Err("closed before the TLS handshake".into()),
-            Ok(Ok(n)) => n,
-            Ok(Err(e)) => return Err(format!("connection error: {e}")),
-            Err(_) => return Err("no TLS ClientHello in time".into()),
-        };
-        match tls::record_len(&buf[..n]) {
+        match tls::record_len(&buf) {
             None => return Err("not TLS (plain HTTP sent to the HTTPS port?)".into()),
-            Some(need) if n >= need || n == buf.len() => {
-                buf.truncate(n);
-                return Ok(buf);
-            }
-            Some(_) => {
-                // More of the record is on its way; peek returns at once while data is queued.
-                if Instant::now() >= deadline {
-                    return Err("incomplete ClientHello".into());
-                }
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
+            Some(need) if buf.len() >= need || buf.len() >= MAX_HELLO => return Ok(buf),
+            Some(_) => {}
+        }
+        let room = chunk.len().min(MAX_HELLO - buf.len());
+        match tokio::time::timeout_at(deadline.into(), r.read(&mut chunk[..room])).await {
+            Err(_) if buf.is_empty() => return Err("no TLS ClientHello in time".into()),
+            Err(_) => return Err("incomplete ClientHello".into()),
+            Ok(Ok(0)) if buf.is_empty() => return Err("closed before the TLS handshake".into()),
+            Ok(Ok(0)) => return Err("closed in the middle of the ClientHello".into()),
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            Ok(Err(e)) => return Err(format!("connection error: {e}")),
         }
     }
 }
@@ -133,20 +165,17 @@ struct Reply {
     mac: Option<String>,
 }
 
-async fn serve_http<S: AsyncRead + AsyncWrite + Unpin>(
-    shared: &Arc<Shared>,
-    mut stream: S,
-    remote: SocketAddr,
-    record_size: Option<usize>,
-) {
+async fn serve_http<S: AsyncRead + AsyncWrite + Unpin>(shared: &Arc<Shared>, mut stream: S, conn: Conn) {
     let cfg = &shared.config;
-    let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
-    let req = match http::read_request(&mut stream, cfg.max_header_bytes, cfg.header_timeout).await {
+    let remote = conn.remote;
+    let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+    let read = http::read_request(&mut stream, cfg.max_header_bytes, cfg.header_timeout, conn.started.into());
+    let req = match read.await {
         Ok(r) => r,
         Err(e) => {
             let status = match e {
                 ReadError::TooLarge(_) => 431,
-                ReadError::Malformed(_) => 400,
+                ReadError::Malformed(_) | ReadError::Empty => 400,
                 ReadError::Timeout(_) => 408,
                 ReadError::Closed => return,
             };
@@ -156,9 +185,9 @@ async fn serve_http<S: AsyncRead + AsyncWrite + Unpin>(
             return;
         }
     };
-    let reply = respond(shared, &mut stream, &req, remote, conn, record_size).await;
+    let reply = respond(shared, &mut stream, &req, &conn, id).await;
     shared.emit(ServerEvent::Decision {
-        conn,
+        conn: id,
         mac: reply.mac.clone(),
         status: reply.status,
         reason: reply.reason.clone(),
@@ -168,8 +197,8 @@ async fn serve_http<S: AsyncRead + AsyncWrite + Unpin>(
         at: now_unix(),
         mac: reply.mac,
         remote: remote.ip().to_string(),
-        method: req.method.clone(),
-        path: req.path.clone(),
+        method: printable(&req.method).into_owned(),
+        path: printable(&req.path).into_owned(),
         status: reply.status,
         reason: reply.reason,
         headers: req.headers_text(),
@@ -180,7 +209,6 @@ async fn serve_http<S: AsyncRead + AsyncWrite + Unpin>(
 /// Reads and drops what the client is still sending (briefly) before closing, so it gets to read
 /// our error answer instead of a connection reset (the "lingering close" web servers do).
 async fn linger<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
-    use tokio::io::AsyncReadExt;
     let _ = stream.shutdown().await;
     let mut sink = [0u8; 8192];
     let drain = async {
@@ -195,22 +223,22 @@ async fn linger<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
     let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
 }
 
-async fn respond<S: AsyncWrite + Unpin>(
+async fn respond<S: AsyncRead + AsyncWrite + Unpin>(
     shared: &Arc<Shared>,
     stream: &mut S,
     req: &Request,
-    remote: SocketAddr,
+    c: &Conn,
     conn: u64,
-    record_size: Option<usize>,
 ) -> Reply {
+    let (remote, record_size) = (c.remote, c.record_size);
     let head_only = req.method == "HEAD";
     let device = device::parse(req);
     let mac = device.as_ref().ok().and_then(|d| d.as_ref().map(|d| d.sta_mac.clone()));
     shared.emit(ServerEvent::RequestReceived {
         conn,
         remote,
-        method: req.method.clone(),
-        path: req.path.clone(),
+        method: printable(&req.method).into_owned(),
+        path: printable(&req.path).into_owned(),
         mac: mac.clone(),
         version: device.as_ref().ok().and_then(|d| d.as_ref().and_then(|d| d.version.clone())),
     });
@@ -255,14 +283,25 @@ async fn respond<S: AsyncWrite + Unpin>(
     // channel's current release, with HEAD and Range; the client decides.
     let (release, is_device) = match &device {
         Some(dev) => {
-            let known = shared.inventory.check_in(
+            let checked_in = shared.inventory.try_check_in(
                 dev,
                 device::name_from_query(req.query.as_deref()).as_deref(),
                 &channel_name,
                 &remote.ip().to_string(),
                 &catalog,
             );
-            let decision = decision::decide(dev, channel, &catalog, Some(&known));
+            let known = match checked_in {
+                Ok(known) => known,
+                // Too many new devices (a cap or one address's rate): "no update", which the
+                // cores' updaters take calmly and check again at their usual interval.
+                Err((why, _)) => {
+                    let why = why.to_string();
+                    let headers = [("X-OTA-Forge-Reason", header_safe(&why))];
+                    let _ = http::write_text(stream, 304, "", &headers, true).await;
+                    return reply(304, why);
+                }
+            };
+            let decision = c.refusals.guard(dev, decision::decide(dev, channel, &catalog, Some(&known)));
             shared.inventory.record_decision(&dev.sta_mac, &decision);
             match decision.answer {
                 Answer::Serve(r) => (r, true),
@@ -332,8 +371,46 @@ async fn respond<S: AsyncWrite + Unpin>(
         record_size,
     });
     let body = &bytes[start as usize..(start + len) as usize];
-    match send_body(shared, stream, body, conn, mac.clone(), id).await {
-        Ok(millis) => {
+    let kind = release.meta.kind;
+    let what = if kind == PayloadKind::Filesystem { "filesystem image" } else { "release" };
+    let version = &release.meta.version;
+    let sent = send_body(shared, stream, body, conn, mac.clone(), id).await;
+    // Devices' downloads count once the device has read them (see the module doc); other
+    // clients decide for themselves.
+    let outcome = match (sent, is_device && status == 200) {
+        (Ok(millis), true) => match delivery(stream, c.sent.as_ref(), shared.config.idle_timeout).await {
+            Delivery::Read => Ok((millis, "")),
+            Delivery::Unconfirmed if kind == PayloadKind::Sketch => {
+                Ok((millis, "; the device did not close the connection, so its next check-in tells"))
+            }
+            Delivery::Unconfirmed => Err((
+                len,
+                format!(
+                    "the device took every byte but did not close the connection within {} s, so it may not \
+                     have read them: not counted as delivered",
+                    shared.config.idle_timeout.as_secs()
+                ),
+                Lost::Refused,
+            )),
+            Delivery::Refused { unread } => {
+                let unread = unread.min(len);
+                Err((
+                    len - unread,
+                    format!("the device closed the connection without reading about {unread} bytes of it"),
+                    Lost::Refused,
+                ))
+            }
+            Delivery::Stalled { unread } => Err((
+                len - unread.min(len),
+                format!("the device stopped reading for {} s", shared.config.idle_timeout.as_secs()),
+                Lost::Stalled,
+            )),
+        },
+        (Ok(millis), false) => Ok((millis, "")),
+        (Err((sent, why, lost)), _) => Err((sent, why, lost)),
+    };
+    match outcome {
+        Ok((millis, note)) => {
             shared.emit(ServerEvent::DownloadFinished {
                 conn,
                 mac: mac.clone(),
@@ -342,13 +419,14 @@ async fn respond<S: AsyncWrite + Unpin>(
                 millis,
             });
             if let (true, Some(m), 200) = (is_device, &mac, status) {
-                shared.inventory.download_finished(m, id, release.meta.kind);
+                shared.inventory.download_finished(m, id, kind, None);
+                if kind == PayloadKind::Filesystem {
+                    c.refusals.forget(m, id);
+                }
             }
-            let what =
-                if release.meta.kind == PayloadKind::Filesystem { "filesystem image" } else { "release" };
-            reply(status, format!("sent {what} {} ({len} bytes)", release.meta.version))
+            reply(status, format!("sent {what} {version} ({len} bytes){note}"))
         }
-        Err((sent, why)) => {
+        Err((sent, why, lost)) => {
             shared.emit(ServerEvent::DownloadAborted {
                 conn,
                 mac: mac.clone(),
@@ -358,19 +436,283 @@ async fn respond<S: AsyncWrite + Unpin>(
                 why: why.clone(),
             });
             if let (true, Some(m)) = (is_device, &mac) {
-                shared.inventory.download_aborted(m, &why);
+                match lost {
+                    // Every byte was written and the device did not take them: an attempt (the
+                    // loop guard counts it), not a download.
+                    Lost::Refused => {
+                        shared.inventory.download_finished(m, id, kind, Some(&why));
+                        if kind == PayloadKind::Filesystem {
+                            c.refusals.add(m, id);
+                        }
+                    }
+                    // The connection was reset mid-body: a device that does not take a large
+                    // image closes right after the head, and so a filesystem image counts too.
+                    Lost::Reset => {
+                        if kind == PayloadKind::Filesystem {
+                            c.refusals.add(m, id);
+                        }
+                        shared.inventory.download_aborted(m, &why);
+                    }
+                    Lost::Stalled => shared.inventory.download_aborted(m, &why),
+                }
             }
-            reply(
-                status,
-                format!("download of {} broke off after {sent} of {len} bytes: {why}", release.meta.version),
-            )
+            let how = if lost == Lost::Refused { "not taken" } else { "broke off" };
+            reply(status, format!("download of {what} {version} {how} after {sent} of {len} bytes: {why}"))
         }
+    }
+}
+
+/// How a download that did not reach the device ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lost {
+    /// Every byte was written; the device closed without reading them (or never closed).
+    Refused,
+    /// The connection failed mid-body (reset, closed).
+    Reset,
+    /// The device stopped reading for the idle timeout.
+    Stalled,
+}
+
+/// What became of a download once its last byte was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    /// The device closed the connection (FIN or TLS close_notify) once it had every byte.
+    Read,
+    /// The device had every byte but did not close within the idle timeout.
+    Unconfirmed,
+    /// The device closed or reset the connection with about `unread` bytes not taken.
+    Refused { unread: u64 },
+    /// The device took nothing for the idle timeout, with about `unread` bytes not taken.
+    Stalled { unread: u64 },
+}
+
+/// How often the send queue is looked at while bytes are still on their way to the device.
+const QUEUE_POLL: Duration = Duration::from_millis(200);
+
+/// How long a device that has every byte gets to close before the server closes its side (for
+/// clients that read until the server closes). Not sooner: a device that sees the server's
+/// close_notify before its own `http.end()` skips `stop()` (`connected()` is false) and may then
+/// not close for a long time.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Waits for the device to close after the last byte was written, and says whether it had
+/// taken every byte by then. A device that still reads (its unacknowledged bytes go down) is
+/// waited for; one that takes nothing for `idle` is not. Without a send queue (not Linux), a
+/// clean close counts as read.
+async fn delivery<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    queue: Option<&SendQueue>,
+    idle: Duration,
+) -> Delivery {
+    let unread_now = || queue.and_then(SendQueue::unacknowledged);
+    let mut unread = unread_now();
+    let mut progress = Instant::now();
+    // When every byte was acknowledged, and whether the server has closed its side since.
+    let mut all_taken = unread.is_none_or(|n| n == 0).then(Instant::now);
+    let mut closed_ours = false;
+    let mut scratch = [0u8; 2048];
+    let mut extra = 0usize;
+    loop {
+        let left = idle.saturating_sub(progress.elapsed());
+        let wait = match all_taken {
+            None => QUEUE_POLL.min(left),
+            Some(t) if !closed_ours => CLOSE_GRACE.saturating_sub(t.elapsed()).min(left),
+            Some(_) => left,
+        };
+        match tokio::time::timeout(wait, stream.read(&mut scratch)).await {
+            // A clean close: TLS close_notify, or (as the Arduino cores close) a FIN without it.
+            // Once every byte was acknowledged, what is left unacknowledged is our own close.
+            Ok(Ok(0)) => return if all_taken.is_some() { Delivery::Read } else { closed(unread_now()) },
+            Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                return if all_taken.is_some() { Delivery::Read } else { closed(unread_now()) };
+            }
+            // A reset: the device closed with bytes it had not read.
+            Ok(Err(_)) => return Delivery::Refused { unread: unread_now().or(unread).unwrap_or(0) },
+            // More than its one request: not a device's behaviour; bounded all the same.
+            Ok(Ok(n)) => {
+                extra += n;
+                if extra > 64 * 1024 {
+                    return Delivery::Unconfirmed;
+                }
+            }
+            Err(_) => {
+                let now = unread_now();
+                if now != unread {
+                    unread = now;
+                    progress = Instant::now();
+                }
+                if all_taken.is_none() && unread.is_none_or(|n| n == 0) {
+                    all_taken = Some(Instant::now());
+                }
+                if !closed_ours && all_taken.is_some_and(|t| t.elapsed() >= CLOSE_GRACE) {
+                    let _ = stream.shutdown().await;
+                    closed_ours = true;
+                }
+                if progress.elapsed() >= idle {
+                    return match unread {
+                        Some(n) if n > 0 => Delivery::Stalled { unread: n },
+                        _ => Delivery::Unconfirmed,
+                    };
+                }
+            }
+        }
+    }
+}
+
+fn closed(unread: Option<u64>) -> Delivery {
+    match unread {
+        Some(n) if n > 0 => Delivery::Refused { unread: n },
+        _ => Delivery::Read,
+    }
+}
+
+/// A socket's count of sent bytes its peer has not acknowledged (Linux `SIOCOUTQ`).
+#[derive(Debug, Clone, Copy)]
+struct SendQueue {
+    #[cfg(target_os = "linux")]
+    fd: std::os::fd::RawFd,
+}
+
+#[cfg(target_os = "linux")]
+nix::ioctl_read_bad!(siocoutq, nix::libc::TIOCOUTQ, nix::libc::c_int);
+
+impl SendQueue {
+    /// The queue of `tcp`; only used while `tcp` (or what wraps it) is open, on its own task.
+    fn of(tcp: &TcpStream) -> Option<SendQueue> {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            Some(SendQueue { fd: tcp.as_raw_fd() })
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = tcp;
+            None
+        }
+    }
+
+    fn unacknowledged(&self) -> Option<u64> {
+        #[cfg(target_os = "linux")]
+        {
+            let mut n: nix::libc::c_int = 0;
+            // SAFETY: `fd` is the connection's socket, open for as long as the connection is
+            // served (see `of`); SIOCOUTQ writes one int.
+            unsafe { siocoutq(self.fd, &mut n) }.ok().map(|_| n.max(0) as u64)
+        }
+        #[cfg(not(target_os = "linux"))]
+        None
+    }
+}
+
+/// Filesystem images devices did not take, by MAC and release. Such an image is offered again
+/// at the device's next check, at most [`decision::MAX_ATTEMPTS`] times (a device whose
+/// filesystem is too small for it would otherwise be sent it at every check). Kept in memory
+/// per listener: a restart, or a new image, offers it again.
+#[derive(Default)]
+struct FsRefusals(Mutex<HashMap<(String, i64), u32>>);
+
+impl FsRefusals {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<(String, i64), u32>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn add(&self, mac: &str, release: i64) {
+        let mut map = self.map();
+        if map.len() >= 100_000 {
+            map.clear();
+        }
+        *map.entry((mac.to_string(), release)).or_default() += 1;
+    }
+
+    fn forget(&self, mac: &str, release: i64) {
+        self.map().remove(&(mac.to_string(), release));
+    }
+
+    /// `decision`, unless it serves a filesystem image this device has not taken too often.
+    fn guard(&self, dev: &device::DeviceRequest, decision: Decision) -> Decision {
+        let Answer::Serve(r) = &decision.answer else { return decision };
+        if r.meta.kind != PayloadKind::Filesystem {
+            return decision;
+        }
+        let refused = self.map().get(&(dev.sta_mac.clone(), r.meta.id)).copied().unwrap_or(0);
+        if refused < decision::MAX_ATTEMPTS {
+            return decision;
+        }
+        Decision {
+            reason: format!(
+                "did not take filesystem image {} the last {refused} times it was sent (it closed the \
+                 connection before reading it; is its filesystem smaller?): no longer offered, to stop a \
+                 loop (publish a new image, or restart the server, to try again)",
+                r.meta.version
+            ),
+            answer: Answer::NoUpdate(DeviceState::Held),
+        }
+    }
+}
+
+/// A stream that first gives back `prefix` (bytes already read from `inner`), then reads `inner`.
+struct Replay<S> {
+    prefix: Vec<u8>,
+    at: usize,
+    inner: S,
+}
+
+impl<S> Replay<S> {
+    fn new(prefix: Vec<u8>, inner: S) -> Self {
+        Replay { prefix, at: 0, inner }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Replay<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.at < self.prefix.len() {
+            let n = buf.remaining().min(self.prefix.len() - self.at);
+            let at = self.at;
+            buf.put_slice(&self.prefix[at..at + n]);
+            self.at += n;
+            if self.at == self.prefix.len() {
+                self.prefix = Vec::new();
+                self.at = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Replay<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
 /// Writes the body in steps, reporting progress as bytes reach the socket (a client that stops
 /// reading fails a write after the idle timeout: [`WriteDeadline`]). Returns the elapsed
-/// milliseconds, or how far it got and why it stopped.
+/// milliseconds, or how far it got, why it stopped and how.
 async fn send_body<S: AsyncWrite + Unpin>(
     shared: &Shared,
     stream: &mut S,
@@ -378,7 +720,7 @@ async fn send_body<S: AsyncWrite + Unpin>(
     conn: u64,
     mac: Option<String>,
     release: i64,
-) -> Result<u64, (u64, String)> {
+) -> Result<u64, (u64, String, Lost)> {
     let started = Instant::now();
     let idle = shared.config.idle_timeout;
     let total = body.len() as u64;
@@ -392,9 +734,13 @@ async fn send_body<S: AsyncWrite + Unpin>(
         match step.await {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                return Err((sent, format!("the device stopped reading for {} s", idle.as_secs())));
+                return Err((
+                    sent,
+                    format!("the device stopped reading for {} s", idle.as_secs()),
+                    Lost::Stalled,
+                ));
             }
-            Err(e) => return Err((sent, format!("connection lost ({})", e.kind()))),
+            Err(e) => return Err((sent, format!("connection lost ({})", e.kind()), Lost::Reset)),
         }
         sent += chunk.len() as u64;
         if sent - reported >= PROGRESS_EVERY || sent == total {
@@ -567,8 +913,11 @@ fn header_safe(s: &str) -> String {
     s.chars().map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).take(200).collect()
 }
 
+/// What a client sent, as it may be echoed or recorded: cut short, hidden characters escaped.
 fn short(s: &str) -> String {
-    if s.chars().count() > 60 { s.chars().take(57).collect::<String>() + "…" } else { s.to_string() }
+    let s =
+        if s.chars().count() > 60 { s.chars().take(57).collect::<String>() + "…" } else { s.to_string() };
+    printable(&s).into_owned()
 }
 
 #[cfg(test)]

@@ -2,9 +2,11 @@
 //! (devices send `Connection: close`, HTTP/1.0), GET and HEAD, answers always with
 //! `Content-Length`, never chunked (the ESP8266 reads the body raw).
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
 
 /// A parsed request head.
 #[derive(Debug, Clone)]
@@ -28,13 +30,14 @@ impl Request {
     }
 
     /// All headers, one `name: value` per line (for the request history), credentials redacted:
-    /// the history is for diagnosis and must not become a store of passwords.
+    /// the history is for diagnosis and must not become a store of passwords. Characters that
+    /// would hide or reorder what is shown are written as escapes ([`printable`]).
     pub fn headers_text(&self) -> String {
         self.headers
             .iter()
             .map(|(n, v)| {
                 let secret = CREDENTIAL_HEADERS.iter().any(|c| n.eq_ignore_ascii_case(c));
-                format!("{n}: {}", if secret { REDACTED } else { v })
+                format!("{n}: {}", if secret { Cow::Borrowed(REDACTED) } else { printable(v) })
             })
             .collect::<Vec<_>>()
             .join("\n")
@@ -59,36 +62,56 @@ pub enum ReadError {
     /// Not HTTP (400).
     #[error("malformed request: {0}")]
     Malformed(String),
-    /// The connection closed first.
-    #[error("connection closed before a request")]
+    /// A blank line, or the client closed its side having sent nothing (400, at once).
+    #[error("empty request")]
+    Empty,
+    /// The connection failed first (nobody to answer).
+    #[error("connection lost before a request")]
     Closed,
 }
 
-/// Reads one request head (and ignores any body), within `limit` bytes and `timeout`.
+/// Reads one request head (and ignores any body) of at most `limit` bytes, by `started +
+/// timeout` (`started`: when the connection was accepted, so the TLS handshake and the head
+/// share one header timeout).
 pub async fn read_request<S: AsyncRead + Unpin>(
     stream: &mut S,
     limit: usize,
     timeout: Duration,
+    started: Instant,
 ) -> Result<Request, ReadError> {
-    tokio::time::timeout(timeout, read_head(stream, limit)).await.map_err(|_| ReadError::Timeout(timeout))?
+    tokio::time::timeout_at(started + timeout, read_head(stream, limit))
+        .await
+        .map_err(|_| ReadError::Timeout(timeout))?
 }
 
 async fn read_head<S: AsyncRead + Unpin>(stream: &mut S, limit: usize) -> Result<Request, ReadError> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
     loop {
-        let n = stream.read(&mut chunk).await.map_err(|_| ReadError::Closed)?;
+        let n = match stream.read(&mut chunk).await {
+            Ok(n) => n,
+            // TLS without close_notify: the client closed its side all the same.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+            Err(_) => return Err(ReadError::Closed),
+        };
         if n == 0 {
             return Err(if buf.is_empty() {
-                ReadError::Closed
+                ReadError::Empty
             } else {
                 ReadError::Malformed("connection closed in the middle of the request".into())
             });
         }
         buf.extend_from_slice(&chunk[..n]);
+        // Only blank lines so far: an empty request. httparse would skip them (RFC 9112 2.2) and
+        // wait the whole header timeout for a request line; one sent with them is still read.
+        if buf.ends_with(b"\n") && buf.iter().all(|&b| b == b'\r' || b == b'\n') {
+            return Err(ReadError::Empty);
+        }
         let mut headers = [httparse::EMPTY_HEADER; 64];
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(&buf) {
+            // The limit holds for the head itself, however it arrived.
+            Ok(httparse::Status::Complete(len)) if len > limit => return Err(ReadError::TooLarge(limit)),
             Ok(httparse::Status::Complete(_)) => {
                 let target = req.path.unwrap_or("/");
                 let (path, query) = match target.split_once('?') {
@@ -107,15 +130,44 @@ async fn read_head<S: AsyncRead + Unpin>(stream: &mut S, limit: usize) -> Result
                         .collect(),
                 });
             }
+            // Unfinished at `limit` bytes: the head is longer than that.
             Ok(httparse::Status::Partial) if buf.len() >= limit => return Err(ReadError::TooLarge(limit)),
             Ok(httparse::Status::Partial) => {}
             Err(httparse::Error::TooManyHeaders) => return Err(ReadError::TooLarge(limit)),
             Err(e) => return Err(ReadError::Malformed(e.to_string())),
         }
-        if buf.len() >= limit {
-            return Err(ReadError::TooLarge(limit));
-        }
     }
+}
+
+/// Characters that hide, reorder or break what is shown: controls (C0, DEL, C1), bidi
+/// embeddings, overrides, isolates and marks, zero-width and invisible characters, line and
+/// paragraph separators, the byte-order mark.
+pub fn is_hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{061C}'
+                | '\u{180E}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{2069}'
+                | '\u{FEFF}'
+                | '\u{FFF9}'..='\u{FFFB}'
+        )
+}
+
+/// `s` with every [`is_hidden`] character written as an escape (`\u{202e}`), for anything a
+/// client sent that is echoed, logged or recorded.
+pub fn printable(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(is_hidden) {
+        return Cow::Borrowed(s);
+    }
+    Cow::Owned(
+        s.chars()
+            .map(|c| if is_hidden(c) { c.escape_unicode().to_string() } else { c.to_string() })
+            .collect(),
+    )
 }
 
 /// The reason phrase for the codes we send.
@@ -236,22 +288,83 @@ mod tests {
     async fn reads_http10_heads_and_enforces_the_size_limit() {
         let raw = b"GET /update?x=1 HTTP/1.0\r\nHost: a\r\nx-ESP8266-STA-MAC: AA:BB:CC:DD:EE:FF\r\n\r\n";
         let mut s = &raw[..];
-        let r = read_request(&mut s, 8192, Duration::from_secs(1)).await.unwrap();
+        let r = read_request(&mut s, 8192, Duration::from_secs(1), Instant::now()).await.unwrap();
         assert_eq!((r.method.as_str(), r.path.as_str(), r.minor_version), ("GET", "/update", 0));
         assert_eq!(r.header("X-esp8266-sta-mac"), Some("AA:BB:CC:DD:EE:FF"));
         let raw = b"GET / HTTP/1.0\r\nauthorization: Basic ZGV2OnMzY3JldA==\r\nHost: a\r\n\r\n";
-        let r = read_request(&mut &raw[..], 8192, Duration::from_secs(1)).await.unwrap();
+        let r = read_request(&mut &raw[..], 8192, Duration::from_secs(1), Instant::now()).await.unwrap();
         assert_eq!(r.headers_text(), format!("authorization: {REDACTED}\nHost: a"));
         let big = format!("GET / HTTP/1.0\r\nX: {}\r\n\r\n", "a".repeat(100_000));
         let mut s = big.as_bytes();
         assert!(matches!(
-            read_request(&mut s, 8192, Duration::from_secs(1)).await,
+            read_request(&mut s, 8192, Duration::from_secs(1), Instant::now()).await,
             Err(ReadError::TooLarge(_))
         ));
         let mut s = &b"\x16\x03\x01garbage\r\n\r\n"[..];
         assert!(matches!(
-            read_request(&mut s, 8192, Duration::from_secs(1)).await,
+            read_request(&mut s, 8192, Duration::from_secs(1), Instant::now()).await,
             Err(ReadError::Malformed(_))
         ));
+    }
+
+    /// A head of `len` bytes: a request line, headers, and one padding header to make up the rest.
+    fn head_of(len: usize) -> Vec<u8> {
+        let start = "GET /update HTTP/1.0\r\nHost: ota.test\r\nX-Pad: ";
+        let pad = len - start.len() - 4;
+        format!("{start}{}\r\n\r\n", "p".repeat(pad)).into_bytes()
+    }
+
+    #[tokio::test]
+    async fn the_header_limit_is_exact_whatever_the_size() {
+        let t = Duration::from_secs(1);
+        for limit in [100, 600, 2047, 2048, 2049, 8192] {
+            let ok = head_of(limit);
+            assert_eq!(ok.len(), limit);
+            let r = read_request(&mut &ok[..], limit, t, Instant::now()).await;
+            assert!(r.is_ok(), "a head of exactly {limit} bytes: {r:?}");
+            // Followed by body bytes in the same read: still only the head counts.
+            let mut with_body = ok.clone();
+            with_body.extend_from_slice(&[b'b'; 3000]);
+            assert!(read_request(&mut &with_body[..], limit, t, Instant::now()).await.is_ok(), "{limit}");
+            let over = head_of(limit + 1);
+            let r = read_request(&mut &over[..], limit, t, Instant::now()).await;
+            assert!(
+                matches!(r, Err(ReadError::TooLarge(l)) if l == limit),
+                "{} bytes, limit {limit}: {r:?}",
+                over.len()
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_empty_request_is_refused_without_waiting() {
+        // Blank lines with the connection left open: answered at once, not at the timeout.
+        for blank in [&b"\r\n"[..], b"\n", b"\r\n\r\n"] {
+            let (mut client, mut server) = tokio::io::duplex(1024);
+            client.write_all(blank).await.unwrap();
+            let started = Instant::now();
+            let r = read_request(&mut server, 8192, Duration::from_secs(5), started).await;
+            assert!(matches!(r, Err(ReadError::Empty)), "{blank:?}: {r:?}");
+            assert!(started.elapsed() < Duration::from_secs(1));
+        }
+        // A stray line break before a request sent with it is skipped, as RFC 9112 allows.
+        let raw = b"\r\nGET /update HTTP/1.0\r\n\r\n";
+        let r = read_request(&mut &raw[..], 8192, Duration::from_secs(1), Instant::now()).await.unwrap();
+        assert_eq!(r.path, "/update");
+        // Nothing at all, the client's side closed.
+        assert!(matches!(
+            read_request(&mut &b""[..], 8192, Duration::from_secs(5), Instant::now()).await,
+            Err(ReadError::Empty)
+        ));
+    }
+
+    #[test]
+    fn hidden_characters_are_written_as_escapes() {
+        assert_eq!(printable("kitchen 1.0"), "kitchen 1.0");
+        assert_eq!(printable("a\u{202E}b\u{0085}c\u{2066}d\u{7}"), "a\\u{202e}b\\u{85}c\\u{2066}d\\u{7}");
+        assert!(printable("é ü 中").chars().all(|c| !is_hidden(c)));
+        for c in ['\u{200F}', '\u{061C}', '\u{FEFF}', '\u{2028}', '\u{9B}', '\u{0}'] {
+            assert!(is_hidden(c), "{c:?}");
+        }
     }
 }
