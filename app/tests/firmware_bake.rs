@@ -2,6 +2,8 @@
 //! images, the firmware's own C header reads the baked block, the host C++ compiler compiles the
 //! generated ota_config.h, and the CLI does it all as a user would.
 
+#[path = "firmware_bake/nvs.rs"]
+mod nvs;
 mod support;
 
 use std::path::{Path, PathBuf};

@@ -1,6 +1,8 @@
 //! `otaforge serve` as the devices see it: a real HTTPS socket, a strict TLS 1.2 client with only
 //! the CA as root, and the exact headers ESP8266httpUpdate and arduino-esp32 HTTPUpdate send.
 
+#[path = "serve_protocol/esp32.rs"]
+mod esp32;
 mod support;
 
 use std::time::Duration;

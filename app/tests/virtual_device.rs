@@ -2,6 +2,8 @@
 //! image polls the real update server, a new release is published, the device downloads it over
 //! TLS, verifies it, reboots into it and reports the new version; the server marks it installed.
 
+#[path = "virtual_device/esp32.rs"]
+mod esp32;
 mod support;
 mod virtual_device_support;
 

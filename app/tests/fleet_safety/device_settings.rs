@@ -4,18 +4,15 @@
 //! and join their own networks; `otaforge devices` shows the names; provisioning new Wi-Fi
 //! leaves the app image byte for byte.
 
-mod support;
-mod virtual_device_support;
-
 use std::time::Duration;
 
+use super::support::{Project, otaforge, run};
+use super::virtual_device_support::*;
 use otaforge::firmware::Chip;
 use otaforge::firmware::device_settings::{DeviceSettings, Wifi};
 use otaforge::flash::{self, Cancel, FlashRequest};
 use otaforge::sim::board::{BoardOptions, VirtualBoard};
 use otaforge::sim::device::{Activity, CheckOutcome};
-use support::{Project, otaforge, run};
-use virtual_device_support::*;
 
 const T: Duration = Duration::from_secs(60);
 

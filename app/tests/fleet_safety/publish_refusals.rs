@@ -3,8 +3,7 @@
 //! host/port/path/channel, a synthetic build on a real channel, a version that contradicts the
 //! image's. And a baked password never leaves through the update endpoint.
 
-mod support;
-
+use super::support::{Project, otaforge, run};
 use otaforge::firmware::config_block::{self, BakedSettings};
 use otaforge::firmware::settings::{BakeForm, baked_settings};
 use otaforge::firmware::{Chip, ImageBuilder};
@@ -12,7 +11,6 @@ use otaforge::publish::{self, PublishRequest};
 use otaforge::server::endpoint::Endpoint;
 use otaforge::sim::device::reference_image;
 use otaforge::store::Store;
-use support::{Project, otaforge, run};
 
 const PASSWORD: &str = "hunter2-correct-horse";
 
@@ -195,8 +193,9 @@ async fn the_update_endpoint_never_serves_a_baked_password() {
         .unwrap();
     server.reload().unwrap();
     let client = project.client(server.tls_addr);
-    let headers = support::esp8266_headers("5C:CF:7F:00:00:01", Some("0.1"), &"0".repeat(32));
-    let resp = support::device_get(&client, &format!("https://ota.test:{port}/update"), &headers).await;
+    let headers = super::support::esp8266_headers("5C:CF:7F:00:00:01", Some("0.1"), &"0".repeat(32));
+    let resp =
+        super::support::device_get(&client, &format!("https://ota.test:{port}/update"), &headers).await;
     assert_eq!(resp.status(), 200);
     let body = resp.bytes().await.unwrap();
     assert!(body.len() > 1000);

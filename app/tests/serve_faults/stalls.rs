@@ -1,8 +1,6 @@
 //! The update server on a bad day: clients that stop reading, other processes opening the store
 //! while a publish writes, and a second `otaforge serve` on the same project.
 
-mod support;
-
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -10,10 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
+use super::support::{Project, esp8266_headers, esp8266_image, md5_hex, otaforge, run};
 use otaforge::server::ServerEvent;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
-use support::{Project, esp8266_headers, esp8266_image, md5_hex, otaforge, run};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 

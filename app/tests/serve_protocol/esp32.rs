@@ -3,12 +3,10 @@
 //! sends an all-zero AP MAC, and filesystem updates say `fatfs`, `littlefs` or `flashfs` as well
 //! as `spiffs`. Real TLS socket, the device's header order.
 
-mod support;
-
+use super::support::{Project, device_get};
 use otaforge::firmware::{Chip, ImageBuilder};
 use otaforge::publish::{PublishRequest, publish};
 use otaforge::store::{PayloadKind, Store};
-use support::{Project, device_get};
 
 /// The headers HTTPUpdate sends, in its order, with `macs` in place of the MAC headers.
 fn esp32_headers(macs: &[(&str, &str)], mode: &str, version: &str) -> Vec<(String, String)> {

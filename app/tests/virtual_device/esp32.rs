@@ -3,16 +3,13 @@
 //! Content-Length), the server's "already running by MD5" answer, and the 5 s / 120 s connect and
 //! handshake limits (shortened here) ending as NetworkClientSecure reports them.
 
-mod support;
-mod virtual_device_support;
-
 use std::time::Duration;
 
+use super::support::Project;
+use super::virtual_device_support::*;
 use otaforge::firmware::{Chip, md5_hex};
 use otaforge::server::ServerEvent;
 use otaforge::sim::device::{CheckOutcome, DeviceHandle, DeviceOptions};
-use support::Project;
-use virtual_device_support::*;
 
 const T: Duration = Duration::from_secs(30);
 

@@ -1,17 +1,15 @@
 //! Secrets at rest: a project readable only by its owner, channel passwords kept as salted hashes,
 //! `Authorization` values never stored or logged, and HTTP Basic checked the way RFC 7617 reads.
 
-mod support;
-
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use super::support::{Project, device_get, esp8266_headers, esp8266_image, otaforge, run};
 use base64::Engine;
 use otaforge::store::Store;
-use support::{Project, device_get, esp8266_headers, esp8266_image, otaforge, run};
 
 const MAC: &str = "18:FE:34:A1:B2:C3";
 const UNKNOWN_MD5: &str = "00000000000000000000000000000000";
