@@ -52,10 +52,11 @@ for N in $FLEETS; do
     mkdir -p "$P"
     "$OTAFORGE" --dir "$P" cert new --host ota.bench --host 127.0.0.1 >/dev/null
     "$OTAFORGE" --dir "$P" sim reference-image --version 2.0.0 --size "$SIZE" --out "$P/ref2.bin" >/dev/null
+    # Reference images are synthetic: they live on the demo channel, which `sim fleet` polls.
     "$OTAFORGE" --dir "$P" bake --image "$P/ref2.bin" --out "$P/v2.bin" --version 2.0.0 \
-        --host 127.0.0.1 --port "$PORT" >/dev/null
+        --host 127.0.0.1 --port "$PORT" --channel demo >/dev/null
     "${PIN_SERVER[@]}" "$OTAFORGE" --dir "$P" serve --bind 127.0.0.1 --port "$PORT" \
-        --max-connections 4096 >"$P/serve.log" 2>&1 &
+        --max-connections 4096 --max-unproven-devices 1000000 >"$P/serve.log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
 
@@ -66,7 +67,7 @@ for N in $FLEETS; do
     T0=$(now); C0=$(cpu_ticks "$SERVER_PID")
     sleep "$STEADY"
     T1=$(now); C1=$(cpu_ticks "$SERVER_PID")
-    "$OTAFORGE" --dir "$P" publish "$P/v2.bin" --version 2.0.0 >/dev/null
+    "$OTAFORGE" --dir "$P" publish "$P/v2.bin" --channel demo >/dev/null
     say "published 2.0.0 after ${STEADY}s of polling"
     status=0
     wait "$FLEET_PID" || status=$?

@@ -33,7 +33,7 @@ PROJ=$WORK/project
 "$OTAFORGE" --dir "$PROJ" cert new --host ota.test --host 127.0.0.1 >/dev/null
 "$LOADGEN" make-image "$WORK/fw.bin" 420000 >/dev/null
 "$OTAFORGE" --dir "$PROJ" publish "$WORK/fw.bin" --version 1.0.0 >/dev/null
-"$OTAFORGE" --dir "$PROJ" serve --bind 127.0.0.1 --port "$PORT" >"$WORK/serve.log" 2>&1 &
+"$OTAFORGE" --dir "$PROJ" serve --bind 127.0.0.1 --port "$PORT" --max-unproven-devices 1000000 >"$WORK/serve.log" 2>&1 &
 PID=$!
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
 
