@@ -51,6 +51,10 @@ pub struct ServeArgs {
     /// limited to 20 a minute per address (loopback excepted).
     #[arg(long, value_name = "N", default_value_t = server::inventory::DEFAULT_MAX_UNPROVEN_DEVICES)]
     pub max_unproven_devices: usize,
+    /// The slowest a download may go on average (bytes/s) before its slot is freed: it gets
+    /// --idle-timeout plus its size at this rate.
+    #[arg(long, value_name = "BYTES_PER_S", default_value_t = 1024)]
+    pub min_download_rate: u64,
 }
 
 impl ServeArgs {
@@ -71,6 +75,7 @@ impl ServeArgs {
             max_header_bytes: self.max_header_bytes,
             max_connections: self.max_connections,
             max_unproven_devices: self.max_unproven_devices,
+            min_download_rate: self.min_download_rate,
         }
     }
 }

@@ -724,6 +724,8 @@ async fn send_body<S: AsyncWrite + Unpin>(
     let started = Instant::now();
     let idle = shared.config.idle_timeout;
     let total = body.len() as u64;
+    let rate = shared.config.min_download_rate.max(1);
+    let deadline = tokio::time::Instant::now() + idle + Duration::from_secs_f64(total as f64 / rate as f64);
     let mut sent = 0u64;
     let mut reported = 0u64;
     for chunk in body.chunks(CHUNK) {
@@ -731,7 +733,14 @@ async fn send_body<S: AsyncWrite + Unpin>(
             stream.write_all(chunk).await?;
             stream.flush().await
         };
-        match step.await {
+        let Ok(step) = tokio::time::timeout_at(deadline, step).await else {
+            return Err((
+                sent,
+                format!("the device read slower than {rate} bytes/s on average, and its time ran out"),
+                Lost::Stalled,
+            ));
+        };
+        match step {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                 return Err((

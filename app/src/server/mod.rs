@@ -67,6 +67,10 @@ pub struct ServeConfig {
     /// not recorded (existing devices are never evicted). New MACs are also limited to
     /// `inventory::NEW_PER_ADDRESS` a minute per address (loopback excepted).
     pub max_unproven_devices: usize,
+    /// The slowest a download may go on average, bytes per second: a download gets
+    /// `idle_timeout` plus its size at this rate, so a client that trickles just under the idle
+    /// timeout cannot hold its slot for ever either (an ESP8266 on weak Wi-Fi does 5–20 KB/s).
+    pub min_download_rate: u64,
 }
 
 impl Default for ServeConfig {
@@ -83,6 +87,7 @@ impl Default for ServeConfig {
             max_connections: 512,
             public_port: None,
             max_unproven_devices: inventory::DEFAULT_MAX_UNPROVEN_DEVICES,
+            min_download_rate: 1024,
         }
     }
 }
@@ -111,6 +116,11 @@ impl ServeConfig {
                  use at least {MIN_HEADER_BYTES}",
                 self.max_header_bytes
             ));
+        }
+        if self.min_download_rate == 0 {
+            return bad("--min-download-rate 0 would let a client that trickles hold its slot for ever: use at least 1 \
+                 (bytes/s; devices do thousands)"
+                .into());
         }
         if let Err(why) = check_path(&self.path) {
             return bad(format!("--path {:?}: {why}", self.path));

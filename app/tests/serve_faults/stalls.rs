@@ -12,7 +12,7 @@ use super::support::{Project, esp8266_headers, esp8266_image, md5_hex, otaforge,
 use otaforge::server::ServerEvent;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 const UNKNOWN_MD5: &str = "00000000000000000000000000000000";
@@ -277,4 +277,49 @@ fn a_second_serve_on_one_project_is_refused_and_writes_keep_working() {
     third.signal("-TERM");
     let (status, stderr) = third.exit();
     assert!(status.success(), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_trickles_just_under_the_idle_timeout_frees_its_slot_in_time() {
+    let p = Project::new();
+    let img = esp8266_image(7_000_000, 12);
+    p.publish(&img, "2.0", "stable");
+    // 7 MB at no less than 10 MB/s on average: the download's time is 2 s + 0.7 s.
+    let server = p
+        .serve(|c| {
+            c.max_connections = 1;
+            c.idle_timeout = Duration::from_secs(2);
+            c.min_download_rate = 10_000_000;
+        })
+        .await;
+    let mut events = server.subscribe();
+    let addr = server.tls_addr;
+    let mut trickler = stalled_download(&p.ca_pem, addr, "18:FE:34:00:00:C1").await;
+    // Reads all the time, never idle for the 2 s timeout, but at about 2 MB/s: the download
+    // would take 3.5 s, longer than it is given.
+    let reader = tokio::spawn(async move {
+        let mut buf = [0u8; 4096];
+        loop {
+            match trickler.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => tokio::time::sleep(Duration::from_millis(2)).await,
+            }
+        }
+    });
+    let since = Instant::now();
+    let aborted = async {
+        loop {
+            if let Ok(ServerEvent::DownloadAborted { why, .. }) = events.recv().await {
+                return why;
+            }
+        }
+    };
+    let why =
+        tokio::time::timeout(Duration::from_secs(10), aborted).await.expect("the slow download is cut off");
+    let took = since.elapsed();
+    eprintln!("a trickling client lost its slot after {took:?}: {why}");
+    assert!(why.contains("slower than"), "{why}");
+    assert!(took < Duration::from_millis(3500), "held its slot for {took:?}");
+    reader.abort();
+    server.shutdown().await;
 }
