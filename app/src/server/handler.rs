@@ -18,29 +18,31 @@
 //! filesystem image does not (the device reports nothing about it), and one not taken is
 //! offered again, a bounded number of times ([`FsRefusals`]).
 
-use std::collections::HashMap;
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use sha2::{Digest, Sha256};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use super::decision::{self, Answer, Decision};
+use super::decision::{self, Answer};
 use super::device;
 use super::events::ServerEvent;
 use super::http::{self, RangeAnswer, ReadError, Request, printable};
 use super::{Shared, tls};
 use crate::publish::{DEFAULT_CHANNEL, DEMO_CHANNEL};
-use crate::store::{ChannelAuth, DeviceState, PayloadKind, RequestRecord, now_unix, validate_channel};
+use crate::store::{PayloadKind, RequestRecord, now_unix, validate_channel};
+
+mod auth;
+mod delivery;
+mod streams;
+
+use auth::authorized;
+use delivery::{Delivery, FsRefusals, Lost, SendQueue, delivery};
+use streams::{Replay, WriteDeadline};
 
 /// Bytes written per step of a download (progress is measured after each step reaches the socket).
 const CHUNK: usize = 16 * 1024;
@@ -462,254 +464,6 @@ async fn respond<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// How a download that did not reach the device ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Lost {
-    /// Every byte was written; the device closed without reading them (or never closed).
-    Refused,
-    /// The connection failed mid-body (reset, closed).
-    Reset,
-    /// The device stopped reading for the idle timeout.
-    Stalled,
-}
-
-/// What became of a download once its last byte was written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Delivery {
-    /// The device closed the connection (FIN or TLS close_notify) once it had every byte.
-    Read,
-    /// The device had every byte but did not close within the idle timeout.
-    Unconfirmed,
-    /// The device closed or reset the connection with about `unread` bytes not taken.
-    Refused { unread: u64 },
-    /// The device took nothing for the idle timeout, with about `unread` bytes not taken.
-    Stalled { unread: u64 },
-}
-
-/// How often the send queue is looked at while bytes are still on their way to the device.
-const QUEUE_POLL: Duration = Duration::from_millis(200);
-
-/// How long a device that has every byte gets to close before the server closes its side (for
-/// clients that read until the server closes). Not sooner: a device that sees the server's
-/// close_notify before its own `http.end()` skips `stop()` (`connected()` is false) and may then
-/// not close for a long time.
-const CLOSE_GRACE: Duration = Duration::from_secs(2);
-
-/// Waits for the device to close after the last byte was written, and says whether it had
-/// taken every byte by then. A device that still reads (its unacknowledged bytes go down) is
-/// waited for; one that takes nothing for `idle` is not. Without a send queue (not Linux), a
-/// clean close counts as read.
-async fn delivery<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: &mut S,
-    queue: Option<&SendQueue>,
-    idle: Duration,
-) -> Delivery {
-    let unread_now = || queue.and_then(SendQueue::unacknowledged);
-    let mut unread = unread_now();
-    let mut progress = Instant::now();
-    // When every byte was acknowledged, and whether the server has closed its side since.
-    let mut all_taken = unread.is_none_or(|n| n == 0).then(Instant::now);
-    let mut closed_ours = false;
-    let mut scratch = [0u8; 2048];
-    let mut extra = 0usize;
-    loop {
-        let left = idle.saturating_sub(progress.elapsed());
-        let wait = match all_taken {
-            None => QUEUE_POLL.min(left),
-            Some(t) if !closed_ours => CLOSE_GRACE.saturating_sub(t.elapsed()).min(left),
-            Some(_) => left,
-        };
-        match tokio::time::timeout(wait, stream.read(&mut scratch)).await {
-            // A clean close: TLS close_notify, or (as the Arduino cores close) a FIN without it.
-            // Once every byte was acknowledged, what is left unacknowledged is our own close.
-            Ok(Ok(0)) => return if all_taken.is_some() { Delivery::Read } else { closed(unread_now()) },
-            Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                return if all_taken.is_some() { Delivery::Read } else { closed(unread_now()) };
-            }
-            // A reset: the device closed with bytes it had not read.
-            Ok(Err(_)) => return Delivery::Refused { unread: unread_now().or(unread).unwrap_or(0) },
-            // More than its one request: not a device's behaviour; bounded all the same.
-            Ok(Ok(n)) => {
-                extra += n;
-                if extra > 64 * 1024 {
-                    return Delivery::Unconfirmed;
-                }
-            }
-            Err(_) => {
-                let now = unread_now();
-                if now != unread {
-                    unread = now;
-                    progress = Instant::now();
-                }
-                if all_taken.is_none() && unread.is_none_or(|n| n == 0) {
-                    all_taken = Some(Instant::now());
-                }
-                if !closed_ours && all_taken.is_some_and(|t| t.elapsed() >= CLOSE_GRACE) {
-                    let _ = stream.shutdown().await;
-                    closed_ours = true;
-                }
-                if progress.elapsed() >= idle {
-                    return match unread {
-                        Some(n) if n > 0 => Delivery::Stalled { unread: n },
-                        _ => Delivery::Unconfirmed,
-                    };
-                }
-            }
-        }
-    }
-}
-
-fn closed(unread: Option<u64>) -> Delivery {
-    match unread {
-        Some(n) if n > 0 => Delivery::Refused { unread: n },
-        _ => Delivery::Read,
-    }
-}
-
-/// A socket's count of sent bytes its peer has not acknowledged (Linux `SIOCOUTQ`).
-#[derive(Debug, Clone, Copy)]
-struct SendQueue {
-    #[cfg(target_os = "linux")]
-    fd: std::os::fd::RawFd,
-}
-
-#[cfg(target_os = "linux")]
-nix::ioctl_read_bad!(siocoutq, nix::libc::TIOCOUTQ, nix::libc::c_int);
-
-impl SendQueue {
-    /// The queue of `tcp`; only used while `tcp` (or what wraps it) is open, on its own task.
-    fn of(tcp: &TcpStream) -> Option<SendQueue> {
-        #[cfg(target_os = "linux")]
-        {
-            use std::os::fd::AsRawFd;
-            Some(SendQueue { fd: tcp.as_raw_fd() })
-        }
-        #[cfg(not(target_os = "linux"))]
-        {
-            let _ = tcp;
-            None
-        }
-    }
-
-    fn unacknowledged(&self) -> Option<u64> {
-        #[cfg(target_os = "linux")]
-        {
-            let mut n: nix::libc::c_int = 0;
-            // SAFETY: `fd` is the connection's socket, open for as long as the connection is
-            // served (see `of`); SIOCOUTQ writes one int.
-            unsafe { siocoutq(self.fd, &mut n) }.ok().map(|_| n.max(0) as u64)
-        }
-        #[cfg(not(target_os = "linux"))]
-        None
-    }
-}
-
-/// Filesystem images devices did not take, by MAC and release. Such an image is offered again
-/// at the device's next check, at most [`decision::MAX_ATTEMPTS`] times (a device whose
-/// filesystem is too small for it would otherwise be sent it at every check). Kept in memory
-/// per listener: a restart, or a new image, offers it again.
-#[derive(Default)]
-struct FsRefusals(Mutex<HashMap<(String, i64), u32>>);
-
-impl FsRefusals {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<(String, i64), u32>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn add(&self, mac: &str, release: i64) {
-        let mut map = self.map();
-        if map.len() >= 100_000 {
-            map.clear();
-        }
-        *map.entry((mac.to_string(), release)).or_default() += 1;
-    }
-
-    fn forget(&self, mac: &str, release: i64) {
-        self.map().remove(&(mac.to_string(), release));
-    }
-
-    /// `decision`, unless it serves a filesystem image this device has not taken too often.
-    fn guard(&self, dev: &device::DeviceRequest, decision: Decision) -> Decision {
-        let Answer::Serve(r) = &decision.answer else { return decision };
-        if r.meta.kind != PayloadKind::Filesystem {
-            return decision;
-        }
-        let refused = self.map().get(&(dev.sta_mac.clone(), r.meta.id)).copied().unwrap_or(0);
-        if refused < decision::MAX_ATTEMPTS {
-            return decision;
-        }
-        Decision {
-            reason: format!(
-                "did not take filesystem image {} the last {refused} times it was sent (it closed the \
-                 connection before reading it; is its filesystem smaller?): no longer offered, to stop a \
-                 loop (publish a new image, or restart the server, to try again)",
-                r.meta.version
-            ),
-            answer: Answer::NoUpdate(DeviceState::Held),
-        }
-    }
-}
-
-/// A stream that first gives back `prefix` (bytes already read from `inner`), then reads `inner`.
-struct Replay<S> {
-    prefix: Vec<u8>,
-    at: usize,
-    inner: S,
-}
-
-impl<S> Replay<S> {
-    fn new(prefix: Vec<u8>, inner: S) -> Self {
-        Replay { prefix, at: 0, inner }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Replay<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if self.at < self.prefix.len() {
-            let n = buf.remaining().min(self.prefix.len() - self.at);
-            let at = self.at;
-            buf.put_slice(&self.prefix[at..at + n]);
-            self.at += n;
-            if self.at == self.prefix.len() {
-                self.prefix = Vec::new();
-                self.at = 0;
-            }
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Replay<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
 /// Writes the body in steps, reporting progress as bytes reach the socket (a client that stops
 /// reading fails a write after the idle timeout: [`WriteDeadline`]). Returns the elapsed
 /// milliseconds, or how far it got, why it stopped and how.
@@ -774,149 +528,6 @@ fn channel_of(base: &str, path: &str) -> Option<String> {
     }
 }
 
-/// The user and password of an HTTP Basic `Authorization` header (RFC 7617: the scheme name is
-/// case-insensitive).
-fn basic_credentials(header: Option<&str>) -> Option<(String, String)> {
-    let (scheme, token) = header?.trim().split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = base64::engine::general_purpose::STANDARD.decode(token.trim()).ok()?;
-    let (user, pass) = String::from_utf8(decoded).ok()?.split_once(':').map(|(u, p)| (u.into(), p.into()))?;
-    Some((user, pass))
-}
-
-/// Checks a request's credentials against the channel's hash. Argon2 costs tens of milliseconds
-/// and ~19 MiB, so it runs off the async threads, a few at a time; credentials that verified are
-/// remembered (by a digest that includes the stored hash) so polling devices do not pay it each time.
-async fn authorized(shared: &Shared, header: Option<&str>, auth: &ChannelAuth) -> bool {
-    let Some((user, pass)) = basic_credentials(header) else { return false };
-    if pass.is_empty() {
-        return false;
-    }
-    let key: [u8; 32] = Sha256::new()
-        .chain_update(auth.password_hash.as_bytes())
-        .chain_update([0])
-        .chain_update(user.as_bytes())
-        .chain_update([0])
-        .chain_update(pass.as_bytes())
-        .finalize()
-        .into();
-    if shared.verified.lock().unwrap_or_else(|p| p.into_inner()).contains(&key) {
-        return true;
-    }
-    let Ok(Ok(_permit)) = tokio::time::timeout(shared.config.header_timeout, shared.hashing.acquire()).await
-    else {
-        return false;
-    };
-    let auth = auth.clone();
-    let ok = tokio::task::spawn_blocking(move || auth.verify(&user, &pass)).await.unwrap_or(false);
-    if ok {
-        let mut verified = shared.verified.lock().unwrap_or_else(|p| p.into_inner());
-        if verified.len() >= 4096 {
-            verified.clear();
-        }
-        verified.insert(key);
-    }
-    ok
-}
-
-/// A socket whose writes fail (`TimedOut`) once the peer has taken no byte for `limit`, so a client
-/// that stops reading cannot hold its connection slot in any state: the answer, the body, the
-/// closing TLS flush and shutdown. The clock runs from when writing first blocked, not from each
-/// call, so a download that timed out does not wait a second time in shutdown. Reads pass through
-/// (each read has its own deadline where it is made).
-struct WriteDeadline<S> {
-    inner: S,
-    limit: Duration,
-    /// When writes started to block (None while they go through).
-    blocked_since: Option<Instant>,
-    timer: Pin<Box<tokio::time::Sleep>>,
-}
-
-impl<S> WriteDeadline<S> {
-    fn new(inner: S, limit: Duration) -> Self {
-        WriteDeadline { inner, limit, blocked_since: None, timer: Box::pin(tokio::time::sleep(limit)) }
-    }
-
-    /// Passes a write's outcome on; a pending one turns into an error once the deadline passed.
-    fn check<T>(
-        &mut self,
-        cx: &mut Context<'_>,
-        polled: Poll<io::Result<T>>,
-        progress: bool,
-    ) -> Poll<io::Result<T>> {
-        match polled {
-            Poll::Ready(r) => {
-                if progress && r.is_ok() {
-                    self.blocked_since = None;
-                }
-                Poll::Ready(r)
-            }
-            Poll::Pending => {
-                let since = match self.blocked_since {
-                    Some(t) => t,
-                    None => {
-                        let now = Instant::now();
-                        self.blocked_since = Some(now);
-                        self.timer.as_mut().reset((now + self.limit).into());
-                        now
-                    }
-                };
-                if since.elapsed() >= self.limit || self.timer.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "the peer stopped reading",
-                    )));
-                }
-                Poll::Pending
-            }
-        }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for WriteDeadline<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
-        let progress = matches!(polled, Poll::Ready(Ok(n)) if n > 0);
-        self.check(cx, polled, progress)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        let progress = matches!(polled, Poll::Ready(Ok(n)) if n > 0);
-        self.check(cx, polled, progress)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let polled = Pin::new(&mut self.inner).poll_flush(cx);
-        self.check(cx, polled, false)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let polled = Pin::new(&mut self.inner).poll_shutdown(cx);
-        self.check(cx, polled, false)
-    }
-}
-
 /// Header values must not carry line breaks or non-ASCII.
 fn header_safe(s: &str) -> String {
     s.chars().map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).take(200).collect()
@@ -931,6 +542,9 @@ fn short(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine;
+
+    use super::auth::basic_credentials;
     use super::*;
 
     #[test]
