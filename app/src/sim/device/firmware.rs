@@ -166,15 +166,7 @@ async fn run_firmware(dev: &mut VirtualDevice, booted: &Booted, stop: &mut watch
             o = check(dev, booted, &settings, x509_time, sntp) => o,
             _ = stop.wait_for(|s| *s) => return Exit::Stopped,
         };
-        let ok = !matches!(outcome, CheckOutcome::Failed(_));
-        dev.console.update(|s| {
-            s.checks += 1;
-            s.failures += u64::from(!ok);
-            s.updates += u64::from(matches!(outcome, CheckOutcome::Updated { .. }));
-            s.last_outcome = Some(outcome.clone());
-            s.activity = Activity::Idle;
-        });
-        dev.console.event(DeviceEvent::Checked(outcome.clone()));
+        // The image is confirmed (or given up) before the check is reported.
         let answered = matches!(outcome, CheckOutcome::UpToDate | CheckOutcome::Updated { .. });
         if on_trial && answered {
             on_trial = false;
@@ -192,6 +184,15 @@ async fn run_firmware(dev: &mut VirtualDevice, booted: &Booted, stop: &mut watch
             // still on trial and goes back to the previous slot.
             return Exit::Restart;
         }
+        let ok = !matches!(outcome, CheckOutcome::Failed(_));
+        dev.console.update(|s| {
+            s.checks += 1;
+            s.failures += u64::from(!ok);
+            s.updates += u64::from(matches!(outcome, CheckOutcome::Updated { .. }));
+            s.last_outcome = Some(outcome.clone());
+            s.activity = Activity::Idle;
+        });
+        dev.console.event(DeviceEvent::Checked(outcome.clone()));
         if let CheckOutcome::Updated { .. } = outcome {
             return Exit::Restart;
         }
