@@ -139,30 +139,12 @@ impl Inventory {
 
     /// Records a check-in: refreshes what the device reports and notices when a device that
     /// downloaded a release now runs it (installed) or came back on something else (rolled back).
-    /// Returns the updated record the decision should see.
-    /// `name` is what the device says it is called (the reference firmware's `?name=`); a device
-    /// that stops saying keeps the last name it gave.
+    /// Returns the updated record the decision should see. `name` is what the device says it is
+    /// called (the reference firmware's `?name=`); a device that stops saying keeps the last name.
     ///
-    /// A new MAC outside the admission limits is not recorded: the record returned is not kept
-    /// (see [`Inventory::try_check_in`] to answer such a device differently).
-    pub fn check_in(
-        &self,
-        req: &DeviceRequest,
-        name: Option<&str>,
-        channel: &str,
-        remote: &str,
-        catalog: &Catalog,
-    ) -> Device {
-        match self.try_check_in(req, name, channel, remote, catalog) {
-            Ok(device) => device,
-            Err((_, device)) => *device,
-        }
-    }
-
-    /// [`Inventory::check_in`], saying when a new MAC was not admitted (and why, in words for
-    /// the device's `X-OTA-Forge-Reason` and the log): the device should then be answered 304
-    /// with that reason, which ESP8266httpUpdate and HTTPUpdate take as "no update" and check
-    /// again at their next interval. The record that comes with the refusal is not kept.
+    /// A new MAC outside the admission limits is refused (with why, in words for the device's
+    /// `X-OTA-Forge-Reason` and the log) and not recorded: the device should then be answered 304,
+    /// which ESP8266httpUpdate and HTTPUpdate take as "no update" and check again later.
     pub fn try_check_in(
         &self,
         req: &DeviceRequest,
