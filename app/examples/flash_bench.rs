@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use otaforge::firmware::{Chip, ImageBuilder};
-use otaforge::flash::{self, Cancel, FlashRequest};
-use otaforge::sim::serial::{self as sim, SimOptions, VirtualSerialDevice};
+use otaforge_firmware::{Chip, ImageBuilder};
+use otaforge_flash::{self as flash, Cancel, FlashRequest};
+use otaforge_sim::serial::{self as sim, SimOptions, VirtualSerialDevice};
 
 /// Data that deflates about as well as real firmware: instructions drawn from a small, skewed
 /// vocabulary, with runs of zeros and strings mixed in.

@@ -169,9 +169,9 @@ fn real_main() -> Result<()> {
 }
 
 fn make_image(out: &PathBuf, size: usize, seed: u64) -> Result<()> {
-    let image = otaforge::firmware::ImageBuilder::arduino_esp8266().target_size(size).seed(seed).build();
+    let image = otaforge_firmware::ImageBuilder::arduino_esp8266().target_size(size).seed(seed).build();
     std::fs::write(out, &image).with_context(|| format!("cannot write {}", out.display()))?;
-    println!("{}", otaforge::firmware::md5_hex(&image));
+    println!("{}", otaforge_firmware::md5_hex(&image));
     Ok(())
 }
 
@@ -182,7 +182,7 @@ fn make_image(out: &PathBuf, size: usize, seed: u64) -> Result<()> {
 /// list the virtual devices use.
 fn esp_provider(kx: Kx) -> CryptoProvider {
     let mut p = aws_lc_rs::default_provider();
-    p.cipher_suites = otaforge::sim::device::tls::esp8266_cipher_suites();
+    p.cipher_suites = otaforge_sim::device::tls::esp8266_cipher_suites();
     // In TLS 1.2 the supported-groups list also says which curves the client accepts in the
     // server's ECDSA certificate (RFC 8422), so P-256 must be listed for the P-256 certificate:
     // OpenSSL servers refuse the handshake otherwise.

@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
-use otaforge::firmware::ImageBuilder;
 use otaforge::ui::OtaForgeApp;
 use otaforge::ui::serve::{Tab, labels};
+use otaforge_firmware::ImageBuilder;
 use rustls::pki_types::pem::PemObject;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -121,8 +121,8 @@ fn main() -> Result<()> {
     let fleet = env("DEVICES", 1000);
     let downloading = env("DOWNLOADS", 50).min(fleet);
     let dir = tempfile::tempdir()?;
-    let hosts = ["ota.test", "127.0.0.1"].iter().map(|h| otaforge::pki::Host::parse(h).unwrap()).collect();
-    otaforge::pki::generate(dir.path(), &otaforge::pki::IssueRequest::new(hosts), false)?;
+    let hosts = ["ota.test", "127.0.0.1"].iter().map(|h| otaforge_pki::Host::parse(h).unwrap()).collect();
+    otaforge_pki::generate(dir.path(), &otaforge_pki::IssueRequest::new(hosts), false)?;
     let ca_pem = std::fs::read_to_string(dir.path().join("ca.pem"))?;
     let old = ImageBuilder::arduino_esp8266().target_size(300_000).seed(1).build();
     publish(dir.path(), &old, "1.0.0")?;
@@ -138,7 +138,7 @@ fn main() -> Result<()> {
     let path = dir.path().to_path_buf();
     let mut h = Harness::builder()
         .with_size(egui::vec2(1280.0, 800.0))
-        .build_eframe(move |cc| OtaForgeApp::new(cc, path).expect("backend starts"));
+        .build_eframe(move |cc| OtaForgeApp::new(cc, path).expect("worker starts"));
     h.step();
     let app_start = t.elapsed();
     let due = Due::default();
@@ -166,7 +166,7 @@ fn main() -> Result<()> {
     // The fleet checks in (each over its own TLS connection, as devices do).
     let rt = tokio::runtime::Runtime::new()?;
     let tls = Arc::new(client_config(&ca_pem)?);
-    let old_md5 = otaforge::firmware::md5_hex(&old);
+    let old_md5 = otaforge_firmware::md5_hex(&old);
     let t = Instant::now();
     rt.block_on(async {
         let gate = Arc::new(tokio::sync::Semaphore::new(16));
@@ -323,9 +323,9 @@ fn ratio(a: Duration, b: Duration) -> f64 {
 }
 
 fn publish(dir: &std::path::Path, bytes: &[u8], version: &str) -> Result<()> {
-    let mut store = otaforge::store::Store::open(dir)?;
-    let req = otaforge::publish::PublishRequest::sketch("stable", Some(version));
-    otaforge::publish::publish(&mut store, bytes, &req).context("publish")?;
+    let mut store = otaforge_store::Store::open(dir)?;
+    let req = otaforge_actions::publish::PublishRequest::sketch("stable", Some(version));
+    otaforge_actions::publish::check_and_publish(&mut store, bytes.to_vec(), req).context("publish")?;
     Ok(())
 }
 

@@ -5,8 +5,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicIsize, Ordering};
 
-use otaforge::server::inventory::DeviceMap;
-use otaforge::store::{Device, DeviceState};
+use otaforge_server::inventory::DeviceMap;
+use otaforge_store::{Device, DeviceState};
 
 struct Counting;
 

@@ -7,8 +7,10 @@ use anyhow::{Context, Result, bail};
 use clap::{Subcommand, ValueEnum};
 use time::OffsetDateTime;
 
-use crate::pki::{self, CertInfo, CertReport, Host, IssueRequest, KeyKind, TrustMode, export, local};
-use crate::project::{self, Secrecy};
+use otaforge_pki::{
+    self as pki, CertInfo, CertReport, Host, IssueRequest, KeyKind, TrustMode, export, local,
+};
+use otaforge_project::{self as project, Secrecy};
 
 /// Certificate subcommands.
 #[derive(Debug, Subcommand)]

@@ -11,16 +11,16 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 
-use crate::firmware::Chip;
-use crate::firmware::device_settings::DeviceSettings;
-use crate::firmware::settings::{BakeForm, bake_image};
-use crate::flash::{self, Cancel, FlashRequest, FlashUpdate, Phase};
-use crate::pki::{self, Host, IssueRequest};
-use crate::publish::{self, PublishRequest};
-use crate::server::{self, ServeConfig, ServerEvent};
-use crate::sim::board::{BoardOptions, VirtualBoard};
-use crate::sim::device::{CheckOutcome, DeviceEvent, DeviceOptions, DeviceStatus, reference_image};
-use crate::store::{DeviceState, Store};
+use otaforge_actions::publish::{self as publish, PublishRequest};
+use otaforge_firmware::Chip;
+use otaforge_firmware::device_settings::DeviceSettings;
+use otaforge_firmware::settings::BakeForm;
+use otaforge_flash::{self as flash, Cancel, FlashRequest, FlashUpdate, Phase};
+use otaforge_pki::{self as pki, Host, IssueRequest};
+use otaforge_server::{self as server, ServeConfig, ServerEvent};
+use otaforge_sim::board::{BoardOptions, VirtualBoard};
+use otaforge_sim::device::{CheckOutcome, DeviceEvent, DeviceOptions, DeviceStatus, bake_reference_image};
+use otaforge_store::{DeviceState, Store};
 
 /// `otaforge demo`.
 #[derive(Debug, Args)]
@@ -89,14 +89,17 @@ async fn run(args: DemoArgs) -> Result<()> {
     let server = server::start(&dir, config).await.context("could not start the update server")?;
     let port = server.tls_addr.port();
     let mut events = server.subscribe();
-    steps.say(format!("Server: https://127.0.0.1:{port}{} is up (otaforge serve)", server::DEFAULT_PATH));
+    steps.say(format!(
+        "Server: https://127.0.0.1:{port}{} is up (otaforge serve)",
+        otaforge_protocol::DEFAULT_PATH
+    ));
 
     let form = |version: &str| BakeForm {
         host: "127.0.0.1".into(),
         port,
         version: version.into(),
         // The reference image is synthetic: it goes to the demo channel, never to a real one.
-        channel: publish::DEMO_CHANNEL.into(),
+        channel: otaforge_protocol::DEMO_CHANNEL.into(),
         poll_interval_s: 10,
         ..BakeForm::default()
     };
@@ -132,8 +135,11 @@ async fn run(args: DemoArgs) -> Result<()> {
 
     let v2 = bake(&dir, chip, &form("2.0.0"))?;
     let mut store = Store::open(&dir)?;
-    let release =
-        publish::publish(&mut store, &v2, &PublishRequest::sketch(publish::DEMO_CHANNEL, Some("2.0.0")))?;
+    let release = publish::check_and_publish(
+        &mut store,
+        v2,
+        PublishRequest::sketch(otaforge_protocol::DEMO_CHANNEL, Some("2.0.0")),
+    )?;
     server.reload()?;
     steps.say(format!(
         "Publish: 2.0.0 ({} bytes, MD5 {}) on channel demo (otaforge publish)",
@@ -191,8 +197,7 @@ async fn run(args: DemoArgs) -> Result<()> {
 }
 
 fn bake(dir: &Path, chip: Chip, form: &BakeForm) -> Result<Vec<u8>> {
-    let reference = reference_image(chip, &form.version, IMAGE_SIZE);
-    Ok(bake_image(dir, &reference, form).context("could not bake the reference image")?.0)
+    bake_reference_image(dir, chip, form, IMAGE_SIZE).context("could not bake the reference image")
 }
 
 /// Follows the device's serial log while waiting, so lines and steps print in the order they

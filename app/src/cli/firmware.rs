@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use crate::firmware::config_block::{self, BakedSettings};
-use crate::firmware::settings::{self, BakeForm};
-use crate::firmware::{ImageInfo, inspect, source};
+use otaforge_firmware::config_block::{self, BakedSettings};
+use otaforge_firmware::settings::{self, BakeForm};
+use otaforge_firmware::{ImageInfo, inspect, source};
 
 /// `otaforge bake`: settings from these options, the CA from the project.
 #[derive(Debug, Args)]
@@ -31,10 +31,10 @@ pub struct BakeArgs {
     #[arg(long)]
     pub host: Option<String>,
     /// HTTPS port.
-    #[arg(long, default_value_t = crate::server::DEFAULT_PORT)]
+    #[arg(long, default_value_t = otaforge_protocol::DEFAULT_PORT)]
     pub port: u16,
     /// Update path.
-    #[arg(long, default_value = crate::server::DEFAULT_PATH)]
+    #[arg(long, default_value = otaforge_protocol::DEFAULT_PATH)]
     pub path: String,
     /// Channel ("" = the default, /update).
     #[arg(long, default_value = "")]
@@ -221,7 +221,7 @@ pub(super) fn bake(dir: &Path, args: BakeArgs) -> Result<()> {
     let bytes = std::fs::read(input).with_context(|| format!("cannot read {}", input.display()))?;
     let (baked, settings) = settings::bake_image(dir, &bytes, &form)?;
     // Owner-only: the image may now hold a Wi-Fi password.
-    crate::project::write_atomic(out, &baked, crate::project::Secrecy::Secret)
+    otaforge_project::write_atomic(out, &baked, otaforge_project::Secrecy::Secret)
         .with_context(|| format!("cannot write {}", out.display()))?;
     let info = inspect(&baked)?;
     println!(

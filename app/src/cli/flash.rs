@@ -9,9 +9,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use crate::firmware::Chip;
-use crate::firmware::device_settings::{DeviceSettings, Wifi};
-use crate::flash::{self, Cancel, FlashRequest, FlashUpdate, Likelihood, PortInfo, Progress};
+use otaforge_firmware::Chip;
+use otaforge_firmware::device_settings::{DeviceSettings, Wifi};
+use otaforge_flash::{self as flash, Cancel, FlashRequest, FlashUpdate, Likelihood, PortChoice, Progress};
 
 /// `otaforge flash`.
 #[derive(Debug, Args)]
@@ -178,7 +178,7 @@ fn parse_offset(s: &str) -> Result<u32, String> {
 
 /// `otaforge ports`.
 pub fn ports(dir: &Path, json: bool) -> Result<()> {
-    let ports = flash::ports::all_ports(dir);
+    let ports = otaforge_actions::ports::all_ports(dir);
     if json {
         println!("{}", serde_json::to_string_pretty(&ports)?);
         return Ok(());
@@ -196,26 +196,15 @@ pub fn ports(dir: &Path, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// The port to use: the one given, or the only likely ESP board.
+/// The port to use: the one given, or the only likely ESP board ([`PortChoice`], the app's
+/// choice too). Where several could be one, the CLI refuses to guess.
 fn pick_port(dir: &Path, given: Option<String>) -> Result<String> {
     if let Some(p) = given {
         return Ok(p);
     }
-    let ports = flash::ports::all_ports(dir);
-    let likely: Vec<&PortInfo> = ports.iter().filter(|p| p.likelihood <= Likelihood::EspBridge).collect();
-    match likely.as_slice() {
-        [one] => Ok(one.path.clone()),
-        [] if ports.is_empty() => bail!(
-            "no serial port found: plug the board in with a data cable (charge-only cables have no data lines), or name the port with --port"
-        ),
-        [] => bail!(
-            "no port looks like an ESP board ({}): name one with --port",
-            ports.iter().map(|p| p.path.as_str()).collect::<Vec<_>>().join(", ")
-        ),
-        many => bail!(
-            "several ports could be an ESP board ({}): pick one with --port",
-            many.iter().map(|p| p.path.as_str()).collect::<Vec<_>>().join(", ")
-        ),
+    match PortChoice::among(&otaforge_actions::ports::all_ports(dir)) {
+        PortChoice::Only(port) => Ok(port.path),
+        other => bail!("{}", other.refusal("pick one with --port").unwrap_or_default()),
     }
 }
 
@@ -295,7 +284,7 @@ pub fn flash(dir: &Path, args: FlashArgs) -> Result<()> {
     let done = cancel_on_ctrl_c(&cancel);
     let mut bar = Bar { tty: std::io::stderr().is_terminal(), last_tenth: None, drawn: false };
     bar.line(&format!("Flashing {} on {port}…", args.file.display()));
-    let result = flash::flash(&req, &cancel, &mut |u| match u {
+    let result = otaforge_actions::flash_record::flash_and_record(dir, &req, &cancel, &mut |u| match u {
         FlashUpdate::Progress(p) => bar.progress(&p),
         FlashUpdate::Note(n) => bar.line(&n),
         FlashUpdate::Board(b) => bar.line(&format!(
@@ -309,20 +298,21 @@ pub fn flash(dir: &Path, args: FlashArgs) -> Result<()> {
         FlashUpdate::Phase(_) => {}
     });
     done.store(true, Ordering::SeqCst);
-    let outcome = result.map_err(|e| {
+    let flashed = result.map_err(|e| {
         bar.line("");
         anyhow::anyhow!("{e}")
     })?;
     bar.line("");
-    println!("{}", outcome.summary());
-    match flash::confirm::remember(dir, &outcome, &req.image) {
-        Ok(true) => println!(
+    println!("{}", flashed.outcome.summary());
+    if flashed.awaiting_confirmation {
+        println!(
             "Recorded in {}: `otaforge serve` marks this flash confirmed when {} checks in running it.",
             dir.display(),
-            outcome.board.mac.as_deref().unwrap_or("the device")
-        ),
-        Ok(false) => {}
-        Err(e) => eprintln!("warning: could not record the flash for the update server to confirm: {e}"),
+            flashed.outcome.board.mac.as_deref().unwrap_or("the device")
+        );
+    }
+    if let Some(e) = flashed.record_error {
+        eprintln!("warning: could not record the flash for the update server to confirm: {e}");
     }
     if args.monitor {
         // Sketches print at 115200 (the ESP8266 ROM's own boot lines, at 74880, show as noise).
@@ -383,7 +373,7 @@ pub fn provision(dir: &Path, args: ProvisionArgs) -> Result<()> {
     let cancel = Cancel::new();
     let done = cancel_on_ctrl_c(&cancel);
     let mut bar = Bar { tty: std::io::stderr().is_terminal(), last_tenth: None, drawn: false };
-    let result = flash::flash(&req, &cancel, &mut |u| match u {
+    let result = otaforge_actions::flash_record::flash_and_record(dir, &req, &cancel, &mut |u| match u {
         FlashUpdate::Progress(p) => bar.progress(&p),
         FlashUpdate::Note(n) => bar.line(&n),
         FlashUpdate::Board(b) => {
@@ -392,7 +382,7 @@ pub fn provision(dir: &Path, args: ProvisionArgs) -> Result<()> {
         FlashUpdate::Phase(_) => {}
     });
     done.store(true, Ordering::SeqCst);
-    let outcome = result.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let flashed = result.map_err(|e| anyhow::anyhow!("{e}"))?;
     bar.line("");
     let name = if settings.name.is_empty() {
         "its MAC-derived name".to_string()
@@ -403,7 +393,7 @@ pub fn provision(dir: &Path, args: ProvisionArgs) -> Result<()> {
         settings.wifi.as_ref().map_or("its built-in Wi-Fi".to_string(), |w| format!("Wi-Fi \"{}\"", w.ssid));
     println!(
         "Provisioned {} on {port}: {name}, {wifi}. Its firmware was not written; it takes the settings at its next boot.",
-        outcome.board.mac.as_deref().unwrap_or("the board")
+        flashed.outcome.board.mac.as_deref().unwrap_or("the board")
     );
     Ok(())
 }

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use crate::firmware::Chip;
-use crate::firmware::settings::{BakeForm, bake_image};
-use crate::sim::device::{DeviceOptions, Net, reference_image};
-use crate::sim::fleet::{Fleet, FleetOptions, FleetSummary, device_line};
+use otaforge_firmware::Chip;
+use otaforge_firmware::settings::BakeForm;
+use otaforge_sim::device::{DeviceOptions, Net, bake_reference_image, reference_image};
+use otaforge_sim::fleet::{Fleet, FleetOptions, FleetSummary, device_line};
 
 /// `otaforge sim fleet`.
 #[derive(Debug, Args)]
@@ -37,11 +37,11 @@ pub struct FleetArgs {
     #[arg(long)]
     pub host: Option<String>,
     /// HTTPS port to bake.
-    #[arg(long, default_value_t = crate::server::DEFAULT_PORT)]
+    #[arg(long, default_value_t = otaforge_protocol::DEFAULT_PORT)]
     pub port: u16,
     /// Channel to bake. The reference image is synthetic, so it may be published only to a demo
     /// channel (`demo`, `demo-…`).
-    #[arg(long, default_value = crate::publish::DEMO_CHANNEL)]
+    #[arg(long, default_value = otaforge_protocol::DEMO_CHANNEL)]
     pub channel: String,
     /// BearSSL receive buffer to bake (ESP8266).
     #[arg(long, default_value_t = 16384)]
@@ -148,9 +148,7 @@ fn bake_for_project(dir: &Path, args: &FleetArgs) -> Result<Vec<u8>> {
         tls_rx_buffer: args.tls_rx,
         ..BakeForm::default()
     };
-    let reference = reference_image(args.chip, &args.version, args.image_size);
-    let (baked, _) = bake_image(dir, &reference, &form).context("could not bake the reference image")?;
-    Ok(baked)
+    bake_reference_image(dir, args.chip, &form, args.image_size).context("could not bake the reference image")
 }
 
 /// When things happened during a run, for the JSON summary (benchmarks read it).

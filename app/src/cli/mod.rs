@@ -29,7 +29,7 @@ pub use sim::SimCommand;
 #[command(name = "otaforge", version, about, long_about = None)]
 pub struct Cli {
     /// Project directory (certificates, releases, device store). Default: the platform data directory.
-    #[arg(long, global = true, env = crate::project::DIR_ENV, value_name = "DIR")]
+    #[arg(long, global = true, env = otaforge_project::DIR_ENV, value_name = "DIR")]
     pub dir: Option<PathBuf>,
 
     /// What to do; without one, the desktop app opens.
@@ -40,7 +40,7 @@ pub struct Cli {
 impl Cli {
     /// The project directory in use.
     pub fn project_dir(&self) -> PathBuf {
-        self.dir.clone().unwrap_or_else(crate::project::default_dir)
+        self.dir.clone().unwrap_or_else(otaforge_project::default_dir)
     }
 }
 
@@ -123,11 +123,11 @@ pub fn run(dir: PathBuf, command: Commands) -> ExitCode {
         Commands::Bake(args) => firmware::bake(&dir, args),
         Commands::Inspect { file, json } => firmware::inspect_file(&file, json),
         Commands::ConfigBlockHeader => {
-            print!("{}", crate::firmware::config_block::c_header());
+            print!("{}", otaforge_firmware::config_block::c_header());
             Ok(())
         }
         Commands::DeviceSettingsHeader => {
-            print!("{}", crate::firmware::device_settings::c_header());
+            print!("{}", otaforge_firmware::device_settings::c_header());
             Ok(())
         }
         Commands::Ports { json } => flash::ports(&dir, json),

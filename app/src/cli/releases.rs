@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use crate::publish::{self, DEFAULT_CHANNEL, PublishRequest};
-use crate::server::device::parse_mac;
-use crate::store::{PayloadKind, RowKey, Store};
+use otaforge_actions::publish::{self as publish, PublishRequest};
+use otaforge_protocol::DEFAULT_CHANNEL;
+use otaforge_server::device::parse_mac;
+use otaforge_store::{PayloadKind, RowKey, Store};
 
 /// `otaforge publish`.
 #[derive(Debug, Args)]
@@ -75,11 +76,11 @@ pub(super) fn publish_file(dir: &Path, args: PublishArgs) -> Result<()> {
         notes: args.notes,
         file_name: args.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
     };
-    let checked = publish::check(&store, &bytes, &req)?;
+    let checked = publish::check(&store, bytes, req)?;
     for w in &checked.warnings {
         eprintln!("warning: {w}");
     }
-    let release = publish::store_checked(&mut store, &bytes, &req, checked)?;
+    let release = publish::publish(&mut store, &checked)?;
     println!(
         "Published #{} {} on \"{}\": {} bytes, {}, MD5 {}",
         release.id,
@@ -176,7 +177,7 @@ pub(super) fn releases(dir: &Path, channel: Option<&str>) -> Result<()> {
 pub(super) fn devices(dir: &Path, json: bool) -> Result<()> {
     let store = Store::open(dir)?;
     let devices = store.devices()?;
-    let now = crate::store::now_unix();
+    let now = otaforge_store::now_unix();
     if json {
         let rows: Vec<serde_json::Value> = devices
             .iter()

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use clap::Args;
 
-use crate::server::{self, FragmentPolicy, ServeConfig, ServerEvent};
+use otaforge_server::{self as server, EventKind, FragmentPolicy, ServeConfig, ServerEvent};
 
 /// `otaforge serve`.
 #[derive(Debug, Args)]
@@ -17,13 +17,13 @@ pub struct ServeArgs {
     #[arg(long, default_value = "0.0.0.0")]
     pub bind: IpAddr,
     /// HTTPS port.
-    #[arg(long, default_value_t = server::DEFAULT_PORT)]
+    #[arg(long, default_value_t = otaforge_protocol::DEFAULT_PORT)]
     pub port: u16,
     /// Also serve plain HTTP on this port (devices without TLS; not recommended).
     #[arg(long, value_name = "PORT")]
     pub http_port: Option<u16>,
     /// Update path; <path>/<channel> selects a channel.
-    #[arg(long, default_value = server::DEFAULT_PATH)]
+    #[arg(long, default_value = otaforge_protocol::DEFAULT_PATH)]
     pub path: String,
     /// Send full 16 KB TLS records even to devices that advertise a smaller max_fragment_length
     /// (faster for ESP8266s with 16 KB receive buffers; breaks those built with setBufferSizes(512, 512)).
@@ -127,74 +127,35 @@ fn stamp() -> String {
     format!("{:02}:{:02}:{:02}", now.hour(), now.minute(), now.second())
 }
 
-fn who(mac: &Option<String>) -> &str {
-    mac.as_deref().unwrap_or("(no MAC)")
-}
-
-/// One line per event; download progress at most once a second per download.
+/// One line per event (the server's words, see `otaforge_server::event_words`), requests left
+/// out; download progress at most once a second per download.
 fn log_event(ev: &ServerEvent, last: &mut HashMap<u64, Instant>) {
     let t = stamp();
     match ev {
-        ServerEvent::Decision { mac, status, reason, .. } => {
-            println!("{t} {} → {status}: {reason}", who(mac))
-        }
-        ServerEvent::DownloadStarted { conn, mac, version, total, record_size, .. } => {
+        ServerEvent::DownloadStarted { conn, .. } => {
             last.insert(*conn, Instant::now());
-            let records = record_size.map(|r| format!(", {r}-byte TLS records")).unwrap_or_default();
-            println!("{t} {} downloading {version}: {total} bytes{records}", who(mac));
         }
         ServerEvent::DownloadProgress { conn, mac, sent, total, .. } => {
             let due = last.get(conn).is_none_or(|l| l.elapsed() >= Duration::from_secs(1));
             if due && sent < total {
                 last.insert(*conn, Instant::now());
-                println!("{t} {}   {sent}/{total} bytes ({}%)", who(mac), sent * 100 / (*total).max(1));
+                let who = mac.as_deref().unwrap_or("(no MAC)");
+                println!("{t} {who}   {sent}/{total} bytes ({}%)", sent * 100 / (*total).max(1));
             }
         }
-        ServerEvent::DownloadFinished { conn, mac, bytes, millis, .. } => {
+        ServerEvent::DownloadFinished { conn, .. } | ServerEvent::DownloadAborted { conn, .. } => {
             last.remove(conn);
-            println!("{t} {} download complete: {bytes} bytes in {:.1} s", who(mac), *millis as f64 / 1000.0);
         }
-        ServerEvent::DownloadAborted { conn, mac, sent, total, why, .. } => {
-            last.remove(conn);
-            println!("{t} {} download broke off at {sent}/{total}: {why}", who(mac));
-        }
-        ServerEvent::DeviceInstalled { mac, version, .. } => println!("{t} {mac} installed {version} ✓"),
-        ServerEvent::DeviceRolledBack { mac, running, .. } => {
-            println!(
-                "{t} {mac} came back on the old firmware ({})",
-                running.as_deref().unwrap_or("unknown version")
-            )
-        }
-        ServerEvent::DeviceSilent { mac, .. } => {
-            println!("{t} {mac} silent since its update: no check-in within twice its usual interval")
-        }
-        ServerEvent::ConnectionRefused { remote, why } => println!("{t} {remote} refused: {why}"),
-        ServerEvent::CatalogReloaded => println!("{t} releases changed: now serving the new state"),
-        ServerEvent::ReleaseDisabled { release, channel, version, reason } => println!(
-            "{t} {version} (#{release}) on \"{channel}\" is disabled: {reason}; devices on \"{channel}\" are \
-             told 304 until the file is restored from a backup or another release is made current"
-        ),
-        ServerEvent::RowUnreadable { key, reason, .. } => {
-            println!("{t} {key} cannot be read from the database ({reason}): left out, the rest is served")
-        }
-        ServerEvent::InventoryBacklog { held, spilled, dropped, why } => {
-            let dropped =
-                if *dropped > 0 { format!(", {dropped} history records given up") } else { String::new() };
-            println!(
-                "{t} inventory not saved ({why}): {held} records waiting in memory, {spilled} on disk{dropped}; retrying"
-            )
-        }
-        ServerEvent::InventoryCaughtUp { saved } => {
-            println!("{t} inventory saved again: the {saved} waiting records are in the database")
-        }
-        ServerEvent::NewDevicesCapped { max, refused } => println!(
-            "{t} {refused} new device(s) not admitted: {max} devices that never installed anything are known \
-             (--max-unproven-devices); known devices are served as ever"
-        ),
-        ServerEvent::NewDevicesRateLimited { remote, per_minute, refused } => println!(
-            "{t} {refused} new device(s) from {remote} not admitted: more than {per_minute} new MACs a minute from one address"
-        ),
-        ServerEvent::Listening { .. } | ServerEvent::RequestReceived { .. } => {}
+        // The start line already says where it listens.
+        ServerEvent::Listening { .. } => return,
+        _ => {}
+    }
+    match ev.words() {
+        Some(w) if w.kind != EventKind::Request => match w.mac {
+            Some(mac) => println!("{t} {mac} {}", w.text),
+            None => println!("{t} {}", w.text),
+        },
+        _ => {}
     }
 }
 
@@ -205,19 +166,24 @@ pub struct CheckArgs {
     #[arg(long)]
     pub host: Option<String>,
     /// Port.
-    #[arg(long, default_value_t = server::DEFAULT_PORT)]
+    #[arg(long, default_value_t = otaforge_protocol::DEFAULT_PORT)]
     pub port: u16,
     /// Update path.
-    #[arg(long, default_value = server::DEFAULT_PATH)]
+    #[arg(long, default_value = otaforge_protocol::DEFAULT_PATH)]
     pub path: String,
 }
 
 pub(super) fn check(dir: &Path, args: CheckArgs) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let ok =
-        rt.block_on(crate::preflight::run(dir, args.host.as_deref(), args.port, &args.path, &mut |step| {
+    let ok = rt.block_on(otaforge_server::preflight::run(
+        dir,
+        args.host.as_deref(),
+        args.port,
+        &args.path,
+        &mut |step| {
             println!("{} {}: {}", if step.ok { "✔" } else { "✖" }, step.name, step.detail);
-        }))?;
+        },
+    ))?;
     if !ok {
         anyhow::bail!("devices would not get updates from this server yet (see ✖ above)");
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
-use crate::sim::serial::{Chip, SimOptions, VirtualSerialDevice};
+use otaforge_sim::serial::{Chip, SimOptions, VirtualSerialDevice};
 
 /// The `sim` verbs.
 #[derive(Debug, Subcommand)]

@@ -9,9 +9,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::firmware::Chip;
-use crate::sim::board::{BoardOptions, VirtualBoard};
-use crate::sim::device::{DeviceEvent, DeviceOptions, Net};
+use otaforge_firmware::Chip;
+use otaforge_sim::board::{BoardOptions, VirtualBoard};
+use otaforge_sim::device::{DeviceEvent, DeviceOptions, Net};
 
 /// `otaforge sim board`.
 #[derive(Debug, Args)]

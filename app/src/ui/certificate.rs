@@ -5,8 +5,8 @@ use egui::{Color32, RichText};
 use time::OffsetDateTime;
 
 use super::StepStatus;
-use crate::backend::{Backend, Command, Event, ExportFormat};
-use crate::pki::{CertInfo, CertReport, Host, IssueRequest, KeyKind, TrustMode, local::LocalHosts};
+use crate::worker::{Command, Event, ExportFormat, Worker};
+use otaforge_pki::{CertInfo, CertReport, Host, IssueRequest, KeyKind, TrustMode, local::LocalHosts};
 
 /// Label of the button that makes the material (tests find it by this text).
 pub const GENERATE: &str = "Generate cert";
@@ -38,9 +38,9 @@ pub struct CertificateStep {
 }
 
 impl CertificateStep {
-    pub(super) fn new(form: Remembered, backend: &Backend) -> Self {
-        backend.send(Command::LoadCertificate { hosts: Vec::new() });
-        backend.send(Command::DiscoverHosts);
+    pub(super) fn new(form: Remembered, worker: &Worker) -> Self {
+        worker.send(Command::LoadCertificate { hosts: Vec::new() });
+        worker.send(Command::DiscoverHosts);
         CertificateStep {
             form,
             report: None,
@@ -116,21 +116,21 @@ impl CertificateStep {
             .map(|h| Host::parse(h).map_err(|e| e.to_string()))
             .collect::<Result<_, _>>()?;
         if hosts.is_empty() {
-            return Err(crate::pki::HostError::Empty.to_string());
+            return Err(otaforge_pki::HostError::Empty.to_string());
         }
         Ok(hosts)
     }
 
-    pub(super) fn ui(&mut self, ui: &mut egui::Ui, backend: &Backend) {
+    pub(super) fn ui(&mut self, ui: &mut egui::Ui, worker: &Worker) {
         ui.heading("1. Certificate");
         ui.label(
             "A private CA for your devices and a certificate for the update server, signed by it. \
              Devices trust the CA, so the server certificate can be renewed without reflashing.",
         );
         ui.add_space(8.0);
-        self.host_form(ui, backend);
+        self.host_form(ui, worker);
         ui.add_space(8.0);
-        self.actions(ui, backend);
+        self.actions(ui, worker);
         if let Some(busy) = self.busy {
             ui.horizontal(|ui| {
                 ui.spinner();
@@ -152,7 +152,7 @@ impl CertificateStep {
         }
     }
 
-    fn host_form(&mut self, ui: &mut egui::Ui, backend: &Backend) {
+    fn host_form(&mut self, ui: &mut egui::Ui, worker: &Worker) {
         ui.horizontal(|ui| {
             let label = ui.label(HOST_FIELD);
             ui.add(
@@ -170,7 +170,7 @@ impl CertificateStep {
                 && let Some(host) = first
             {
                 self.host_check = None;
-                backend.send(Command::CheckHost(host));
+                worker.send(Command::CheckHost(host));
             }
         });
         if let Err(why) = self.parsed_hosts()
@@ -197,7 +197,7 @@ impl CertificateStep {
                         if ui.button(format!("Use {text}")).clicked() {
                             self.form.hosts = text;
                             self.host_check = None;
-                            backend.send(Command::CheckHost(host));
+                            worker.send(Command::CheckHost(host));
                         }
                     }
                 });
@@ -220,7 +220,7 @@ impl CertificateStep {
         }
     }
 
-    fn actions(&mut self, ui: &mut egui::Ui, backend: &Backend) {
+    fn actions(&mut self, ui: &mut egui::Ui, worker: &Worker) {
         let hosts = self.parsed_hosts();
         let idle = self.busy.is_none();
         let has_material = self.report.is_some();
@@ -230,7 +230,7 @@ impl CertificateStep {
                 if has_material {
                     self.confirm_replace = true;
                 } else {
-                    self.generate(backend, false);
+                    self.generate(worker, false);
                 }
             }
             if let Some(report) = &self.report
@@ -242,17 +242,17 @@ impl CertificateStep {
             {
                 self.busy = Some("Renewing the server certificate…");
                 self.notice = None;
-                backend.send(Command::RenewServer {
+                worker.send(Command::RenewServer {
                     hosts: hosts.clone().ok(),
-                    days: crate::pki::DEFAULT_SERVER_DAYS,
+                    days: otaforge_pki::DEFAULT_SERVER_DAYS,
                 });
             }
             if has_material {
                 if ui.button("Export CA (PEM)…").clicked() {
-                    backend.send(Command::ExportAnchor { format: ExportFormat::Pem, to: None });
+                    worker.send(Command::ExportAnchor { format: ExportFormat::Pem, to: None });
                 }
                 if ui.button("Export C header…").clicked() {
-                    backend.send(Command::ExportAnchor { format: ExportFormat::CHeader, to: None });
+                    worker.send(Command::ExportAnchor { format: ExportFormat::CHeader, to: None });
                 }
             }
         });
@@ -266,7 +266,7 @@ impl CertificateStep {
                 );
                 ui.horizontal(|ui| {
                     if ui.button("Replace CA and server certificate").clicked() {
-                        self.generate(backend, true);
+                        self.generate(worker, true);
                     }
                     if ui.button("Cancel").clicked() {
                         self.confirm_replace = false;
@@ -276,7 +276,7 @@ impl CertificateStep {
         }
     }
 
-    fn generate(&mut self, backend: &Backend, replace: bool) {
+    fn generate(&mut self, worker: &Worker, replace: bool) {
         let Ok(hosts) = self.parsed_hosts() else { return };
         let mut request = IssueRequest::new(hosts);
         request.key = self.form.key;
@@ -285,7 +285,7 @@ impl CertificateStep {
         self.notice = None;
         self.error = None;
         self.confirm_replace = false;
-        backend.send(Command::Generate { request, replace });
+        worker.send(Command::Generate { request, replace });
     }
 }
 

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use egui::RichText;
 
 use super::StepStatus;
-use crate::backend::{Backend, Command, Event};
-use crate::firmware::FirmwareReport;
-use crate::firmware::settings::BakeForm;
+use crate::worker::{Command, Event, Worker};
+use otaforge_firmware::FirmwareReport;
+use otaforge_firmware::settings::BakeForm;
 
 /// Label of the bake button (tests find it by this text).
 pub const BAKE: &str = "Bake into the .bin";
@@ -58,8 +58,8 @@ pub struct FirmwareStep {
 }
 
 impl FirmwareStep {
-    pub(super) fn new(remembered: Remembered, backend: &Backend) -> Self {
-        backend.send(Command::FindToolchain);
+    pub(super) fn new(remembered: Remembered, worker: &Worker) -> Self {
+        worker.send(Command::FindToolchain);
         let sketch_dir = if remembered.sketch_dir.is_empty() {
             bundled_sketch().map(|p| p.display().to_string()).unwrap_or_default()
         } else {
@@ -94,8 +94,8 @@ impl FirmwareStep {
     }
 
     /// A file dropped on the window while this step is open.
-    pub(super) fn dropped(&mut self, path: PathBuf, backend: &Backend) {
-        backend.send(Command::InspectFirmware(Some(path)));
+    pub(super) fn dropped(&mut self, path: PathBuf, worker: &Worker) {
+        worker.send(Command::InspectFirmware(Some(path)));
     }
 
     pub(super) fn on_event(&mut self, event: Event) {
@@ -140,7 +140,7 @@ impl FirmwareStep {
         }
     }
 
-    pub(super) fn ui(&mut self, ui: &mut egui::Ui, backend: &Backend, default_host: Option<&str>) {
+    pub(super) fn ui(&mut self, ui: &mut egui::Ui, worker: &Worker, default_host: Option<&str>) {
         ui.heading("2. Firmware");
         ui.label(
             "Devices get the CA, the update-server address and their version from the firmware. Write them \
@@ -154,9 +154,9 @@ impl FirmwareStep {
             ui.colored_label(color, format!("{} {text}", if *ok { "✔" } else { "✖" }));
         }
         ui.separator();
-        self.source_section(ui, backend);
+        self.source_section(ui, worker);
         ui.separator();
-        self.image_section(ui, backend);
+        self.image_section(ui, worker);
     }
 
     fn settings_form(&mut self, ui: &mut egui::Ui, default_host: Option<&str>) {
@@ -179,19 +179,19 @@ impl FirmwareStep {
         });
     }
 
-    fn source_section(&mut self, ui: &mut egui::Ui, backend: &Backend) {
+    fn source_section(&mut self, ui: &mut egui::Ui, worker: &Worker) {
         ui.strong("From source");
         ui.horizontal(|ui| {
             let label = ui.label("Sketch folder");
             ui.add(egui::TextEdit::singleline(&mut self.sketch_dir).desired_width(420.0))
                 .labelled_by(label.id);
             if ui.button("Choose folder…").clicked() {
-                backend.send(Command::WriteSketchConfig { dir: None, form: self.form.clone() });
+                worker.send(Command::WriteSketchConfig { dir: None, form: self.form.clone() });
             }
         });
         if ui.add_enabled(!self.sketch_dir.trim().is_empty(), egui::Button::new(WRITE_CONFIG)).clicked() {
             self.message = None;
-            backend.send(Command::WriteSketchConfig {
+            worker.send(Command::WriteSketchConfig {
                 dir: Some(PathBuf::from(self.sketch_dir.trim())),
                 form: self.form.clone(),
             });
@@ -212,13 +212,13 @@ impl FirmwareStep {
                         self.building = true;
                         self.log.clear();
                         self.message = None;
-                        backend.send(Command::BuildSketch {
+                        worker.send(Command::BuildSketch {
                             dir: PathBuf::from(self.sketch_dir.trim()),
                             board: self.board.trim().to_string(),
                         });
                     }
                     if self.building && ui.button("Cancel build").clicked() {
-                        backend.send(Command::CancelBuild);
+                        worker.send(Command::CancelBuild);
                     }
                 });
                 if self.building {
@@ -246,11 +246,11 @@ impl FirmwareStep {
         }
     }
 
-    fn image_section(&mut self, ui: &mut egui::Ui, backend: &Backend) {
+    fn image_section(&mut self, ui: &mut egui::Ui, worker: &Worker) {
         ui.strong("Into a prebuilt .bin (no compiler)");
         ui.horizontal(|ui| {
             if ui.button("Choose .bin…").clicked() {
-                backend.send(Command::InspectFirmware(None));
+                worker.send(Command::InspectFirmware(None));
             }
             ui.label("or drop a .bin anywhere on this window.");
         });
@@ -271,7 +271,7 @@ impl FirmwareStep {
         if ui.add_enabled(can_bake, egui::Button::new(BAKE)).clicked() {
             self.busy = true;
             self.message = None;
-            backend.send(Command::BakeImage {
+            worker.send(Command::BakeImage {
                 input: path.clone(),
                 output: PathBuf::from(self.output.trim()),
                 form: self.form.clone(),

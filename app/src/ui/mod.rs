@@ -1,7 +1,7 @@
 //! The desktop app: a sidebar of the four steps and one panel per step.
 //!
-//! This layer only renders state and sends [`Command`]s to the [`Backend`]; every piece of I/O and
-//! slow work happens on the backend's runtime thread. It repaints only when an event arrives or the
+//! This layer only renders state and sends [`Command`]s to the [`Worker`]; every piece of I/O and
+//! slow work happens on the worker's runtime thread. It repaints only when an event arrives or the
 //! user acts, so an idle window costs no CPU.
 
 mod certificate;
@@ -12,7 +12,7 @@ mod shell;
 
 use std::path::PathBuf;
 
-use crate::backend::{Backend, Event};
+use crate::worker::{Event, Worker};
 
 pub use certificate::CertificateStep;
 pub use firmware::FirmwareStep;
@@ -90,7 +90,7 @@ struct Remembered {
 
 /// The OTA Forge desktop app.
 pub struct OtaForgeApp {
-    backend: Backend,
+    worker: Worker,
     step: Step,
     /// The Certificate step (public so UI tests can inspect it).
     pub certificate: CertificateStep,
@@ -103,21 +103,21 @@ pub struct OtaForgeApp {
 }
 
 impl OtaForgeApp {
-    /// Creates the app for the project in `dir` and starts its backend.
+    /// Creates the app for the project in `dir` and starts its worker.
     pub fn new(cc: &eframe::CreationContext<'_>, dir: PathBuf) -> std::io::Result<Self> {
         let remembered: Remembered =
             cc.storage.and_then(|s| eframe::get_value(s, eframe::APP_KEY)).unwrap_or_default();
         let ctx = cc.egui_ctx.clone();
-        let backend = Backend::start(dir, move || ctx.request_repaint())?;
-        let certificate = CertificateStep::new(remembered.certificate, &backend);
-        let firmware = FirmwareStep::new(remembered.firmware, &backend);
+        let worker = Worker::start(dir, move || ctx.request_repaint())?;
+        let certificate = CertificateStep::new(remembered.certificate, &worker);
+        let firmware = FirmwareStep::new(remembered.firmware, &worker);
         let flash = FlashStep::new(remembered.flash);
-        let serve = ServeStep::new(remembered.serve, &backend);
-        Ok(OtaForgeApp { backend, step: remembered.step, certificate, firmware, flash, serve })
+        let serve = ServeStep::new(remembered.serve, &worker);
+        Ok(OtaForgeApp { worker, step: remembered.step, certificate, firmware, flash, serve })
     }
 
     fn drain_events(&mut self) {
-        while let Some(event) = self.backend.try_recv() {
+        while let Some(event) = self.worker.try_recv() {
             match event {
                 Event::FirmwareInspected { .. }
                 | Event::FirmwareBaked { .. }
@@ -126,7 +126,7 @@ impl OtaForgeApp {
                 | Event::Toolchain(_)
                 | Event::BuildLog(_)
                 | Event::BuildFinished(_) => self.firmware.on_event(event),
-                Event::Serve(event) => self.serve.on_event(event, &self.backend),
+                Event::Serve(event) => self.serve.on_event(event, &self.worker),
                 Event::Flash(event) => self.flash.on_event(event),
                 other => self.certificate.on_event(other),
             }
@@ -140,11 +140,11 @@ impl OtaForgeApp {
         if let Some(file) = dropped.first() {
             let path = file.path().to_path_buf();
             match self.step {
-                Step::Serve => self.serve.dropped(path, &self.backend),
-                Step::Flash => self.flash.dropped(path, &self.backend),
+                Step::Serve => self.serve.dropped(path, &self.worker),
+                Step::Flash => self.flash.dropped(path, &self.worker),
                 _ => {
                     self.step = Step::Firmware;
-                    self.firmware.dropped(path, &self.backend);
+                    self.firmware.dropped(path, &self.worker);
                 }
             }
         }
@@ -172,7 +172,7 @@ impl OtaForgeApp {
         }
         ui.with_layout(egui::Layout::bottom_up(egui::Align::LEFT), |ui| {
             ui.add_space(6.0);
-            ui.small(format!("Project: {}", self.backend.dir().display()));
+            ui.small(format!("Project: {}", self.worker.dir().display()));
             shell::sidebar_footer(ui);
         });
     }
@@ -188,28 +188,28 @@ impl eframe::App for OtaForgeApp {
         shell::drop_overlay(ui.ctx(), self.step);
         egui::Panel::left("steps").resizable(false).exact_size(200.0).show(ui, |ui| self.sidebar(ui));
         if self.step != Step::Flash {
-            self.flash.hidden(&self.backend);
+            self.flash.hidden(&self.worker);
         }
         egui::CentralPanel::default().show(ui, |ui| {
             if self.step == Step::Serve {
                 // Its lists scroll on their own, drawing only the rows on screen.
-                return self.serve.ui(ui, &self.backend);
+                return self.serve.ui(ui, &self.worker);
             }
             egui::ScrollArea::vertical().show(ui, |ui| match self.step {
-                Step::Certificate => self.certificate.ui(ui, &self.backend),
+                Step::Certificate => self.certificate.ui(ui, &self.worker),
                 Step::Firmware => {
                     let host =
                         self.certificate.report.as_ref().and_then(|r| r.server.dns_sans.first().cloned());
-                    self.firmware.ui(ui, &self.backend, host.as_deref());
+                    self.firmware.ui(ui, &self.worker, host.as_deref());
                 }
-                Step::Flash => self.flash.ui(ui, &self.backend),
+                Step::Flash => self.flash.ui(ui, &self.worker),
                 Step::Serve => {}
             });
         });
     }
 
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
-        self.serve.on_exit(&self.backend);
+        self.serve.on_exit(&self.worker);
     }
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {

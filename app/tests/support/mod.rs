@@ -154,9 +154,8 @@ pub struct Project {
 impl Project {
     pub fn new() -> Project {
         let dir = tempfile::tempdir().unwrap();
-        let hosts =
-            ["ota.test", "127.0.0.1"].iter().map(|h| otaforge::pki::Host::parse(h).unwrap()).collect();
-        otaforge::pki::generate(dir.path(), &otaforge::pki::IssueRequest::new(hosts), false).unwrap();
+        let hosts = ["ota.test", "127.0.0.1"].iter().map(|h| otaforge_pki::Host::parse(h).unwrap()).collect();
+        otaforge_pki::generate(dir.path(), &otaforge_pki::IssueRequest::new(hosts), false).unwrap();
         let ca_pem = std::fs::read_to_string(dir.path().join("ca.pem")).unwrap();
         Project { dir, ca_pem }
     }
@@ -166,24 +165,24 @@ impl Project {
     }
 
     /// Publishes `bytes` as `version` on `channel`.
-    pub fn publish(&self, bytes: &[u8], version: &str, channel: &str) -> otaforge::store::Release {
-        let mut store = otaforge::store::Store::open(self.path()).unwrap();
-        let req = otaforge::publish::PublishRequest::sketch(channel, Some(version));
-        otaforge::publish::publish(&mut store, bytes, &req).unwrap()
+    pub fn publish(&self, bytes: &[u8], version: &str, channel: &str) -> otaforge_store::Release {
+        let mut store = otaforge_store::Store::open(self.path()).unwrap();
+        let req = otaforge_actions::publish::PublishRequest::sketch(channel, Some(version));
+        otaforge_actions::publish::check_and_publish(&mut store, bytes.to_vec(), req).unwrap()
     }
 
     /// Starts `otaforge serve` in-process on a free loopback port.
     pub async fn serve(
         &self,
-        tweak: impl FnOnce(&mut otaforge::server::ServeConfig),
-    ) -> otaforge::server::RunningServer {
-        let mut cfg = otaforge::server::ServeConfig {
+        tweak: impl FnOnce(&mut otaforge_server::ServeConfig),
+    ) -> otaforge_server::RunningServer {
+        let mut cfg = otaforge_server::ServeConfig {
             bind: "127.0.0.1".parse().unwrap(),
             port: 0,
             ..Default::default()
         };
         tweak(&mut cfg);
-        otaforge::server::start(self.path(), cfg).await.unwrap()
+        otaforge_server::start(self.path(), cfg).await.unwrap()
     }
 
     /// A reqwest client as strict as a device: TLS 1.2 only, only the CA as root, `ota.test` → `addr`.
@@ -204,7 +203,7 @@ impl Project {
 
 /// An ESP8266 image (Arduino layout) of about `size` bytes whose content depends on `seed`.
 pub fn esp8266_image(size: usize, seed: u64) -> Vec<u8> {
-    otaforge::firmware::ImageBuilder::arduino_esp8266().target_size(size).seed(seed).build()
+    otaforge_firmware::ImageBuilder::arduino_esp8266().target_size(size).seed(seed).build()
 }
 
 /// The headers ESP8266httpUpdate sends (version omitted when None).
@@ -242,5 +241,5 @@ pub async fn device_get(
 
 /// MD5 as the devices report it.
 pub fn md5_hex(bytes: &[u8]) -> String {
-    otaforge::firmware::md5_hex(bytes)
+    otaforge_firmware::md5_hex(bytes)
 }

@@ -9,15 +9,15 @@ use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use otaforge::ui::OtaForgeApp;
 
-/// The app for the project in `dir`, with its real backend thread.
+/// The app for the project in `dir`, with its real worker thread.
 pub fn app(dir: &Path) -> Harness<'static, OtaForgeApp> {
     let dir = dir.to_path_buf();
     Harness::builder()
         .with_size(egui::vec2(1100.0, 1400.0))
-        .build_eframe(move |cc| OtaForgeApp::new(cc, dir).expect("backend starts"))
+        .build_eframe(move |cc| OtaForgeApp::new(cc, dir).expect("worker starts"))
 }
 
-/// Steps the UI until `done` holds, failing after a deadline (the backend works on its own thread).
+/// Steps the UI until `done` holds, failing after a deadline (the worker works on its own thread).
 pub fn step_until(
     h: &mut Harness<'_, OtaForgeApp>,
     what: &str,

@@ -4,17 +4,17 @@
 
 use std::time::Duration;
 
-use otaforge::firmware::Chip;
-use otaforge::firmware::config_block::{self, BakedSettings};
-use otaforge::firmware::settings::{BakeForm, baked_settings};
-use otaforge::server::{RunningServer, ServerEvent};
-use otaforge::sim::device::{
+use otaforge_firmware::Chip;
+use otaforge_firmware::config_block::{self, BakedSettings};
+use otaforge_firmware::settings::{BakeForm, baked_settings};
+use otaforge_server::{RunningServer, ServerEvent};
+use otaforge_sim::device::{
     DeviceHandle, DeviceOptions, Flash, Identity, VirtualDevice, app_offset, reference_image,
 };
 use tokio::sync::broadcast;
 
 /// The channel the reference images are published to (they are synthetic).
-pub const DEMO: &str = otaforge::publish::DEMO_CHANNEL;
+pub const DEMO: &str = otaforge_protocol::DEMO_CHANNEL;
 
 /// Size of the test images (a small sketch: quick, and still many TLS records).
 pub const IMAGE_SIZE: usize = 120 * 1024;

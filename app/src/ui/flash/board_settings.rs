@@ -5,8 +5,8 @@
 use egui::RichText;
 
 use super::{FlashStep, labels};
-use crate::backend::{Backend, Command, FlashCommand};
-use crate::firmware::device_settings::{DeviceSettings, Wifi};
+use crate::worker::{Command, FlashCommand, Worker};
+use otaforge_firmware::device_settings::{DeviceSettings, Wifi};
 
 /// What the user typed for this board.
 #[derive(Debug, Clone, Default)]
@@ -35,7 +35,7 @@ impl OwnSettings {
 }
 
 impl FlashStep {
-    pub(super) fn own_settings_section(&mut self, ui: &mut egui::Ui, backend: &Backend) {
+    pub(super) fn own_settings_section(&mut self, ui: &mut egui::Ui, worker: &Worker) {
         ui.label(RichText::new("This board's own settings").strong());
         ui.label(
             RichText::new(
@@ -66,7 +66,7 @@ impl FlashStep {
             && let Ok(Some(settings)) = settings
         {
             self.begin_run();
-            backend.send(Command::Flash(FlashCommand::Provision {
+            worker.send(Command::Flash(FlashCommand::Provision {
                 port: self.port.trim().to_string(),
                 chip: self.chip,
                 baud: self.baud,

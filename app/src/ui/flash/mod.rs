@@ -9,9 +9,9 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 
 use super::StepStatus;
-use crate::backend::{Backend, Command, FlashCommand, FlashEvent, ImageChoice};
-use crate::firmware::Chip;
-use crate::flash::{BoardInfo, FlashOutcome, FlashUpdate, Phase, PortInfo, Progress};
+use crate::worker::{Command, FlashCommand, FlashEvent, ImageChoice, Worker};
+use otaforge_firmware::Chip;
+use otaforge_flash::{BoardInfo, FlashOutcome, FlashUpdate, Phase, PortChoice, PortInfo, Progress};
 
 /// Labels of the step's controls (tests find them by these texts).
 pub mod labels {
@@ -66,7 +66,7 @@ impl Default for Remembered {
         Remembered {
             port: String::new(),
             file: String::new(),
-            baud: crate::flash::DEFAULT_BAUD,
+            baud: otaforge_flash::DEFAULT_BAUD,
             monitor_baud: 115_200,
             monitor_after: true,
         }
@@ -79,6 +79,8 @@ pub struct FlashStep {
     pub ports: Option<Vec<PortInfo>>,
     /// The chosen port (one from the list or a typed path).
     pub port: String,
+    /// Said when the port was chosen for the user among several likely boards.
+    pub port_note: Option<String>,
     file: String,
     /// The checked file.
     pub image: Option<ImageChoice>,
@@ -121,10 +123,11 @@ impl FlashStep {
         FlashStep {
             ports: None,
             port: remembered.port,
+            port_note: None,
             file: remembered.file,
             image: None,
             chip: None,
-            baud: if remembered.baud == 0 { crate::flash::DEFAULT_BAUD } else { remembered.baud },
+            baud: if remembered.baud == 0 { otaforge_flash::DEFAULT_BAUD } else { remembered.baud },
             running: false,
             phase: None,
             board: None,
@@ -166,27 +169,29 @@ impl FlashStep {
     }
 
     /// Called every frame the step is not on screen: stop watching the ports.
-    pub(super) fn hidden(&mut self, backend: &Backend) {
+    pub(super) fn hidden(&mut self, worker: &Worker) {
         if self.watching {
             self.watching = false;
-            backend.send(Command::Flash(FlashCommand::WatchPorts(false)));
+            worker.send(Command::Flash(FlashCommand::WatchPorts(false)));
         }
     }
 
     /// A file dropped on the window while this step is open.
-    pub(super) fn dropped(&mut self, path: PathBuf, backend: &Backend) {
+    pub(super) fn dropped(&mut self, path: PathBuf, worker: &Worker) {
         self.file = path.display().to_string();
-        backend.send(Command::Flash(FlashCommand::CheckImage(path)));
+        worker.send(Command::Flash(FlashCommand::CheckImage(path)));
     }
 
     pub(super) fn on_event(&mut self, event: FlashEvent) {
         match event {
             FlashEvent::Ports(ports) => {
+                // The CLI's choice too; where it is one of several, the app says so.
+                let choice = PortChoice::among(&ports);
                 if self.port.is_empty()
-                    && let Some(first) =
-                        ports.first().filter(|p| p.likelihood <= crate::flash::Likelihood::EspBridge)
+                    && let Some(chosen) = choice.chosen()
                 {
-                    self.port = first.path.clone();
+                    self.port = chosen.path.clone();
+                    self.port_note = choice.note("pick another in the list");
                 }
                 self.ports = Some(ports);
             }
@@ -251,13 +256,13 @@ impl FlashStep {
         }
     }
 
-    pub(super) fn ui(&mut self, ui: &mut egui::Ui, backend: &Backend) {
+    pub(super) fn ui(&mut self, ui: &mut egui::Ui, worker: &Worker) {
         if !self.watching {
             self.watching = true;
-            backend.send(Command::Flash(FlashCommand::WatchPorts(true)));
+            worker.send(Command::Flash(FlashCommand::WatchPorts(true)));
             // The file remembered from last time is checked again (it may have changed).
             if self.image.is_none() && !self.file.trim().is_empty() {
-                backend.send(Command::Flash(FlashCommand::CheckImage(PathBuf::from(self.file.trim()))));
+                worker.send(Command::Flash(FlashCommand::CheckImage(PathBuf::from(self.file.trim()))));
             }
         }
         ui.heading("Flash");
@@ -266,14 +271,14 @@ impl FlashStep {
              the image checked against it before anything is written, and a failing fast link retried slower.",
         );
         ui.add_space(8.0);
-        self.port_section(ui, backend);
+        self.port_section(ui, worker);
         ui.add_space(8.0);
-        self.file_section(ui, backend);
+        self.file_section(ui, worker);
         ui.add_space(8.0);
-        self.own_settings_section(ui, backend);
+        self.own_settings_section(ui, worker);
         ui.add_space(8.0);
-        self.flash_section(ui, backend);
+        self.flash_section(ui, worker);
         ui.add_space(12.0);
-        self.monitor_section(ui, backend);
+        self.monitor_section(ui, worker);
     }
 }

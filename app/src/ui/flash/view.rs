@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use egui::RichText;
 
 use super::{BAUDS, FlashStep, MONITOR_BAUDS, labels};
-use crate::backend::{Backend, Command, FlashCommand};
-use crate::firmware::Chip;
+use crate::worker::{Command, FlashCommand, Worker};
+use otaforge_firmware::Chip;
 
 impl FlashStep {
-    pub(super) fn port_section(&mut self, ui: &mut egui::Ui, backend: &Backend) {
+    pub(super) fn port_section(&mut self, ui: &mut egui::Ui, worker: &Worker) {
         ui.label(RichText::new("Board").strong());
         match &self.ports {
             None => {
@@ -30,7 +30,11 @@ impl FlashStep {
                     let text = format!("{}  —  {}", p.path, p.description);
                     if ui.radio(self.port == p.path, text).clicked() {
                         self.port = p.path.clone();
+                        self.port_note = None;
                     }
+                }
+                if let Some(note) = &self.port_note {
+                    ui.small(note);
                 }
             }
         }
@@ -48,7 +52,7 @@ impl FlashStep {
                 self.detecting = true;
                 self.detect_error = None;
                 self.board = None;
-                backend.send(Command::Flash(FlashCommand::Identify(self.port.trim().to_string())));
+                worker.send(Command::Flash(FlashCommand::Identify(self.port.trim().to_string())));
             }
             let adding = self.adding_virtual;
             if ui
@@ -60,7 +64,7 @@ impl FlashStep {
                 .clicked()
             {
                 self.adding_virtual = true;
-                backend.send(Command::Flash(FlashCommand::AddVirtualDevice(Chip::Esp8266)));
+                worker.send(Command::Flash(FlashCommand::AddVirtualDevice(Chip::Esp8266)));
             }
         });
         if self.detecting {
@@ -74,7 +78,7 @@ impl FlashStep {
         }
     }
 
-    pub(super) fn file_section(&mut self, ui: &mut egui::Ui, backend: &Backend) {
+    pub(super) fn file_section(&mut self, ui: &mut egui::Ui, worker: &Worker) {
         let label = ui.label(RichText::new(labels::FILE).strong());
         ui.horizontal(|ui| {
             let edit = ui
@@ -86,10 +90,10 @@ impl FlashStep {
                 .labelled_by(label.id);
             let entered = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
             if (ui.button(labels::USE_FILE).clicked() || entered) && !self.file.trim().is_empty() {
-                backend.send(Command::Flash(FlashCommand::CheckImage(PathBuf::from(self.file.trim()))));
+                worker.send(Command::Flash(FlashCommand::CheckImage(PathBuf::from(self.file.trim()))));
             }
             if ui.button("Choose…").clicked() {
-                backend.send(Command::Flash(FlashCommand::PickImage));
+                worker.send(Command::Flash(FlashCommand::PickImage));
             }
         });
         match self.image.as_ref().map(|c| &c.result) {
@@ -98,7 +102,7 @@ impl FlashStep {
                 ui.label(format!(
                     "✔ {}, {}{version}",
                     s.description,
-                    crate::flash::progress::human_bytes(s.size)
+                    otaforge_flash::progress::human_bytes(s.size)
                 ));
                 for w in &s.warnings {
                     ui.colored_label(ui.visuals().warn_fg_color, format!("⚠ {w}"));
@@ -151,20 +155,20 @@ impl FlashStep {
                 .is_some_and(|c| c.result.is_ok() && c.path.display().to_string() == self.file.trim())
     }
 
-    pub(super) fn flash_section(&mut self, ui: &mut egui::Ui, backend: &Backend) {
+    pub(super) fn flash_section(&mut self, ui: &mut egui::Ui, worker: &Worker) {
         ui.horizontal(|ui| {
             if ui.add_enabled(self.ready(), egui::Button::new(labels::FLASH)).clicked() {
-                self.start(backend);
+                self.start(worker);
             }
             if self.running && ui.button(labels::CANCEL).clicked() {
-                backend.send(Command::Flash(FlashCommand::Cancel));
+                worker.send(Command::Flash(FlashCommand::Cancel));
             }
         });
         if let Some(b) = &self.board {
             let mac = b.mac.as_deref().map(|m| format!(", MAC {m}")).unwrap_or_default();
             let size = b
                 .flash_size
-                .map(|s| format!(", {} flash", crate::flash::progress::human_bytes(s)))
+                .map(|s| format!(", {} flash", otaforge_flash::progress::human_bytes(s)))
                 .unwrap_or_default();
             ui.label(format!("Board on {}: {}{mac}{size}, {} baud", b.port, b.chip, b.baud));
         }
@@ -221,12 +225,12 @@ impl FlashStep {
         self.monitoring = false;
     }
 
-    fn start(&mut self, backend: &Backend) {
+    fn start(&mut self, worker: &Worker) {
         let Some(choice) = &self.image else { return };
         let image = choice.path.clone();
         let Ok(device_settings) = self.own.settings() else { return };
         self.begin_run();
-        backend.send(Command::Flash(FlashCommand::Flash {
+        worker.send(Command::Flash(FlashCommand::Flash {
             port: self.port.trim().to_string(),
             image,
             chip: self.chip,
@@ -236,12 +240,12 @@ impl FlashStep {
         }));
     }
 
-    pub(super) fn monitor_section(&mut self, ui: &mut egui::Ui, backend: &Backend) {
+    pub(super) fn monitor_section(&mut self, ui: &mut egui::Ui, worker: &Worker) {
         ui.label(RichText::new("Serial monitor").strong());
         ui.horizontal(|ui| {
             if self.monitoring {
                 if ui.button(labels::STOP_MONITOR).clicked() {
-                    backend.send(Command::Flash(FlashCommand::StopMonitor));
+                    worker.send(Command::Flash(FlashCommand::StopMonitor));
                 }
             } else if ui
                 .add_enabled(
@@ -252,7 +256,7 @@ impl FlashStep {
             {
                 self.monitoring = true;
                 self.monitor_note = None;
-                backend.send(Command::Flash(FlashCommand::Monitor {
+                worker.send(Command::Flash(FlashCommand::Monitor {
                     port: self.port.trim().to_string(),
                     baud: self.monitor_baud,
                 }));

@@ -5,12 +5,12 @@ use egui::RichText;
 
 use super::devices::{DeviceTable, state_text};
 use super::{bytes, clock};
-use crate::backend::{Backend, Command, ServeCommand};
-use crate::store::{Device, RequestRecord, now_unix};
+use crate::worker::{Command, ServeCommand, Worker};
+use otaforge_store::{Device, RequestRecord, now_unix};
 
 impl DeviceTable {
     /// The selected device's window: every field it reported, and its request history.
-    pub(super) fn detail_window(&mut self, ctx: &egui::Context, backend: &Backend) {
+    pub(super) fn detail_window(&mut self, ctx: &egui::Context, worker: &Worker) {
         let Some(mac) = self.selected.clone() else { return };
         let Some(d) = self.get(&mac).cloned() else { return };
         let mut open = true;
@@ -21,7 +21,7 @@ impl DeviceTable {
             ui.horizontal(|ui| {
                 ui.strong("Request history");
                 if ui.button("Reload history").clicked() {
-                    backend.send(Command::Serve(ServeCommand::History(mac.clone())));
+                    worker.send(Command::Serve(ServeCommand::History(mac.clone())));
                 }
             });
             match &self.history {

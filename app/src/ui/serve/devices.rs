@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use egui::RichText;
 
 use super::{ago, labels};
-use crate::backend::{Backend, Command, Download, ServeCommand};
-use crate::store::{Device, DeviceState, RequestRecord, now_unix};
+use crate::worker::{Command, Download, ServeCommand, Worker};
+use otaforge_store::{Device, DeviceState, RequestRecord, now_unix};
 
 /// A device not heard from for this long is shown offline (devices poll hourly by default).
 pub const OFFLINE_AFTER_SECS: i64 = 3 * 3600;
@@ -215,7 +215,7 @@ impl DeviceTable {
         self.dirty = false;
     }
 
-    pub(super) fn ui(&mut self, ui: &mut egui::Ui, backend: &Backend) {
+    pub(super) fn ui(&mut self, ui: &mut egui::Ui, worker: &Worker) {
         if self.devices.is_empty() {
             ui.label(
                 "No device has checked in yet. Start the server; devices flashed with firmware from step 2 \
@@ -281,7 +281,7 @@ impl DeviceTable {
                     if let Some(mac) = row(ui, d, progress, now, row_height) {
                         self.selected = Some(mac.clone());
                         self.history = None;
-                        backend.send(Command::Serve(ServeCommand::History(mac)));
+                        worker.send(Command::Serve(ServeCommand::History(mac)));
                     }
                 }
             },

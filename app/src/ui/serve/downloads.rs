@@ -3,7 +3,7 @@
 use egui::RichText;
 
 use super::bytes;
-use crate::backend::Download;
+use crate::worker::Download;
 
 pub(super) fn ui(ui: &mut egui::Ui, downloads: &[Download]) {
     if downloads.is_empty() {

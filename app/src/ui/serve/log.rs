@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use egui::RichText;
 
 use super::clock;
-use crate::backend::{LogEntry, LogKind};
+use crate::worker::{LogEntry, LogKind};
 
 /// Lines kept (older ones drop off the top).
 pub const KEEP: usize = 20_000;

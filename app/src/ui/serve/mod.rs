@@ -16,8 +16,8 @@ mod words;
 use std::path::PathBuf;
 
 use super::StepStatus;
-use crate::backend::{Backend, Command, Download, ServeCommand, ServeEvent, ServerInfo, VirtualDeviceInfo};
-use crate::store::{Channel, DeviceState, Release};
+use crate::worker::{Command, Download, ServeCommand, ServeEvent, ServerInfo, VirtualDeviceInfo, Worker};
+use otaforge_store::{Channel, DeviceState, Release};
 pub(crate) use words::{ago, bytes, clock, message};
 
 pub use devices::DeviceTable;
@@ -93,9 +93,9 @@ impl Default for Remembered {
     fn default() -> Self {
         Remembered {
             bind: "0.0.0.0".into(),
-            port: crate::server::DEFAULT_PORT,
+            port: otaforge_protocol::DEFAULT_PORT,
             tab: Tab::Releases,
-            channel: crate::publish::DEFAULT_CHANNEL.into(),
+            channel: otaforge_protocol::DEFAULT_CHANNEL.into(),
             devices: Default::default(),
             log: Default::default(),
         }
@@ -145,8 +145,8 @@ pub struct ServeStep {
 }
 
 impl ServeStep {
-    pub(super) fn new(form: Remembered, backend: &Backend) -> Self {
-        backend.send(Command::Serve(ServeCommand::Refresh));
+    pub(super) fn new(form: Remembered, worker: &Worker) -> Self {
+        worker.send(Command::Serve(ServeCommand::Refresh));
         let devices = DeviceTable::new(form.devices.clone());
         let log = EventLog::new(form.log.clone());
         ServeStep {
@@ -209,22 +209,22 @@ impl ServeStep {
 
     /// The window is closing: stop the server so the inventory reaches the disk (waits at most
     /// a few seconds).
-    pub(super) fn on_exit(&self, backend: &Backend) {
+    pub(super) fn on_exit(&self, worker: &Worker) {
         if matches!(self.server, ServerState::Running(_) | ServerState::Starting) {
             let (done, wait) = std::sync::mpsc::sync_channel(1);
-            backend.send(Command::Serve(ServeCommand::StopAndNotify(done)));
+            worker.send(Command::Serve(ServeCommand::StopAndNotify(done)));
             let _ = wait.recv_timeout(std::time::Duration::from_secs(5));
         }
     }
 
     /// A file dropped on the window while this step is open: check it and show the dialog.
-    pub(super) fn dropped(&mut self, path: PathBuf, backend: &Backend) {
+    pub(super) fn dropped(&mut self, path: PathBuf, worker: &Worker) {
         let dialog = PublishDialog::new(path, &self.form.channel);
-        backend.send(Command::Serve(ServeCommand::Check(dialog.draft())));
+        worker.send(Command::Serve(ServeCommand::Check(dialog.draft())));
         self.dialog = Some(dialog);
     }
 
-    pub(super) fn on_event(&mut self, event: ServeEvent, backend: &Backend) {
+    pub(super) fn on_event(&mut self, event: ServeEvent, worker: &Worker) {
         match event {
             ServeEvent::Started(info) => self.server = ServerState::Running(info),
             ServeEvent::StartFailed(why) => self.server = ServerState::Failed(why),
@@ -245,10 +245,10 @@ impl ServeStep {
                 self.devices.set_downloads(&self.downloads);
             }
             ServeEvent::Log(lines) => self.log.extend(lines),
-            ServeEvent::FileChosen(path) => self.dropped(path, backend),
+            ServeEvent::FileChosen(path) => self.dropped(path, worker),
             ServeEvent::Checked(check) => {
                 if let Some(d) = &mut self.dialog {
-                    d.checked(*check, backend);
+                    d.checked(*check, worker);
                 }
             }
             ServeEvent::Published(release) => {
@@ -289,18 +289,18 @@ impl ServeStep {
         }
     }
 
-    pub(super) fn ui(&mut self, ui: &mut egui::Ui, backend: &Backend) {
+    pub(super) fn ui(&mut self, ui: &mut egui::Ui, worker: &Worker) {
         ui.heading("4. Serve");
         ui.label(
             "The HTTPS update server your devices poll. Publish a .bin, and every device on its channel \
              downloads it at its next check.",
         );
         ui.add_space(6.0);
-        self.server_bar(ui, backend);
+        self.server_bar(ui, worker);
         ui.add_space(4.0);
         ui.horizontal(|ui| {
             if ui.button(labels::CHOOSE).clicked() {
-                backend.send(Command::Serve(ServeCommand::PickFile));
+                worker.send(Command::Serve(ServeCommand::PickFile));
             }
             ui.label("or drop a .bin anywhere on this window.");
             if let Some(demo) = self.virtual_devices.last()
@@ -310,8 +310,8 @@ impl ServeStep {
                     .clicked()
             {
                 // Demo builds go to the demo channel the virtual device polls, never to a real one.
-                let dialog = PublishDialog::new(demo.newer_bin.clone(), crate::publish::DEMO_CHANNEL);
-                backend.send(Command::Serve(ServeCommand::Check(dialog.draft())));
+                let dialog = PublishDialog::new(demo.newer_bin.clone(), otaforge_protocol::DEMO_CHANNEL);
+                worker.send(Command::Serve(ServeCommand::Check(dialog.draft())));
                 self.dialog = Some(dialog);
             }
         });
@@ -324,7 +324,7 @@ impl ServeStep {
         match self.form.tab {
             Tab::Releases => releases::ui(
                 ui,
-                backend,
+                worker,
                 releases::Lists {
                     channels: &self.channels,
                     releases: &self.releases,
@@ -334,19 +334,19 @@ impl ServeStep {
                 &mut self.rollout_edits,
                 &mut self.promote_targets,
             ),
-            Tab::Devices => self.devices.ui(ui, backend),
+            Tab::Devices => self.devices.ui(ui, worker),
             Tab::Downloads => downloads::ui(ui, &self.downloads),
             Tab::Log => self.log.ui(ui),
         }
         if let Some(dialog) = &mut self.dialog {
             let channel = dialog.channel.clone();
-            match dialog.ui(ui.ctx(), backend) {
+            match dialog.ui(ui.ctx(), worker) {
                 publish_dialog::Outcome::Open => {}
                 publish_dialog::Outcome::Cancelled => self.dialog = None,
                 publish_dialog::Outcome::Publishing => self.form.channel = channel,
             }
         }
-        self.devices.detail_window(ui.ctx(), backend);
+        self.devices.detail_window(ui.ctx(), worker);
         if !self.devices.is_empty() {
             // Keeps "last seen" and "offline" true while nothing else moves; costs one frame a minute.
             ui.ctx().request_repaint_after(std::time::Duration::from_secs(60));

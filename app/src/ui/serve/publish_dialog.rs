@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use egui::RichText;
 
 use super::{bytes, labels};
-use crate::backend::{Backend, Command, PublishCheck, PublishDraft, ServeCommand};
+use crate::worker::{Command, PublishCheck, PublishDraft, ServeCommand, Worker};
 
 /// What the dialog did this frame.
 pub(super) enum Outcome {
@@ -59,7 +59,7 @@ impl PublishDialog {
     }
 
     /// A check came back; the version the image carries fills an empty version field once.
-    pub(super) fn checked(&mut self, check: PublishCheck, backend: &Backend) {
+    pub(super) fn checked(&mut self, check: PublishCheck, worker: &Worker) {
         if check.draft.path != self.path {
             return;
         }
@@ -67,7 +67,7 @@ impl PublishDialog {
             self.version_filled = true;
             if let Some(found) = &check.found_version {
                 self.version = found.clone();
-                backend.send(Command::Serve(ServeCommand::Check(self.draft())));
+                worker.send(Command::Serve(ServeCommand::Check(self.draft())));
             }
         }
         // Checks run concurrently: a late answer to an older draft must not hide the current one.
@@ -81,7 +81,7 @@ impl PublishDialog {
         self.error = Some(why);
     }
 
-    pub(super) fn ui(&mut self, ctx: &egui::Context, backend: &Backend) -> Outcome {
+    pub(super) fn ui(&mut self, ctx: &egui::Context, worker: &Worker) -> Outcome {
         let mut outcome = Outcome::Open;
         let modal = egui::Modal::new(egui::Id::unique("otaforge-publish-dialog")).show(ctx, |ui| {
             ui.set_width(560.0);
@@ -108,7 +108,7 @@ impl PublishDialog {
             });
             if changed {
                 self.error = None;
-                backend.send(Command::Serve(ServeCommand::Check(self.draft())));
+                worker.send(Command::Serve(ServeCommand::Check(self.draft())));
             }
             ui.add_space(6.0);
             let ready = self.verdict(ui);
@@ -121,7 +121,9 @@ impl PublishDialog {
                 if publish.clicked() {
                     self.busy = true;
                     self.error = None;
-                    backend.send(Command::Serve(ServeCommand::Publish(self.draft())));
+                    if let Some(checked) = self.current_check().and_then(|c| c.checked.clone()) {
+                        worker.send(Command::Serve(ServeCommand::Publish(checked)));
+                    }
                     outcome = Outcome::Publishing;
                 }
                 if ui.add_enabled(!self.busy, egui::Button::new(labels::CANCEL)).clicked() {

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use egui::RichText;
 
 use super::{bytes, clock};
-use crate::backend::{Backend, Command, ServeCommand};
-use crate::store::{Channel, PayloadKind, Release};
+use crate::worker::{Command, ServeCommand, Worker};
+use otaforge_store::{Channel, PayloadKind, Release};
 
 /// What the tab lists.
 pub(super) struct Lists<'a> {
@@ -22,7 +22,7 @@ pub(super) struct Lists<'a> {
 
 pub(super) fn ui(
     ui: &mut egui::Ui,
-    backend: &Backend,
+    worker: &Worker,
     lists: Lists<'_>,
     edits: &mut HashMap<String, u8>,
     targets: &mut HashMap<String, String>,
@@ -43,7 +43,7 @@ pub(super) fn ui(
     }
     egui::ScrollArea::vertical().id_salt("releases").auto_shrink([false, false]).show(ui, |ui| {
         for channel in lists.channels {
-            channel_ui(ui, backend, channel, &lists, edits, targets);
+            channel_ui(ui, worker, channel, &lists, edits, targets);
             ui.add_space(10.0);
         }
     });
@@ -51,7 +51,7 @@ pub(super) fn ui(
 
 fn channel_ui(
     ui: &mut egui::Ui,
-    backend: &Backend,
+    worker: &Worker,
     channel: &Channel,
     lists: &Lists<'_>,
     edits: &mut HashMap<String, u8>,
@@ -60,7 +60,7 @@ fn channel_ui(
     let history: Vec<&Release> = lists.releases.iter().filter(|r| r.channel == channel.name).collect();
     let current = history.iter().find(|r| Some(r.id) == channel.current_sketch);
     let name = &channel.name;
-    let path = if name == crate::publish::DEFAULT_CHANNEL {
+    let path = if name == otaforge_protocol::DEFAULT_CHANNEL {
         "/update".to_string()
     } else {
         format!("/update/{name}")
@@ -96,7 +96,7 @@ fn channel_ui(
         ui.add(egui::Slider::new(share, 0..=100).suffix(" %")).labelled_by(label.id);
         let share = *share;
         if share != channel.rollout_percent && ui.button(format!("Offer to {share}%")).clicked() {
-            backend.send(Command::Serve(ServeCommand::Rollout {
+            worker.send(Command::Serve(ServeCommand::Rollout {
                 channel: name.clone(),
                 percent: Some(share),
                 paused: None,
@@ -104,7 +104,7 @@ fn channel_ui(
         }
         let (text, pause) = if channel.paused { ("Resume", false) } else { ("Pause", true) };
         if ui.button(format!("{text} \"{name}\"")).clicked() {
-            backend.send(Command::Serve(ServeCommand::Rollout {
+            worker.send(Command::Serve(ServeCommand::Rollout {
                 channel: name.clone(),
                 percent: None,
                 paused: Some(pause),
@@ -113,11 +113,11 @@ fn channel_ui(
         let earlier =
             current.is_some_and(|c| history.iter().any(|r| r.id < c.id && r.kind == PayloadKind::Sketch));
         if ui.add_enabled(earlier, egui::Button::new(format!("Roll back \"{name}\""))).clicked() {
-            backend.send(Command::Serve(ServeCommand::RollBack(name.clone())));
+            worker.send(Command::Serve(ServeCommand::RollBack(name.clone())));
         }
     });
     if let Some(current) = current {
-        promote_row(ui, backend, name, current, targets);
+        promote_row(ui, worker, name, current, targets);
     }
     egui::Grid::new(("history", name)).num_columns(7).striped(true).spacing([14.0, 3.0]).show(ui, |ui| {
         for h in ["#", "Version", "Chip", "Size", "Published (UTC)", "File", ""] {
@@ -142,7 +142,7 @@ fn channel_ui(
             ui.label(clock(r.published_at));
             ui.label(&r.file_name);
             if !is_current && ui.button(format!("Make #{} current", r.id)).clicked() {
-                backend.send(Command::Serve(ServeCommand::Promote { id: r.id, to: None }));
+                worker.send(Command::Serve(ServeCommand::Promote { id: r.id, to: None }));
             }
             ui.end_row();
         }
@@ -152,7 +152,7 @@ fn channel_ui(
 /// Copies the channel's current release to another channel (a beta build promoted to stable).
 fn promote_row(
     ui: &mut egui::Ui,
-    backend: &Backend,
+    worker: &Worker,
     channel: &str,
     current: &Release,
     targets: &mut HashMap<String, String>,
@@ -165,7 +165,7 @@ fn promote_row(
         let to = target.trim().to_string();
         let usable = !to.is_empty() && to != channel;
         if ui.add_enabled(usable, egui::Button::new(format!("Promote \"{channel}\""))).clicked() {
-            backend.send(Command::Serve(ServeCommand::Promote { id: current.id, to: Some(to) }));
+            worker.send(Command::Serve(ServeCommand::Promote { id: current.id, to: Some(to) }));
             target.clear();
         }
     });

@@ -2,10 +2,10 @@
 //! fingerprints of the certificate they will see and of the CA they trust.
 
 use super::{ServeStep, ServerState, labels, message};
-use crate::backend::{Backend, Command, ServeCommand, ServeSettings};
+use crate::worker::{Command, ServeCommand, ServeSettings, Worker};
 
 impl ServeStep {
-    pub(super) fn server_bar(&mut self, ui: &mut egui::Ui, backend: &Backend) {
+    pub(super) fn server_bar(&mut self, ui: &mut egui::Ui, worker: &Worker) {
         let running = matches!(self.server, ServerState::Running(_));
         ui.horizontal(|ui| {
             ui.add_enabled_ui(!running, |ui| {
@@ -18,11 +18,11 @@ impl ServeStep {
             match self.server {
                 ServerState::Running(_) => {
                     if ui.button(labels::STOP).clicked() {
-                        backend.send(Command::Serve(ServeCommand::Stop));
+                        worker.send(Command::Serve(ServeCommand::Stop));
                     }
                     let tip = "Switch on a virtual ESP8266 running firmware baked for this server";
                     if ui.button(labels::TRY).on_hover_text(tip).clicked() {
-                        backend.send(Command::Serve(ServeCommand::TryVirtualDevice));
+                        worker.send(Command::Serve(ServeCommand::TryVirtualDevice));
                     }
                 }
                 ServerState::Starting => {
@@ -33,7 +33,7 @@ impl ServeStep {
                     if ui.button(labels::START).clicked() {
                         self.server = ServerState::Starting;
                         let settings = ServeSettings { bind: self.form.bind.clone(), port: self.form.port };
-                        backend.send(Command::Serve(ServeCommand::Start(settings)));
+                        worker.send(Command::Serve(ServeCommand::Start(settings)));
                     }
                 }
             }

@@ -12,7 +12,7 @@ pub(crate) fn bytes(n: u64) -> String {
 /// Unix seconds as a UTC time of day (dates for anything older than a day).
 pub(crate) fn clock(at: i64) -> String {
     let Ok(t) = time::OffsetDateTime::from_unix_timestamp(at) else { return "?".into() };
-    if crate::store::now_unix() - at > 86_400 {
+    if otaforge_store::now_unix() - at > 86_400 {
         return t.date().to_string();
     }
     format!("{:02}:{:02}:{:02}", t.hour(), t.minute(), t.second())
@@ -20,7 +20,7 @@ pub(crate) fn clock(at: i64) -> String {
 
 /// How long ago, in words.
 pub(crate) fn ago(at: i64) -> String {
-    let secs = (crate::store::now_unix() - at).max(0);
+    let secs = (otaforge_store::now_unix() - at).max(0);
     match secs {
         0..5 => "just now".into(),
         5..60 => format!("{secs} s ago"),
@@ -48,7 +48,7 @@ mod tests {
         assert_eq!(bytes(512), "512 B");
         assert_eq!(bytes(420_000), "410 KB");
         assert_eq!(bytes(12_000_000), "11.4 MB");
-        let now = crate::store::now_unix();
+        let now = otaforge_store::now_unix();
         assert_eq!(ago(now), "just now");
         assert_eq!(ago(now - 90), "1 min ago");
         assert_eq!(ago(now - 7200), "2 h ago");

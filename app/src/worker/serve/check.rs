@@ -1,0 +1,95 @@
+//! Checking a file before it is published, and publishing it: the same checks as
+//! `otaforge publish` (so the window and the CLI refuse the same things), plus what the fleet
+//! reports about its free space.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{PublishCheck, PublishDraft, sentence};
+use otaforge_actions::publish::{self as publish, PublishRequest};
+use otaforge_firmware as firmware;
+use otaforge_store::{Device, PayloadKind, Release, Store};
+
+fn request(draft: &PublishDraft) -> PublishRequest {
+    let version = Some(draft.version.trim()).filter(|v| !v.is_empty()).map(str::to_string);
+    PublishRequest {
+        channel: draft.channel.trim().to_string(),
+        kind: PayloadKind::Sketch,
+        version,
+        notes: String::new(),
+        file_name: draft.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+    }
+}
+
+/// Reads and checks a file the way `otaforge publish` does; nothing is stored.
+pub fn check_file(dir: &Path, draft: PublishDraft, devices: Vec<Device>) -> PublishCheck {
+    let mut check = PublishCheck {
+        size: 0,
+        inspection: Err(String::new()),
+        found_version: None,
+        current: None,
+        problems: Vec::new(),
+        warnings: Vec::new(),
+        checked: None,
+        draft,
+    };
+    let bytes = match std::fs::read(&check.draft.path) {
+        Ok(b) => b,
+        Err(e) => {
+            let why = format!("Cannot read {}: {e}", check.draft.path.display());
+            check.inspection = Err(why.clone());
+            check.problems.push(why);
+            return check;
+        }
+    };
+    check.size = bytes.len() as u64;
+    check.inspection = firmware::report(&bytes).map(Box::new).map_err(|e| sentence(&e.to_string()));
+    let info = check.inspection.as_ref().ok().map(|r| &r.image);
+    check.found_version = firmware::carried_version::carried_version(&bytes, info).map(|(v, _)| v);
+    let req = request(&check.draft);
+    let store = match Store::open(dir) {
+        Ok(s) => s,
+        Err(e) => {
+            check.problems.push(sentence(&e.to_string()));
+            return check;
+        }
+    };
+    check.current = store
+        .channel(&req.channel)
+        .ok()
+        .flatten()
+        .and_then(|c| c.current_sketch)
+        .and_then(|id| store.release(id).ok());
+    let channel = req.channel.clone();
+    match publish::check(&store, bytes, req) {
+        Ok(checked) => {
+            check.warnings.extend(checked.warnings.iter().cloned());
+            check.checked = Some(Arc::new(checked));
+        }
+        Err(e) => check.problems.push(sentence(&e.to_string())),
+    }
+    let req = PublishRequest { channel, ..request(&check.draft) };
+    let short: Vec<&Device> = devices
+        .iter()
+        .filter(|d| d.channel == req.channel && d.free_space.is_some_and(|f| f < check.size))
+        .collect();
+    if !short.is_empty() {
+        let on_channel = devices.iter().filter(|d| d.channel == req.channel).count();
+        let least = short.iter().filter_map(|d| d.free_space).min().unwrap_or(0);
+        check.warnings.push(format!(
+            "{} of {on_channel} devices on \"{}\" report less free space ({} KB at least) than this {} KB \
+             image: they will not be offered it.",
+            short.len(),
+            req.channel,
+            least / 1024,
+            check.size / 1024
+        ));
+    }
+    check
+}
+
+/// Publishes what [`check_file`] passed: the bytes it read, not the file as it is now.
+pub(super) fn publish_checked(dir: &Path, checked: &publish::Checked) -> Result<Release, String> {
+    let mut store = Store::open(dir).map_err(|e| sentence(&e.to_string()))?;
+    publish::publish(&mut store, checked).map_err(|e| sentence(&e.to_string()))
+}

@@ -1,0 +1,138 @@
+//! The update server's command line as a user runs it: publish refusals that store nothing, a
+//! publish that hits a full disk, and `otaforge serve` + `otaforge check` as real processes.
+
+use crate::support;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use otaforge_store::Store;
+use support::{Project, esp8266_image, otaforge, run};
+
+fn publish(p: &Project, file: &std::path::Path, version: &str) -> (bool, String) {
+    let (out, stdout, stderr) =
+        run(otaforge(p.path()).args(["publish", file.to_str().unwrap(), "--version", version]));
+    (out.status.success(), format!("{stdout}{stderr}"))
+}
+
+fn release_count(p: &Project) -> usize {
+    Store::open(p.path()).unwrap().releases(None).unwrap().len()
+}
+
+#[test]
+fn wrong_files_and_versions_are_refused_with_reasons_and_nothing_is_stored() {
+    let p = Project::new();
+    let dir = p.path();
+    let text = dir.join("notes.txt");
+    std::fs::write(&text, "hello world\n").unwrap();
+    let empty = dir.join("empty.bin");
+    std::fs::write(&empty, b"").unwrap();
+    let mut damaged = esp8266_image(60_000, 1);
+    let last = damaged.len() - 1;
+    damaged[last] ^= 0xFF;
+    let damaged_file = dir.join("damaged.bin");
+    std::fs::write(&damaged_file, &damaged).unwrap();
+    let good = dir.join("good.bin");
+    std::fs::write(&good, esp8266_image(60_000, 2)).unwrap();
+
+    for (file, version, want) in [
+        (&text, "1.0", "not a firmware image"),
+        (&empty, "1.0", "empty"),
+        (&damaged_file, "1.0", "damaged"),
+        (&good, "latest", "not a version"),
+        (&good, &"1".repeat(10_000), "at most 64"),
+    ] {
+        let (ok, out) = publish(&p, file, version);
+        assert!(!ok, "{} {version} accepted", file.display());
+        assert!(out.contains(want), "{want}: {out}");
+    }
+    assert_eq!(release_count(&p), 0);
+
+    let (ok, out) = publish(&p, &good, "1.10");
+    assert!(ok, "{out}");
+    let (ok, out) = publish(&p, &good, "1.9");
+    assert!(!ok && out.contains("not newer than 1.10"), "{out}");
+    assert_eq!(release_count(&p), 1);
+    let (out, listing, _) = run(otaforge(dir).args(["releases"]));
+    assert!(out.status.success() && listing.contains("1.10") && listing.contains('*'), "{listing}");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_disk_during_publish_is_a_clear_error_and_stores_nothing() {
+    let p = Project::new();
+    let file = p.path().join("big.bin");
+    std::fs::write(&file, esp8266_image(2 * 1024 * 1024, 3)).unwrap();
+    // A 512 KiB file-size limit makes the blob write fail part-way, as a full disk does
+    // (SIGXFSZ ignored so the write returns an error instead of killing the process).
+    let script = format!(
+        "trap '' XFSZ; ulimit -f 512; exec '{}' --dir '{}' publish '{}' --version 2.0.0",
+        env!("CARGO_BIN_EXE_otaforge"),
+        p.path().display(),
+        file.display()
+    );
+    let out = std::process::Command::new("sh").arg("-c").arg(&script).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("cannot write firmware"), "{stderr}");
+    assert_eq!(release_count(&p), 0);
+    let staging = std::fs::read_dir(p.path().join("blobs")).unwrap().count();
+    assert_eq!(staging, 0, "the partial file is gone once the store is reopened");
+}
+
+#[test]
+fn serve_and_check_as_real_processes() {
+    let p = Project::new();
+    let img = p.path().join("fw.bin");
+    std::fs::write(&img, esp8266_image(100_000, 4)).unwrap();
+    let port = free_port();
+    let mut server = otaforge(p.path())
+        .args(["serve", "--bind", "127.0.0.1", "--port", &port.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.contains("Serving updates on https://127.0.0.1"), "{first}");
+
+    // Published by another process while serving: picked up without a restart.
+    let (ok, out) = publish(&p, &img, "1.0.0");
+    assert!(ok, "{out}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut reloaded = false;
+    while Instant::now() < deadline && !reloaded {
+        reloaded = lines.next().unwrap().unwrap().contains("releases changed");
+    }
+    assert!(reloaded, "the server did not pick up the publish");
+
+    let (out, stdout, stderr) =
+        run(otaforge(p.path()).args(["check", "--host", "127.0.0.1", "--port", &port.to_string()]));
+    // SIGTERM (what systemd and kill send) stops it cleanly, with the inventory flushed.
+    let term = std::process::Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    let stopped = lines.map_while(Result::ok).any(|l| l.contains("Stopping"));
+    let status = server.wait().unwrap();
+    assert!(stopped && status.success(), "serve did not stop cleanly on SIGTERM: {status:?}");
+    assert!(out.status.success(), "{stdout}{stderr}");
+    for want in ["✔ Handshake: TLS 1.2", "CHACHA20", "✔ Update check: serves 1.0.0 (", "Devices can update"]
+    {
+        assert!(stdout.contains(want), "{want}:\n{stdout}");
+    }
+}
+
+#[test]
+fn check_says_what_is_wrong_when_no_server_runs() {
+    let p = Project::new();
+    let (out, stdout, stderr) =
+        run(otaforge(p.path()).args(["check", "--host", "127.0.0.1", "--port", &free_port().to_string()]));
+    assert!(!out.status.success());
+    assert!(
+        stdout.contains("✖ Handshake") && stdout.contains("is otaforge serve running?"),
+        "{stdout}{stderr}"
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}

@@ -1,0 +1,13 @@
+//! The desktop app, driven headless with egui_kittest the way a user clicks, with its real worker
+//! thread and real files; snapshots are compared as images.
+
+#[path = "../support/mod.rs"]
+mod support;
+#[path = "../ui_support/mod.rs"]
+mod ui_support;
+
+mod certificate;
+mod firmware;
+mod flash;
+mod serve;
+mod snapshots;

@@ -1,0 +1,13 @@
+//! Virtual boards end to end: booting what was flashed, polling, updating themselves, failing
+//! the way real boards fail, fleets of them, and the demo.
+
+#[path = "../support/mod.rs"]
+mod support;
+#[path = "../virtual_device_support/mod.rs"]
+mod virtual_device_support;
+
+mod basics;
+mod board;
+mod demo;
+mod failures;
+mod fleet;

@@ -1,0 +1,247 @@
+//! Publishing a firmware file: every check a device would make, made before anything is stored,
+//! so a wrong `.bin` is refused with a reason instead of failing on the fleet. Also what no device
+//! checks: that the image holds no secret (anyone who asks the update endpoint gets it), and that
+//! devices which install it can still reach this server ([`trust`]). The CLI and the app both
+//! publish through [`check`] and [`publish`].
+
+pub mod trust;
+
+use otaforge_firmware::baked_secrets;
+use otaforge_firmware::carried_version::{VersionChoiceError, choose_version};
+use otaforge_firmware::config_block::{self, BakedSettings};
+use otaforge_firmware::image::{self, ImageInfo};
+use otaforge_firmware::synth::is_synthetic;
+use otaforge_protocol::version::Version;
+use otaforge_protocol::{DEMO_CHANNEL, is_demo_channel};
+use otaforge_store::{NewRelease, PayloadKind, Release, Store, StoreError, validate_channel};
+
+/// Largest file accepted: the biggest ESP flash chip.
+pub const MAX_IMAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// What to publish.
+#[derive(Debug, Clone)]
+pub struct PublishRequest {
+    /// Channel to publish to.
+    pub channel: String,
+    /// Sketch or filesystem image.
+    pub kind: PayloadKind,
+    /// The version; `None` takes it from the ESP32 app descriptor when there is one.
+    pub version: Option<String>,
+    /// Free text shown with the release.
+    pub notes: String,
+    /// The original file name, for display.
+    pub file_name: String,
+}
+
+impl PublishRequest {
+    /// A sketch release for a channel.
+    pub fn sketch(channel: &str, version: Option<&str>) -> Self {
+        PublishRequest {
+            channel: channel.to_string(),
+            kind: PayloadKind::Sketch,
+            version: version.map(str::to_string),
+            notes: String::new(),
+            file_name: String::new(),
+        }
+    }
+}
+
+/// Why a publish was refused. Nothing was stored.
+#[allow(missing_docs)] // each variant's message is its documentation
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("the file is empty")]
+    Empty,
+    #[error("the file is {0} bytes; no ESP flash holds more than 16 MiB")]
+    TooLarge(usize),
+    #[error(transparent)]
+    Image(#[from] image::ImageError),
+    #[error("the image is damaged: {}", .0.join("; "))]
+    Damaged(Vec<String>),
+    #[error(transparent)]
+    Version(#[from] VersionChoiceError),
+    #[error(
+        "the image's config block holds one device's settings ({0}): every device that installs it would take them, and anyone who asks the update endpoint can read them. Publish an image baked without --device-name/--wifi-*, and give each board its own with otaforge provision"
+    )]
+    DeviceSettings(String),
+    #[error(
+        "the image contains a Wi-Fi password baked in this project (an ota_config.h build keeps it in clear): anyone who asks the update endpoint would get it. Build it without the password in ota_config.h and give boards their Wi-Fi with otaforge provision"
+    )]
+    Password,
+    #[error(transparent)]
+    Trust(#[from] trust::TrustError),
+    #[error(
+        "this is a synthetic image (sim reference-image, the demo, Try without hardware): it only runs on virtual boards. Publish it to a demo channel (\"{DEMO_CHANNEL}\" or \"demo-…\"), never to \"{0}\", where a real board would install it"
+    )]
+    Synthetic(String),
+    #[error(
+        "version {new} is not newer than {current}, which channel \"{channel}\" serves now: devices would never take it. Publish a higher version, or roll back the channel instead"
+    )]
+    NotNewer { new: String, current: String, channel: String },
+    #[error(
+        "channel \"{channel}\" serves {current} images; this one is for {new}. Publish it to a channel of its own"
+    )]
+    WrongChip { channel: String, current: String, new: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A file that passed every check, holding the very bytes that were checked: [`publish`] stores
+/// these and nothing else, so what the user saw checked is what devices get.
+#[derive(Debug)]
+pub struct Checked {
+    bytes: Vec<u8>,
+    request: PublishRequest,
+    /// The image inspection (None for filesystem images, which have no header).
+    pub image: Option<ImageInfo>,
+    /// The version the release would carry.
+    pub version: Version,
+    /// What could not be checked, or is worth knowing; none of it stops the publish.
+    pub warnings: Vec<String>,
+}
+
+impl Checked {
+    /// The bytes that were checked.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// What they were checked for (channel, kind, version asked for).
+    pub fn request(&self) -> &PublishRequest {
+        &self.request
+    }
+}
+
+/// Runs every check without storing anything (the app shows the result before the user confirms).
+pub fn check(store: &Store, bytes: Vec<u8>, req: PublishRequest) -> Result<Checked, PublishError> {
+    validate_channel(&req.channel)?;
+    if bytes.is_empty() {
+        return Err(PublishError::Empty);
+    }
+    if bytes.len() > MAX_IMAGE_BYTES {
+        return Err(PublishError::TooLarge(bytes.len()));
+    }
+    let info = match req.kind {
+        PayloadKind::Sketch => {
+            let info = image::inspect(&bytes)?;
+            let problems = info.problems();
+            if !problems.is_empty() {
+                return Err(PublishError::Damaged(problems));
+            }
+            Some(info)
+        }
+        PayloadKind::Filesystem => None,
+    };
+    let version = choose_version(&bytes, info.as_ref(), req.version.as_deref())?;
+    let warnings = check_contents(store, &bytes, &req, info.is_some())?;
+    let checked = Checked { bytes, request: req, image: info, version, warnings };
+    check_channel(store, &checked)?;
+    Ok(checked)
+}
+
+/// What the channel allows now: a newer version than it serves, for the same chip. Run again at
+/// [`publish`], since the channel may have moved on since the check.
+fn check_channel(store: &Store, checked: &Checked) -> Result<(), PublishError> {
+    let req = &checked.request;
+    let Some(channel) = store.channel(&req.channel)? else { return Ok(()) };
+    let current = match req.kind {
+        PayloadKind::Sketch => channel.current_sketch,
+        PayloadKind::Filesystem => channel.current_fs,
+    };
+    let Some(id) = current else { return Ok(()) };
+    let current = store.release(id)?;
+    if let Ok(cv) = Version::parse(&current.version)
+        && checked.version <= cv
+    {
+        return Err(PublishError::NotNewer {
+            new: checked.version.to_string(),
+            current: current.version,
+            channel: req.channel.clone(),
+        });
+    }
+    // Exact chip, not family: an ESP32 image does not boot on an ESP32-C3, and the devices'
+    // headers do not say which ESP32 they are.
+    let new_chip = checked.image.as_ref().and_then(|i| i.chip).map(|c| c.name().to_string());
+    if let (Some(new), Some(old)) = (new_chip, current.chip)
+        && new != old
+    {
+        return Err(PublishError::WrongChip { channel: req.channel.clone(), current: old, new });
+    }
+    Ok(())
+}
+
+/// What is inside the image: secrets, a synthetic build, trust settings devices cannot use.
+fn check_contents(
+    store: &Store,
+    bytes: &[u8],
+    req: &PublishRequest,
+    app: bool,
+) -> Result<Vec<String>, PublishError> {
+    let dir = store.dir();
+    if is_synthetic(bytes) && !is_demo_channel(&req.channel) {
+        return Err(PublishError::Synthetic(req.channel.clone()));
+    }
+    let baked = if app { config_block::read(bytes).ok().flatten() } else { None };
+    if let Some(b) = &baked
+        && let Some(what) = device_settings_in(b)
+    {
+        return Err(PublishError::DeviceSettings(what));
+    }
+    if baked_secrets::contains_baked_password(dir, bytes) {
+        return Err(PublishError::Password);
+    }
+    if !app {
+        return Ok(Vec::new());
+    }
+    Ok(trust::check(dir, bytes, baked.as_ref(), &req.channel)?)
+}
+
+/// Which device settings a baked block holds, in words (never the password itself).
+fn device_settings_in(b: &BakedSettings) -> Option<String> {
+    let mut what = Vec::new();
+    if !b.device_name.is_empty() {
+        what.push(format!("device name \"{}\"", b.device_name));
+    }
+    if !b.wifi_ssid.is_empty() {
+        what.push(format!("Wi-Fi network \"{}\"", b.wifi_ssid));
+    }
+    if !b.wifi_password.is_empty() {
+        what.push("a Wi-Fi password".into());
+    }
+    (!what.is_empty()).then(|| what.join(", "))
+}
+
+/// Stores what [`check`] passed, exactly those bytes, as the channel's current release (the
+/// channel's rules are checked again: another publish may have come first).
+pub fn publish(store: &mut Store, checked: &Checked) -> Result<Release, PublishError> {
+    check_channel(store, checked)?;
+    let bytes = checked.bytes();
+    let release = store.publish(NewRelease {
+        channel: checked.request.channel.clone(),
+        kind: checked.request.kind,
+        version: checked.version.to_string(),
+        chip: checked.image.as_ref().and_then(|i| i.chip).map(|c| c.name().to_string()),
+        bytes,
+        md5: image::md5_hex(bytes),
+        md5_normalized: image::normalized_md5(bytes),
+        flash_size: checked.image.as_ref().and_then(|i| i.flash_size_bytes),
+        file_name: checked.request.file_name.clone(),
+        notes: checked.request.notes.clone(),
+    })?;
+    Ok(release)
+}
+
+/// [`check`] then [`publish`], for callers with nothing to show in between (the CLI, the demo).
+pub fn check_and_publish(
+    store: &mut Store,
+    bytes: Vec<u8>,
+    req: PublishRequest,
+) -> Result<Release, PublishError> {
+    let checked = check(store, bytes, req)?;
+    publish(store, &checked)
+}
+
+/// "ESP8266" or "ESP32" (all ESP32-family chips share the HTTPUpdate protocol).
+pub fn family(chip_name: &str) -> &'static str {
+    if chip_name.eq_ignore_ascii_case("ESP8266") { "ESP8266" } else { "ESP32" }
+}
