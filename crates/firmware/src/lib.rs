@@ -11,24 +11,27 @@
 
 pub mod baked_secrets;
 pub mod carried_version;
+mod checksums;
 pub mod chip;
 pub mod config_block;
 pub mod device_settings;
 pub mod digest;
 pub mod image;
+mod image_info;
+mod layout;
 pub mod nvs;
-mod parse;
-mod read;
 pub mod settings;
 pub mod source;
 pub mod synth;
+mod walk;
 
+pub use checksums::fix_checksums;
 pub use chip::{Chip, ChipError};
 pub use image::{
     AppDesc, ArduinoInfo, Checksum, ExtendedHeader, FlashMode, ImageError, ImageFormat, ImageInfo,
     MAX_FILE_SIZE, Segment, SubImage, device_md5s, inspect, md5_hex, md5_with_flash_mode, normalized_md5,
 };
-pub use synth::{ImageBuilder, fix_checksums};
+pub use synth::ImageBuilder;
 
 #[cfg(test)]
 mod fuzz;

@@ -229,7 +229,7 @@ pub fn find_nvs_partition(table: &[u8]) -> Option<(usize, usize)> {
 /// writes for a CSV of them in this order, a namespace's name entry before its first key, pages
 /// after the last used one erased (the last of them is the page ESP-IDF keeps free).
 ///
-/// Where ours differs, on purpose (`app/tests/firmware_nvs.rs` shows each case): a blob reaching a
+/// Where ours differs, on purpose (`app/tests/firmware/bake/nvs.rs` shows each case): a blob reaching a
 /// page's last entry starts in the next page (the generator writes an empty chunk there, which
 /// ESP-IDF never does); a string of 3968..=3999 bytes is written on a fresh page (the generator
 /// fails, ESP-IDF stores it); keys given after coming back to an earlier namespace stay in it (the

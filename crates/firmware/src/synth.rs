@@ -1,15 +1,14 @@
 //! Synthetic firmware images for tests, virtual devices and the demo: structurally real (headers,
 //! segments, padding, checksums, the Arduino length/CRC words, the ESP32 app descriptor and
 //! SHA-256) but with made-up segment contents, so nothing needs a toolchain or a real build.
-//!
-//! [`fix_checksums`] recomputes every check value of an image in place, so a test (or, later, a
-//! patcher) can change bytes and make the image sound again.
+//! They are made sound with the same `fix_checksums` a baked image goes through.
 
 use sha2::{Digest, Sha256};
 
+use super::checksums::{fix_checksums, write_arduino_words};
 use super::chip::Chip;
-use super::digest::{ARDUINO_CRC_OFFSET, ARDUINO_LEN_OFFSET, CHECKSUM_SEED, arduino_crc, xor_all};
-use super::image::{AppDesc, FlashMode, ImageError, Segment, inspect};
+use super::digest::{CHECKSUM_SEED, xor_all};
+use super::image::{AppDesc, FlashMode, ImageError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Layout {
@@ -294,16 +293,6 @@ fn app_desc_bytes(d: &AppDesc) -> Vec<u8> {
     out
 }
 
-/// Stores the Arduino length (the whole slice) and CRC words.
-fn write_arduino_words(image: &mut [u8]) {
-    let len = image.len() as u32;
-    let crc = arduino_crc(image);
-    if let Some(slot) = image.get_mut(ARDUINO_LEN_OFFSET..ARDUINO_CRC_OFFSET + 4) {
-        slot[..4].copy_from_slice(&len.to_le_bytes());
-        slot[4..].copy_from_slice(&crc.to_le_bytes());
-    }
-}
-
 /// Segment load addresses typical of each chip (DROM, DRAM, IRAM, IROM); close enough for a
 /// synthetic image, not a memory map to rely on.
 fn synthetic_addresses(chip: Chip) -> [u32; 4] {
@@ -316,47 +305,6 @@ fn synthetic_addresses(chip: Chip) -> [u32; 4] {
         Chip::Esp8266 | Chip::Esp32C5 | Chip::Esp32C6 | Chip::Esp32C61 | Chip::Esp32H2 => {
             [0x4280_0020, 0x4080_0000, 0x4080_4000, 0x4200_0020]
         }
-    }
-}
-
-/// Recomputes, in place, every check value the image carries: each checksum byte, the Arduino
-/// length and CRC words, and an ESP32 image's appended SHA-256. The layout must still read (see
-/// [`inspect`]); gzip'd files are left alone. A signature appended to an ESP8266 image is not
-/// touched and no longer matches once the image has changed.
-pub fn fix_checksums(image: &mut [u8]) -> Result<(), ImageError> {
-    let info = inspect(image)?;
-    if let Some(a) = &info.arduino {
-        write_checksum(image, &a.eboot.segments, a.eboot.checksum.offset, false);
-        write_checksum(image, &a.sketch.segments, a.sketch.checksum.offset, true);
-        if let Some(whole) = image.get_mut(..info.image_len) {
-            write_arduino_words(whole);
-        }
-    } else if let Some(c) = info.checksum {
-        write_checksum(image, &info.segments, c.offset, false);
-        if info.extended_header.is_some_and(|h| h.hash_appended == 1) {
-            let end = c.offset + 1;
-            let digest = Sha256::digest(image.get(..end).unwrap_or(&[]));
-            if let Some(slot) = image.get_mut(end..end + 32) {
-                slot.copy_from_slice(&digest);
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Writes the checksum of `segments` at `offset`. `sketch`: the Arduino convention, which reads
-/// the length and CRC words at 0x1010 as zero.
-fn write_checksum(image: &mut [u8], segments: &[Segment], offset: usize, sketch: bool) {
-    let mut sum = CHECKSUM_SEED;
-    for s in segments {
-        let end = s.file_offset.saturating_add(s.len as usize);
-        sum ^= image.get(s.file_offset..end).map_or(0, xor_all);
-    }
-    if sketch {
-        sum ^= image.get(ARDUINO_LEN_OFFSET..ARDUINO_LEN_OFFSET + 8).map_or(0, xor_all);
-    }
-    if let Some(b) = image.get_mut(offset) {
-        *b = sum;
     }
 }
 

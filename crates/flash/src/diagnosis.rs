@@ -148,7 +148,7 @@ pub fn open_error(port: &str, e: serialport::Error) -> FlashError {
             FlashError::PermissionDenied { port: port.into(), advice: permission_advice(port) }
         }
         ErrorKind::NoDevice => {
-            let holders = super::link::holders(port);
+            let holders = holders(port);
             let holders =
                 if holders.is_empty() { String::new() } else { format!(" ({})", holders.join(", ")) };
             FlashError::Busy { port: port.into(), holders }
@@ -319,6 +319,27 @@ fn lower_first(s: &str) -> String {
     }
 }
 
+/// Programs that have `path` open, as "name (pid N)", found through /proc (empty elsewhere).
+pub fn holders(path: &str) -> Vec<String> {
+    let Ok(target) = std::fs::canonicalize(path) else { return Vec::new() };
+    let me = std::process::id();
+    let Ok(procs) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let mut out = Vec::new();
+    for entry in procs.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        if pid == me {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else { continue };
+        let holds = fds.flatten().any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l == target));
+        if holds {
+            let name = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+            out.push(format!("{} (pid {pid})", name.trim()));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,5 +432,14 @@ mod tests {
             d.to_string(),
             "This image is for the ESP32-C3 but the board is an ESP8266: nothing was written. Choose the image built for the ESP8266."
         );
+    }
+
+    #[test]
+    fn holders_names_this_test_for_other_processes_only() {
+        let pair = nix::pty::openpty(None, None).expect("openpty");
+        let path = nix::unistd::ttyname(&pair.slave).expect("ttyname").display().to_string();
+        let _open = std::fs::File::open(&path).unwrap();
+        assert!(holders(&path).is_empty(), "our own process is left out");
+        assert!(holders("/no/such/port").is_empty());
     }
 }

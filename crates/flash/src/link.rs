@@ -176,27 +176,6 @@ pub fn open(path: &str, baud: u32, cancel: &Cancel) -> Result<(Link<TTYPort>, Re
     Ok((Link { held: Some(probe), cancel: Some(cancel.clone()) }, lines))
 }
 
-/// Programs that have `path` open, as "name (pid N)", found through /proc (empty elsewhere).
-pub fn holders(path: &str) -> Vec<String> {
-    let Ok(target) = std::fs::canonicalize(path) else { return Vec::new() };
-    let me = std::process::id();
-    let Ok(procs) = std::fs::read_dir("/proc") else { return Vec::new() };
-    let mut out = Vec::new();
-    for entry in procs.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        if pid == me {
-            continue;
-        }
-        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else { continue };
-        let holds = fds.flatten().any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l == target));
-        if holds {
-            let name = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-            out.push(format!("{} (pid {pid})", name.trim()));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,12 +229,5 @@ mod tests {
         let file = tempfile::tempfile().unwrap();
         cancel.cancel();
         assert!(file.metadata().is_ok());
-    }
-
-    #[test]
-    fn holders_names_this_test_for_other_processes_only() {
-        let (_pair, path) = pty();
-        assert!(holders(&path).is_empty(), "our own process is left out");
-        assert!(holders("/no/such/port").is_empty());
     }
 }

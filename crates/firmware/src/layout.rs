@@ -1,4 +1,4 @@
-//! Deciding what an 0xE9 file is (a single ESP8266 image, the Arduino eboot + sketch layout, or an
+//! Inspection, stage 2: deciding what an 0xE9 file is (a single ESP8266 image, the Arduino eboot + sketch layout, or an
 //! ESP32 app) and turning the walk over it into an [`ImageInfo`]; and naming what a file that is
 //! not an image at all most likely is.
 
@@ -6,10 +6,8 @@ use super::chip::Chip;
 use super::digest::{
     ARDUINO_CRC_OFFSET, ARDUINO_LEN_OFFSET, arduino_crc, md5_hex, normalized_md5, sha256_hex,
 };
-use super::image::{AppDesc, ArduinoInfo, FlashMode, ImageError, ImageFormat, ImageInfo, SubImage};
-use super::parse::{
-    RawImage, extended_header_plausible, is_esp32_addr, is_esp8266_addr, parse_image, u32_at,
-};
+use super::image_info::{AppDesc, ArduinoInfo, FlashMode, ImageError, ImageFormat, ImageInfo, SubImage};
+use super::walk::{RawImage, extended_header_plausible, is_esp32_addr, is_esp8266_addr, parse_image, u32_at};
 
 /// Where the sketch starts in an Arduino ESP8266 image.
 const ARDUINO_SKETCH_OFFSET: usize = 0x1000;

@@ -1,11 +1,11 @@
-//! The bounds-checked walk over one 0xE9 image: header, optional extended header, segments,
+//! Inspection, stage 1 (after `image::inspect` saw 0xE9): the bounds-checked walk over one 0xE9 image: header, optional extended header, segments,
 //! padding, checksum and optional SHA-256. Every read goes through `get`, every offset through
 //! checked arithmetic, so no input can make it panic.
 
 use sha2::{Digest, Sha256};
 
 use super::digest::{ARDUINO_LEN_OFFSET, CHECKSUM_SEED, xor_all};
-use super::image::{Checksum, ExtendedHeader, ImageError, Segment};
+use super::image_info::{Checksum, ExtendedHeader, ImageError, Segment};
 
 /// Most segments an image may have (ESP-IDF's `ESP_IMAGE_MAX_SEGMENTS`; Arduino sketches use 5).
 pub const MAX_SEGMENTS: usize = 16;
