@@ -10,10 +10,6 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::decision::{self, Answer, Decision};
-use crate::device;
-use otaforge_store::{DeviceState, PayloadKind};
-
 /// How a download that did not reach the device ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Lost {
@@ -157,7 +153,7 @@ impl SendQueue {
 }
 
 /// Filesystem images devices did not take, by MAC and release. Such an image is offered again
-/// at the device's next check, at most [`decision::MAX_ATTEMPTS`] times (a device whose
+/// at the device's next check, at most [`crate::decision::MAX_ATTEMPTS`] times (a device whose
 /// filesystem is too small for it would otherwise be sent it at every check). Kept in memory
 /// per listener: a restart, or a new image, offers it again.
 #[derive(Default)]
@@ -180,24 +176,8 @@ impl FsRefusals {
         self.map().remove(&(mac.to_string(), release));
     }
 
-    /// `decision`, unless it serves a filesystem image this device has not taken too often.
-    pub(super) fn guard(&self, dev: &device::DeviceRequest, decision: Decision) -> Decision {
-        let Answer::Serve(r) = &decision.answer else { return decision };
-        if r.meta.kind != PayloadKind::Filesystem {
-            return decision;
-        }
-        let refused = self.map().get(&(dev.sta_mac.clone(), r.meta.id)).copied().unwrap_or(0);
-        if refused < decision::MAX_ATTEMPTS {
-            return decision;
-        }
-        Decision {
-            reason: format!(
-                "did not take filesystem image {} the last {refused} times it was sent (it closed the \
-                 connection before reading it; is its filesystem smaller?): no longer offered, to stop a \
-                 loop (publish a new image, or restart the server, to try again)",
-                r.meta.version
-            ),
-            answer: Answer::NoUpdate(DeviceState::Held),
-        }
+    /// How often `mac` did not take filesystem image `release` (see `route`).
+    pub(super) fn times(&self, mac: &str, release: i64) -> u32 {
+        self.map().get(&(mac.to_string(), release)).copied().unwrap_or(0)
     }
 }
