@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Compiles both sketches on the host against the stub headers, with ota_config.h.example as
-# ota_config.h. The same check as `cargo test --test firmware_sketches`, without Rust.
+# ota_config.h. The same check as `cargo test --test firmware sketches`, without Rust.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 fw="$(dirname "$here")"
@@ -13,7 +13,8 @@ check() { # name folder define stubs variant-flags led...
   shift 5
   mkdir -p "$work/$name"
   cp "$fw/$folder/$name.ino" "$work/$name/$name.cpp"
-  cp "$fw/$folder/otaforge_config_block.h" "$fw/$folder/otaforge_device_settings.h" "$work/$name/"
+  cp "$fw/$folder/otaforge_config_block.h" "$fw/$folder/otaforge_device_settings.h" "$fw/$folder/otaforge_common.h" \
+    "$work/$name/"
   cp "$fw/$folder/ota_config.h.example" "$work/$name/ota_config.h"
   for led in "$@"; do
     local flags=()

@@ -5,3 +5,4 @@
 mod support;
 
 mod bake;
+mod sketches;

@@ -15,15 +15,20 @@
 //! ESP8266 sketch's own record builder, compiled on the host, must write exactly what the app's
 //! `DeviceSettings::encode` writes, and the name each sketch puts into the update URL must be
 //! percent-encoded.
+//!
+//! The two sketches share their common code through `otaforge_common.h`, hand-written, whose master
+//! copy is in device-firmware/common/ and which each sketch folder carries byte for byte (the
+//! Arduino IDE compiles only the files in the sketch folder). The checks on a sketch's source read
+//! its .ino together with that copy: what one build of the sketch compiles.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use otaforge::firmware::config_block::{self, BakedSettings};
-use otaforge::firmware::device_settings::{self, DeviceSettings, Wifi};
-use otaforge::firmware::source;
+use otaforge_firmware::config_block::{self, BakedSettings};
+use otaforge_firmware::device_settings::{self, DeviceSettings, Wifi};
+use otaforge_firmware::source;
 use support::{otaforge, run};
 
 struct Sketch {
@@ -43,6 +48,10 @@ struct Sketch {
 
 /// The device settings header, next to the config block's in each sketch folder.
 const DEVICE_SETTINGS_H: &str = "otaforge_device_settings.h";
+
+/// The code both sketches share (hand-written): the master in device-firmware/common/, a copy in
+/// each sketch folder.
+const COMMON_H: &str = "otaforge_common.h";
 
 const ESP8266: Sketch = Sketch {
     name: "otaforge_esp8266",
@@ -124,13 +133,13 @@ fn awkward_settings() -> BakedSettings {
 }
 
 /// A temporary folder holding the sketch as `<name>.cpp` (what the Arduino builder compiles),
-/// the committed config-block and device-settings headers and, when given, `ota_config.h`.
+/// the committed config-block, device-settings and shared headers and, when given, `ota_config.h`.
 fn stage(sketch: &Sketch, ota_config_h: Option<&str>) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let src = firmware_dir().join(sketch.dir);
     std::fs::copy(src.join(format!("{}.ino", sketch.name)), dir.path().join(format!("{}.cpp", sketch.name)))
         .unwrap();
-    for header in [source::CONFIG_BLOCK_H, DEVICE_SETTINGS_H] {
+    for header in [source::CONFIG_BLOCK_H, DEVICE_SETTINGS_H, COMMON_H] {
         std::fs::copy(src.join(header), dir.path().join(header)).unwrap();
     }
     if let Some(text) = ota_config_h {
@@ -199,6 +208,30 @@ fn each_sketch_folder_carries_the_generated_config_block_header() {
             path.display(),
             path.display()
         );
+    }
+}
+
+#[test]
+fn each_sketch_folder_carries_the_common_header_byte_for_byte() {
+    let master_path = firmware_dir().join("common").join(COMMON_H);
+    let master = std::fs::read(&master_path).unwrap_or_else(|e| panic!("{}: {e}", master_path.display()));
+    assert!(!master.is_empty(), "{} is empty", master_path.display());
+    for sketch in SKETCHES {
+        let path = firmware_dir().join(sketch.dir).join(COMMON_H);
+        let copy = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(
+            copy == master,
+            "{} differs from {}: edit the one in common/ and copy it: cp {} {}",
+            path.display(),
+            master_path.display(),
+            master_path.display(),
+            path.display()
+        );
+        // The copy is what the sketch compiles.
+        let ino =
+            std::fs::read_to_string(firmware_dir().join(sketch.dir).join(format!("{}.ino", sketch.name)))
+                .unwrap();
+        assert!(ino.contains(&format!("#include \"{COMMON_H}\"")), "{} must include {COMMON_H}", sketch.name);
     }
 }
 
@@ -290,9 +323,7 @@ fn config_block_initialiser_is_the_unbaked_block_and_the_reader_checks_baked_one
     std::fs::write(work.path().join("damaged.bin"), &damaged).unwrap();
 
     for sketch in SKETCHES {
-        let text =
-            std::fs::read_to_string(firmware_dir().join(sketch.dir).join(format!("{}.ino", sketch.name)))
-                .unwrap();
+        let text = sketch_text(sketch);
         let (decl, init) = block_initialiser(&text);
         assert!(decl.contains("__attribute__((used, aligned(4)))"), "{decl}");
         if sketch.define == "ESP8266" {
@@ -381,13 +412,14 @@ fn bake_from_source_then_host_check() {
     assert!(out.status.success(), "cert new: {err}");
 
     for sketch in SKETCHES {
-        // A fresh copy of the sketch folder, as a user would have it: the .ino and the committed
-        // device settings header (the layout of the board's own settings), nothing generated.
+        // A fresh copy of the sketch folder, as a user would have it: the .ino, the shared code and
+        // the committed device settings header (the layout of the board's own settings), nothing
+        // generated.
         let folder = tempfile::tempdir().unwrap();
         let sketch_dir = folder.path().join(sketch.name);
         std::fs::create_dir(&sketch_dir).unwrap();
         let ino = format!("{}.ino", sketch.name);
-        for file in [ino.as_str(), DEVICE_SETTINGS_H] {
+        for file in [ino.as_str(), COMMON_H, DEVICE_SETTINGS_H] {
             std::fs::copy(firmware_dir().join(sketch.dir).join(file), sketch_dir.join(file)).unwrap();
         }
 
@@ -418,7 +450,7 @@ fn bake_from_source_then_host_check() {
         // Compile what bake wrote, exactly as it sits in the sketch folder.
         let dir = tempfile::tempdir().unwrap();
         std::fs::copy(sketch_dir.join(&ino), dir.path().join(format!("{}.cpp", sketch.name))).unwrap();
-        for file in [source::OTA_CONFIG_H, source::CONFIG_BLOCK_H, DEVICE_SETTINGS_H] {
+        for file in [source::OTA_CONFIG_H, source::CONFIG_BLOCK_H, DEVICE_SETTINGS_H, COMMON_H] {
             std::fs::copy(sketch_dir.join(file), dir.path().join(file)).unwrap();
         }
         check_all_variants(sketch, dir.path(), "otaforge bake --sketch");
@@ -465,8 +497,14 @@ fn function_source<'a>(text: &'a str, head: &str) -> &'a str {
     panic!("unbalanced braces after {head}");
 }
 
+/// The sketch's own source: its .ino followed by the copy of the shared header in its folder (the
+/// generated headers and ota_config.h left out), so the checks below hold wherever the code sits.
 fn sketch_text(sketch: &Sketch) -> String {
-    std::fs::read_to_string(firmware_dir().join(sketch.dir).join(format!("{}.ino", sketch.name))).unwrap()
+    let dir = firmware_dir().join(sketch.dir);
+    let mut text = std::fs::read_to_string(dir.join(format!("{}.ino", sketch.name))).unwrap();
+    text.push('\n');
+    text.push_str(&std::fs::read_to_string(dir.join(COMMON_H)).unwrap());
+    text
 }
 
 /// Compiles `source` (C++, with the sketch folder's two headers next to it) to an executable.

@@ -18,6 +18,11 @@ pub const OTA_CONFIG_H: &str = "ota_config.h";
 pub const CONFIG_BLOCK_H: &str = "otaforge_config_block.h";
 /// The device-settings header the firmware includes (see `firmware::device_settings`).
 pub const DEVICE_SETTINGS_H: &str = "otaforge_device_settings.h";
+/// The code both reference sketches share (hand-written, unlike the two generated headers).
+pub const COMMON_H: &str = "otaforge_common.h";
+/// Its text, as committed in `device-firmware/common/`: a bake writes it beside the others, so
+/// a sketch folder copied with only its `.ino` still builds.
+const COMMON_H_TEXT: &str = include_str!("../../../device-firmware/common/otaforge_common.h");
 
 /// Why a sketch folder could not be prepared or built.
 #[allow(missing_docs)] // each variant's message is its documentation
@@ -84,6 +89,7 @@ pub fn write_sketch_config(dir: &Path, s: &BakedSettings) -> Result<Vec<PathBuf>
         (dir.join(OTA_CONFIG_H), ota_config_h(s)?),
         (dir.join(CONFIG_BLOCK_H), config_block::c_header()),
         (dir.join(DEVICE_SETTINGS_H), super::device_settings::c_header()),
+        (dir.join(COMMON_H), COMMON_H_TEXT.to_string()),
     ];
     let mut staged = Vec::new();
     for (path, text) in &files {
