@@ -111,9 +111,16 @@ async fn the_request_head_is_the_esp8266_updaters() {
     // The server logs each request's headers: they are what ESP8266httpUpdate sends.
     let project = Project::new();
     let server = project.serve(|_| {}).await;
+    let mut events = server.subscribe();
     let v1 = baked(project.path(), Chip::Esp8266, "1.0.0", port(&server), |f| f.channel = "beta".into());
     let device = start(Chip::Esp8266, 0xA1B2C3, &v1, quick());
-    device.wait_until(T, |s| s.checks >= 1).await.unwrap();
+    // The server's Decision follows the request's record into the history queue (the device may
+    // read its answer a moment before that).
+    tokio::time::timeout(T, async {
+        while !matches!(events.recv().await, Ok(ServerEvent::Decision { mac: Some(_), .. })) {}
+    })
+    .await
+    .expect("the server decided on the device's check");
     server.flush().await;
     let store = otaforge_store::Store::open(project.path()).unwrap();
     let requests = store.requests("18:FE:34:A1:B2:C3", 10).unwrap();

@@ -173,7 +173,7 @@ pub(super) fn settle(
             None => {}
         }
     }
-    shared.emit(account.event(conn, mac.clone()));
+    let decision = account.event(conn, mac.clone());
     shared.inventory.log_request(RequestRecord {
         at: now_unix(),
         mac,
@@ -184,6 +184,9 @@ pub(super) fn settle(
         reason: account.reason,
         headers: req.headers_text(),
     });
+    // Last, once the request is queued for the history: whoever sees the Decision and then
+    // flushes the inventory finds the request stored.
+    shared.emit(decision);
 }
 
 /// A device's download that did not reach it, in the inventory and the refusals.
