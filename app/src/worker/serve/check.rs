@@ -68,19 +68,18 @@ pub fn check_file(dir: &Path, draft: PublishDraft, devices: Vec<Device>) -> Publ
         }
         Err(e) => check.problems.push(sentence(&e.to_string())),
     }
-    let req = PublishRequest { channel, ..request(&check.draft) };
     let short: Vec<&Device> = devices
         .iter()
-        .filter(|d| d.channel == req.channel && d.free_space.is_some_and(|f| f < check.size))
+        .filter(|d| d.channel == channel && d.free_space.is_some_and(|f| f < check.size))
         .collect();
     if !short.is_empty() {
-        let on_channel = devices.iter().filter(|d| d.channel == req.channel).count();
+        let on_channel = devices.iter().filter(|d| d.channel == channel).count();
         let least = short.iter().filter_map(|d| d.free_space).min().unwrap_or(0);
         check.warnings.push(format!(
             "{} of {on_channel} devices on \"{}\" report less free space ({} KB at least) than this {} KB \
              image: they will not be offered it.",
             short.len(),
-            req.channel,
+            channel,
             least / 1024,
             check.size / 1024
         ));
