@@ -113,7 +113,12 @@ async fn serve_tls(shared: &Arc<Shared>, mut tcp: TcpStream, mut conn: Conn) {
     // so that what rustls writes (the close_notify too) has it as well.
     let tcp = WriteDeadline::new(Replay::new(hello, tcp), shared.config.idle_timeout);
     match tokio::time::timeout_at(deadline.into(), acceptor.accept(tcp)).await {
-        Ok(Ok(stream)) => serve_http(shared, stream, conn).await,
+        Ok(Ok(mut stream)) => {
+            // Room for a whole step of a download (`write::CHUNK`) as records, so each step is
+            // encrypted in one go and leaves in one `writev`.
+            stream.get_mut().1.set_buffer_limit(Some(write::TLS_BUFFER));
+            serve_http(shared, stream, conn).await
+        }
         Ok(Err(e)) => {
             shared.emit(ServerEvent::ConnectionRefused { remote, why: format!("TLS handshake failed: {e}") })
         }
@@ -271,19 +276,16 @@ mod tests {
         assert_eq!(basic_credentials(None), None);
     }
 
-    /// Over a real socket, as a device: the decision event of a download names its release, that
-    /// of a 304 none.
-    #[tokio::test]
-    async fn the_decision_event_of_a_download_names_its_release() {
+    /// A project with one ESP8266 release 1.1 of `len` bytes, served on loopback over plain
+    /// HTTP; the release's id.
+    async fn serve_one_release(dir: &std::path::Path, len: usize) -> (crate::RunningServer, i64) {
         use md5::{Digest, Md5};
         use otaforge_store::{NewRelease, PayloadKind, Store};
-        use tokio::io::AsyncWriteExt;
 
-        let dir = tempfile::tempdir().unwrap();
         let hosts = vec![otaforge_pki::Host::parse("localhost").unwrap()];
-        otaforge_pki::generate(dir.path(), &otaforge_pki::IssueRequest::new(hosts), false).unwrap();
+        otaforge_pki::generate(dir, &otaforge_pki::IssueRequest::new(hosts), false).unwrap();
         let mut image = vec![0xE9, 1, 2, 0x40, 0, 0, 0x10, 0x40];
-        image.resize(4096, 7);
+        image.resize(len, 7);
         let md5 = hex::encode(Md5::digest(&image));
         let new = NewRelease {
             channel: "stable".into(),
@@ -297,37 +299,49 @@ mod tests {
             file_name: "a.bin".into(),
             notes: String::new(),
         };
-        let id = Store::open(dir.path()).unwrap().publish(new).unwrap().id;
+        let id = Store::open(dir).unwrap().publish(new).unwrap().id;
         let config = crate::ServeConfig {
             bind: std::net::Ipv4Addr::LOCALHOST.into(),
             port: 0,
             http_port: Some(0),
             ..Default::default()
         };
-        let server = crate::start(dir.path(), config).await.unwrap();
+        (crate::start(dir, config).await.unwrap(), id)
+    }
+
+    /// Asks as device `mac` running `version`, reads the head and as many bytes as it says, then
+    /// closes, as ESP8266httpUpdate does.
+    async fn device_request(server: &crate::RunningServer, mac: &str, version: &str) {
+        use tokio::io::AsyncWriteExt;
+        let mut tcp = TcpStream::connect(server.http_addr.unwrap()).await.unwrap();
+        let head = format!(
+            "GET /update HTTP/1.0\r\nx-ESP8266-STA-MAC: {mac}\r\nx-ESP8266-version: {version}\r\n\r\n"
+        );
+        tcp.write_all(head.as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 65536];
+        let whole = |got: &[u8]| {
+            let text = String::from_utf8_lossy(got);
+            let (head, body) = text.split_once("\r\n\r\n")?;
+            let len: usize = head.lines().find_map(|l| l.strip_prefix("Content-Length: "))?.parse().ok()?;
+            (body.len() >= len).then_some(())
+        };
+        while whole(&got).is_none() {
+            let n = tcp.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got[..got.len().min(300)]));
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    /// Over a real socket, as a device: the decision event of a download names its release, that
+    /// of a 304 none.
+    #[tokio::test]
+    async fn the_decision_event_of_a_download_names_its_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, id) = serve_one_release(dir.path(), 4096).await;
         let mut events = server.subscribe();
         for (version, want_status, want_release) in [("1.0", 200, Some(id)), ("1.1", 304, None)] {
-            let mut tcp = TcpStream::connect(server.http_addr.unwrap()).await.unwrap();
-            let head = format!(
-                "GET /update HTTP/1.0\r\nx-ESP8266-STA-MAC: 18:FE:34:00:00:01\r\nx-ESP8266-version: {version}\r\n\r\n"
-            );
-            tcp.write_all(head.as_bytes()).await.unwrap();
-            // Read the head and as many bytes as it says, then close, as ESP8266httpUpdate does.
-            let mut got = Vec::new();
-            let mut buf = [0u8; 8192];
-            let whole = |got: &[u8]| {
-                let text = String::from_utf8_lossy(got);
-                let (head, body) = text.split_once("\r\n\r\n")?;
-                let len: usize =
-                    head.lines().find_map(|l| l.strip_prefix("Content-Length: "))?.parse().ok()?;
-                (body.len() >= len).then_some(())
-            };
-            while whole(&got).is_none() {
-                let n = tcp.read(&mut buf).await.unwrap();
-                assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
-                got.extend_from_slice(&buf[..n]);
-            }
-            drop(tcp);
+            device_request(&server, "18:FE:34:00:00:01", version).await;
             let decision = tokio::time::timeout(Duration::from_secs(10), async {
                 loop {
                     if let Ok(ServerEvent::Decision { status, release, reason, .. }) = events.recv().await {
@@ -338,6 +352,35 @@ mod tests {
             let (status, release, reason) = decision.await.expect("no decision event");
             assert_eq!((status, release), (want_status, want_release), "{version}: {reason}");
         }
+        server.shutdown().await;
+    }
+
+    /// Progress is told by time, not per step written: a download that takes milliseconds
+    /// reports it once, at its end (per 32 KB it was 64 events for 2 MB, each a wake-up for
+    /// whoever listens).
+    #[tokio::test]
+    async fn a_fast_download_reports_its_progress_by_time_not_per_step() {
+        const LEN: usize = 2 << 20;
+        let dir = tempfile::tempdir().unwrap();
+        let (server, _) = serve_one_release(dir.path(), LEN).await;
+        let mut events = server.subscribe();
+        let started = Instant::now();
+        device_request(&server, "18:FE:34:00:00:02", "1.0").await;
+        let took = started.elapsed();
+        let progress = tokio::time::timeout(Duration::from_secs(10), async {
+            let mut progress = Vec::new();
+            loop {
+                match events.recv().await {
+                    Ok(ServerEvent::DownloadProgress { sent, total, .. }) => progress.push((sent, total)),
+                    Ok(ServerEvent::DownloadFinished { .. }) => return progress,
+                    _ => {}
+                }
+            }
+        });
+        let progress = progress.await.expect("the download did not finish");
+        assert_eq!(progress.last(), Some(&(LEN as u64, LEN as u64)), "the last progress is the end");
+        let allowed = 1 + (took.as_millis() / write::PROGRESS_EVERY.as_millis()) as usize;
+        assert!(progress.len() <= allowed, "{} progress events in {took:?}: {progress:?}", progress.len());
         server.shutdown().await;
     }
 
