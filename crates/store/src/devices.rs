@@ -144,10 +144,20 @@ impl Device {
     /// Downloaded a release and has not checked in within twice its usual interval: the one sign
     /// a device that installed something it cannot come back from gives. Since when, if so.
     pub fn silent_since_update(&self, now: i64) -> Option<i64> {
-        let interval = i64::from(self.poll_interval_s?.max(1));
-        (self.state == DeviceState::Downloaded && now - self.last_seen > 2 * interval)
-            .then_some(self.last_seen)
+        silent_since_update(self.state, self.last_seen, self.poll_interval_s, now)
     }
+}
+
+/// [`Device::silent_since_update`] from the three fields it reads, for holders of devices in
+/// another form (the server's compact inventory) that should not build a whole `Device` to ask.
+pub fn silent_since_update(
+    state: DeviceState,
+    last_seen: i64,
+    poll_interval_s: Option<u32>,
+    now: i64,
+) -> Option<i64> {
+    let interval = i64::from(poll_interval_s?.max(1));
+    (state == DeviceState::Downloaded && now - last_seen > 2 * interval).then_some(last_seen)
 }
 
 /// One request as received, for a device's history.

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 
 pub use blobs::{BlobProblem, BlobStamp, Blobs};
-pub use devices::{Device, DeviceState, RequestRecord};
+pub use devices::{Device, DeviceState, RequestRecord, silent_since_update};
 pub use flashed::FlashedImage;
 pub use releases::{
     BadRow, Channel, ChannelAuth, NewRelease, PayloadKind, Release, RowKey, validate_channel,

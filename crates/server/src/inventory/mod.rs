@@ -115,8 +115,7 @@ impl Inventory {
     /// Reports (once each, as [`ServerEvent::DeviceSilent`]) the devices that downloaded a
     /// release and have not checked in within twice their usual interval; returns how many.
     pub fn report_silent(&self, now: i64) -> usize {
-        let silent: Vec<(String, i64)> =
-            self.all().into_iter().filter_map(|d| d.silent_since_update(now).map(|t| (d.mac, t))).collect();
+        let silent = self.lock().silent_since_update(now);
         let mut reported = self.silent_reported();
         let mut n = 0;
         for (mac, since) in silent {
@@ -400,6 +399,15 @@ impl DeviceMap {
     /// Copies of every device.
     pub fn all(&self) -> Vec<Device> {
         self.map.iter().map(|(k, s)| s.unpack(k)).collect()
+    }
+
+    /// The MACs of devices silent since their update, and since when: a pass over the compact
+    /// records that builds nothing for the devices that are fine (it runs every second).
+    pub fn silent_since_update(&self, now: i64) -> Vec<(String, i64)> {
+        self.map
+            .iter()
+            .filter_map(|(k, s)| s.silent_since_update(now).map(|t| (slim::mac_text(k), t)))
+            .collect()
     }
 
     /// Devices held.

@@ -227,6 +227,11 @@ impl Slim {
     }
 
     /// The plain record for the device with MAC `key`.
+    /// [`Device::silent_since_update`] without unpacking the record.
+    pub fn silent_since_update(&self, now: i64) -> Option<i64> {
+        otaforge_store::silent_since_update(self.state, self.last_seen, self.poll_interval_s, now)
+    }
+
     pub fn unpack(&self, key: &MacKey) -> Device {
         Device {
             mac: mac_text(key),

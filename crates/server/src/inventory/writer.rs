@@ -37,6 +37,10 @@ pub const MEMORY_BACKLOG_MAX: usize = 100_000;
 /// The first retry after a failure; each further one waits twice as long, up to [`RETRY_MAX`].
 const RETRY_FIRST: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(2);
+/// How long what arrives after a first record is gathered into the same transaction.
+const GATHER_WINDOW: Duration = Duration::from_millis(50);
+/// How often the channel is looked at within that window (the longest a flush waits extra).
+const GATHER_POLL: Duration = Duration::from_millis(5);
 /// How often a backlog that has not changed kind is reported again.
 const REPORT_EVERY: Duration = Duration::from_secs(5);
 /// After the spill file could not be written, how long until it is tried again.
@@ -188,34 +192,43 @@ impl Writer {
         }
     }
 
-    /// Takes what arrives within a short window into the backlog (one transaction).
+    /// Takes what arrives within a short window into the backlog (one transaction). Within the
+    /// window the writer looks at the channel every few milliseconds instead of waiting on it,
+    /// so the connections that send don't each have to wake this thread.
     fn gather(
         &mut self,
         first: Persist,
         rx: &std_mpsc::Receiver<Persist>,
         waiting: &mut Vec<oneshot::Sender<()>>,
     ) {
-        let deadline = Instant::now() + Duration::from_millis(50);
+        let deadline = Instant::now() + GATHER_WINDOW;
         let mut taken = 0;
         let mut next = Some(first);
-        while let Some(msg) = next.take() {
-            match msg {
-                Persist::Device(d) => {
-                    self.backlog.devices.insert(d.mac.clone(), *d);
+        loop {
+            while let Some(msg) = next.take() {
+                match msg {
+                    Persist::Device(d) => {
+                        self.backlog.devices.insert(d.mac.clone(), *d);
+                    }
+                    Persist::Request(r) => self.backlog.requests.push_back(*r),
+                    Persist::FlashConfirmed(mac, at) => self.backlog.confirmed.push((mac, at)),
+                    Persist::Flush(ack) => {
+                        waiting.push(ack);
+                        return;
+                    }
                 }
-                Persist::Request(r) => self.backlog.requests.push_back(*r),
-                Persist::FlashConfirmed(mac, at) => self.backlog.confirmed.push((mac, at)),
-                Persist::Flush(ack) => {
-                    waiting.push(ack);
-                    break;
+                taken += 1;
+                if taken >= 2000 {
+                    return;
                 }
-            }
-            taken += 1;
-            if taken >= 2000 {
-                break;
+                next = rx.try_recv().ok();
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            next = rx.recv_timeout(left).ok();
+            if left.is_zero() {
+                return;
+            }
+            std::thread::sleep(left.min(GATHER_POLL));
+            next = rx.try_recv().ok();
         }
     }
 
