@@ -27,8 +27,13 @@ pub struct ServeArgs {
     pub path: String,
     /// Send full 16 KB TLS records even to devices that advertise a smaller max_fragment_length
     /// (faster for ESP8266s with 16 KB receive buffers; breaks those built with setBufferSizes(512, 512)).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "record_size")]
     pub ignore_fragment_length: bool,
+    /// Send every device TLS records of at most this many bytes (512, 1024, 2048 or 4096), also
+    /// those that do not advertise max_fragment_length (mbedTLS builds with small buffers); a
+    /// device that asks for less still gets less.
+    #[arg(long, value_name = "BYTES")]
+    pub record_size: Option<u16>,
     /// Seconds allowed for the TLS handshake and request head.
     #[arg(long, default_value_t = 10)]
     pub header_timeout: u64,
@@ -64,10 +69,10 @@ impl ServeArgs {
             port: self.port,
             http_port: self.http_port,
             path: self.path.clone(),
-            fragment_policy: if self.ignore_fragment_length {
-                FragmentPolicy::Ignore
-            } else {
-                FragmentPolicy::Honour
+            fragment_policy: match (self.ignore_fragment_length, self.record_size) {
+                (true, _) => FragmentPolicy::Ignore,
+                (false, Some(bytes)) => FragmentPolicy::Limit(bytes),
+                (false, None) => FragmentPolicy::Honour,
             },
             header_timeout: Duration::from_secs(self.header_timeout),
             idle_timeout: Duration::from_secs(self.idle_timeout),
@@ -82,44 +87,74 @@ impl ServeArgs {
 
 pub(super) fn serve(dir: &Path, args: ServeArgs) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    rt.block_on(async {
-        let running = server::start(dir, args.config()).await?;
-        let mut events = running.subscribe();
-        println!("Serving updates on https://{}{} (Ctrl-C stops)", running.tls_addr, args.path);
-        if let Some(a) = running.http_addr {
-            println!("Plain HTTP on http://{a}{}", args.path);
+    // The event log runs as a task on the server's runtime, not on this thread: an event then
+    // wakes no other thread (with one worker, the server's and the log's tasks share it).
+    let dir = dir.to_path_buf();
+    rt.block_on(async move { tokio::spawn(run(dir, args)).await? })
+}
+
+async fn run(dir: std::path::PathBuf, args: ServeArgs) -> Result<()> {
+    use std::io::Write as _;
+    let running = server::start(&dir, args.config()).await?;
+    let mut events = running.subscribe();
+    println!("Serving updates on https://{}{} (Ctrl-C stops)", running.tls_addr, args.path);
+    if let Some(a) = running.http_addr {
+        println!("Plain HTTP on http://{a}{}", args.path);
+    }
+    let mut last_progress: HashMap<u64, Instant> = HashMap::new();
+    // SIGTERM (systemd, kill) stops as cleanly as Ctrl-C: the inventory reaches the disk.
+    #[cfg(unix)]
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    #[cfg(unix)]
+    let terminated = async move { term.recv().await };
+    #[cfg(not(unix))]
+    let terminated = std::future::pending::<Option<()>>();
+    tokio::pin!(terminated);
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut lines = Vec::new();
+    loop {
+        tokio::select! {
+            _ = &mut ctrl_c => break,
+            _ = &mut terminated => break,
+            ev = events.recv() => {
+                // What has queued up meanwhile goes out in the same write.
+                let mut next = Some(ev);
+                let stamp = stamp();
+                while let Some(ev) = next.take() {
+                    match ev {
+                        Ok(ev) => log_event(&mut lines, &stamp, &ev, &mut last_progress),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                            let _ = writeln!(lines, "({n} events skipped)");
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                    }
+                    if lines.len() < 64 * 1024 {
+                        next = match events.try_recv() {
+                            Ok(ev) => Some(Ok(ev)),
+                            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => {
+                                Some(Err(tokio::sync::broadcast::error::RecvError::Lagged(n)))
+                            }
+                            Err(_) => None,
+                        };
+                    }
+                }
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(&lines).and_then(|()| out.flush());
+                lines.clear();
+            },
         }
-        let mut last_progress: HashMap<u64, Instant> = HashMap::new();
-        // SIGTERM (systemd, kill) stops as cleanly as Ctrl-C: the inventory reaches the disk.
-        #[cfg(unix)]
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        #[cfg(unix)]
-        let terminated = async move { term.recv().await };
-        #[cfg(not(unix))]
-        let terminated = std::future::pending::<Option<()>>();
-        tokio::pin!(terminated);
-        loop {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => break,
-                _ = &mut terminated => break,
-                ev = events.recv() => match ev {
-                    Ok(ev) => log_event(&ev, &mut last_progress),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => println!("({n} events skipped)"),
-                    Err(_) => break,
-                },
-            }
-        }
-        println!("Stopping…");
-        running.shutdown().await;
-        let backlog = dir.join(server::inventory::BACKLOG_FILE);
-        if backlog.exists() {
-            println!(
-                "Inventory: check-ins the database could not take yet are kept in {}; the next serve saves them",
-                backlog.display()
-            );
-        }
-        anyhow::Ok(())
-    })
+    }
+    println!("Stopping…");
+    running.shutdown().await;
+    let backlog = dir.join(server::inventory::BACKLOG_FILE);
+    if backlog.exists() {
+        println!(
+            "Inventory: check-ins the database could not take yet are kept in {}; the next serve saves them",
+            backlog.display()
+        );
+    }
+    Ok(())
 }
 
 fn stamp() -> String {
@@ -127,10 +162,10 @@ fn stamp() -> String {
     format!("{:02}:{:02}:{:02}", now.hour(), now.minute(), now.second())
 }
 
-/// One line per event (the server's words, see `otaforge_server::event_words`), requests left
-/// out; download progress at most once a second per download.
-fn log_event(ev: &ServerEvent, last: &mut HashMap<u64, Instant>) {
-    let t = stamp();
+/// One line per event (the server's words, see `otaforge_server::event_words`) into `out`,
+/// requests left out; download progress at most once a second per download.
+fn log_event(out: &mut Vec<u8>, t: &str, ev: &ServerEvent, last: &mut HashMap<u64, Instant>) {
+    use std::io::Write as _;
     match ev {
         ServerEvent::DownloadStarted { conn, .. } => {
             last.insert(*conn, Instant::now());
@@ -140,7 +175,7 @@ fn log_event(ev: &ServerEvent, last: &mut HashMap<u64, Instant>) {
             if due && sent < total {
                 last.insert(*conn, Instant::now());
                 let who = mac.as_deref().unwrap_or("(no MAC)");
-                println!("{t} {who}   {sent}/{total} bytes ({}%)", sent * 100 / (*total).max(1));
+                let _ = writeln!(out, "{t} {who}   {sent}/{total} bytes ({}%)", sent * 100 / (*total).max(1));
             }
         }
         ServerEvent::DownloadFinished { conn, .. } | ServerEvent::DownloadAborted { conn, .. } => {
@@ -152,8 +187,12 @@ fn log_event(ev: &ServerEvent, last: &mut HashMap<u64, Instant>) {
     }
     match ev.words() {
         Some(w) if w.kind != EventKind::Request => match w.mac {
-            Some(mac) => println!("{t} {mac} {}", w.text),
-            None => println!("{t} {}", w.text),
+            Some(mac) => {
+                let _ = writeln!(out, "{t} {mac} {}", w.text);
+            }
+            None => {
+                let _ = writeln!(out, "{t} {}", w.text);
+            }
         },
         _ => {}
     }

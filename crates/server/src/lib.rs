@@ -121,6 +121,9 @@ impl ServeConfig {
                  (bytes/s; devices do thousands)"
                 .into());
         }
+        if let Err(why) = self.fragment_policy.limit_code() {
+            return bad(format!("--record-size: {why}"));
+        }
         if let Err(why) = check_path(&self.path) {
             return bad(format!("--path {:?}: {why}", self.path));
         }

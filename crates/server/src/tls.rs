@@ -20,6 +20,29 @@ pub enum FragmentPolicy {
     Honour,
     /// Always send full 16 KB records (faster; breaks clients whose receive buffer is small).
     Ignore,
+    /// Records of at most this many bytes (512, 1024, 2048 or 4096) to every client, also to
+    /// those that do not advertise `max_fragment_length` (mbedTLS builds with a small
+    /// `MBEDTLS_SSL_IN_CONTENT_LEN` that do not send it); a client that asks for less gets less.
+    Limit(u16),
+}
+
+impl FragmentPolicy {
+    /// The `max_fragment_length` code (1..=4: 2^(8+code) bytes) of a [`FragmentPolicy::Limit`];
+    /// `Err` names the sizes that exist.
+    pub fn limit_code(&self) -> Result<Option<u8>, String> {
+        match *self {
+            FragmentPolicy::Limit(bytes) => match bytes {
+                512 => Ok(Some(1)),
+                1024 => Ok(Some(2)),
+                2048 => Ok(Some(3)),
+                4096 => Ok(Some(4)),
+                other => Err(format!(
+                    "a record size of {other} bytes is not one TLS can agree on: use 512, 1024, 2048 or 4096"
+                )),
+            },
+            _ => Ok(None),
+        }
+    }
 }
 
 /// One `ServerConfig` per record size a client can ask for.
@@ -61,12 +84,19 @@ impl TlsConfigs {
     /// The config for a connection whose ClientHello starts with `hello`, and the record size
     /// it will use (None: full size).
     pub fn for_client_hello(&self, hello: &[u8]) -> (Arc<ServerConfig>, Option<usize>) {
-        if self.policy == FragmentPolicy::Honour
-            && let Some(code @ 1..=4) = max_fragment_length(hello)
-        {
-            return (self.limited[code as usize - 1].clone(), Some(1 << (8 + code)));
+        let asked = match self.policy {
+            FragmentPolicy::Ignore => None,
+            _ => max_fragment_length(hello).filter(|c| (1..=4).contains(c)),
+        };
+        let ours = self.policy.limit_code().ok().flatten();
+        let code = match (asked, ours) {
+            (Some(a), Some(o)) => Some(a.min(o)),
+            (a, o) => a.or(o),
+        };
+        match code {
+            Some(code) => (self.limited[code as usize - 1].clone(), Some(1 << (8 + code))),
+            None => (self.full.clone(), None),
         }
-        (self.full.clone(), None)
     }
 }
 
@@ -165,6 +195,23 @@ mod tests {
         assert_eq!(max_fragment_length(&rec), Some(1));
         assert_eq!(record_len(&rec), Some(rec.len()));
         assert_eq!(max_fragment_length(&hello(&[(10, &[0, 2, 0, 23])])), None);
+    }
+
+    #[test]
+    fn a_record_limit_applies_to_every_client_and_a_smaller_request_wins() {
+        let hosts = vec![otaforge_pki::Host::parse("ota.test").unwrap()];
+        let issued = otaforge_pki::issue::issue(&otaforge_pki::IssueRequest::new(hosts)).unwrap();
+        let (pem, key) = (issued.server.cert_pem, issued.server.key_pem);
+        let limit = TlsConfigs::new(&pem, &key, FragmentPolicy::Limit(2048)).unwrap();
+        assert_eq!(limit.for_client_hello(&hello(&[])).1, Some(2048));
+        assert_eq!(limit.for_client_hello(&hello(&[(1, &[1])])).1, Some(512));
+        assert_eq!(limit.for_client_hello(&hello(&[(1, &[4])])).1, Some(2048));
+        let honour = TlsConfigs::new(&pem, &key, FragmentPolicy::Honour).unwrap();
+        assert_eq!(honour.for_client_hello(&hello(&[])).1, None);
+        assert_eq!(honour.for_client_hello(&hello(&[(1, &[2])])).1, Some(1024));
+        let ignore = TlsConfigs::new(&pem, &key, FragmentPolicy::Ignore).unwrap();
+        assert_eq!(ignore.for_client_hello(&hello(&[(1, &[1])])).1, None);
+        assert!(FragmentPolicy::Limit(1000).limit_code().is_err());
     }
 
     #[test]
