@@ -5,12 +5,6 @@ use std::process::ExitCode;
 use clap::Parser;
 use otaforge::cli::Cli;
 
-/// mimalloc rather than the system allocator: TLS allocates a buffer for every record it sends,
-/// and glibc's malloc took a tenth of the update server's CPU during downloads (perf, see
-/// bench/README.md); mimalloc's thread-local free lists make those allocations cheap.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     // espflash warns about every baud rate above 115200; `otaforge flash` says what matters itself.
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,espflash=error")).init();
