@@ -3,8 +3,9 @@
 //!
 //! Every request is what an ESP8266 running `ESP8266httpUpdate` sends: a NEW TCP connection and a
 //! NEW full TLS 1.2 handshake (no session resumption, no keep-alive), the Arduino core's cipher
-//! suite order (ChaCha20-Poly1305 first), an HTTP/1.0 request with `Connection: close`, and a read
-//! until the server closes. Every run is bounded in time and in count and stops by itself.
+//! suite order (ChaCha20-Poly1305 first), an HTTP/1.0 request with `Connection: close`, a read of
+//! the head and Content-Length bytes, then a TCP close without close_notify (`http.end()`). Every
+//! run is bounded in time and in count and stops by itself.
 //!
 //! ```text
 //! loadgen --addr 127.0.0.1:3443 --ca ca.pem --mode check --concurrency 16 --duration 5 \
@@ -68,6 +69,12 @@ enum Cmd {
         /// One JSON object a line: server, workload, concurrency, cpu_s, rss_kib, load.
         results: PathBuf,
     },
+    /// Prints server CPU per MB and per check against nginx for every suite and record size in
+    /// run.sh's JSON lines, and whether otaforge is at or below nginx in each.
+    Summary {
+        /// One JSON object a line, with suite and records fields.
+        results: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -76,6 +83,17 @@ enum Mode {
     Check,
     /// Firmware downloads: a 200 with a body whose length must match Content-Length.
     Download,
+}
+
+/// Which of the ESP8266's suites the client offers (the server picks among those).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Suite {
+    /// The Arduino core's whole list, in its order (ChaCha20-Poly1305 first).
+    Esp,
+    /// ECDHE-ECDSA-CHACHA20-POLY1305 only.
+    Chacha20,
+    /// ECDHE-ECDSA-AES128-GCM-SHA256 only.
+    Aes128,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -130,6 +148,9 @@ struct RunArgs {
     /// or only secp256r1.
     #[arg(long, value_enum, default_value = "x25519")]
     kx: Kx,
+    /// Cipher suites offered: the ESP8266's list, or one suite of it (to measure each).
+    #[arg(long, value_enum, default_value = "esp")]
+    suite: Suite,
     /// Verify the full certificate chain on every handshake (default: the chain once per run, the
     /// handshake signature on every handshake; the server's work is the same either way).
     #[arg(long)]
@@ -160,6 +181,7 @@ fn real_main() -> Result<()> {
     match cli.cmd {
         Some(Cmd::MakeImage { out, size, seed }) => make_image(&out, size, seed),
         Some(Cmd::Report { results }) => report(&results),
+        Some(Cmd::Summary { results }) => summary(&results),
         None => {
             // One thread: the benchmark pins this process to one CPU.
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -180,9 +202,18 @@ fn make_image(out: &PathBuf, size: usize, seed: u64) -> Result<()> {
 
 /// The Arduino ESP8266 core's suite order (BearSSL), restricted to what rustls offers: the same
 /// list the virtual devices use.
-fn esp_provider(kx: Kx) -> CryptoProvider {
+fn esp_provider(kx: Kx, suite: Suite) -> CryptoProvider {
+    use rustls::CipherSuite as C;
     let mut p = aws_lc_rs::default_provider();
     p.cipher_suites = otaforge_sim::device::tls::esp8266_cipher_suites();
+    let only = match suite {
+        Suite::Esp => None,
+        Suite::Chacha20 => Some(C::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256),
+        Suite::Aes128 => Some(C::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256),
+    };
+    if let Some(only) = only {
+        p.cipher_suites.retain(|s| s.suite() == only);
+    }
     // In TLS 1.2 the supported-groups list also says which curves the client accepts in the
     // server's ECDSA certificate (RFC 8422), so P-256 must be listed for the P-256 certificate:
     // OpenSSL servers refuse the handshake otherwise.
@@ -263,7 +294,7 @@ fn client_config(args: &RunArgs) -> Result<Arc<rustls::ClientConfig>> {
     if roots.is_empty() {
         bail!("no certificate in {}", ca_path.display());
     }
-    let provider = Arc::new(esp_provider(args.kx));
+    let provider = Arc::new(esp_provider(args.kx, args.suite));
     let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build()?;
     let verifier =
         Arc::new(OnceChainVerifier { inner, seen: Mutex::new(None), every_time: args.full_verify });
@@ -584,6 +615,13 @@ async fn one(plan: &Plan, head: &[u8], check_md5: bool) -> Result<Answer, String
         if let Some(m) = md5.as_mut() {
             m.update(chunk);
         }
+        // As ESP8266httpUpdate does: read the head and Content-Length bytes, then `http.end()`
+        // closes the TCP connection (no close_notify) without waiting for the server's close.
+        if let Some((status, length)) = parsed
+            && (status == 304 || length.is_some_and(|len| body >= len))
+        {
+            break;
+        }
     }
     let Some((status, length)) = parsed else {
         return Err(if wire == 0 {
@@ -640,6 +678,73 @@ fn self_cpu_seconds() -> Option<f64> {
     // Fields 14 and 15 of stat(5); `after` starts at field 3.
     let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
     Some(ticks as f64 / 100.0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The summary: otaforge against nginx in every variant
+
+/// One cell's key in the summary: suite, record size, workload, concurrency.
+type VariantKey = (String, String, String, u64);
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.retain(|x| x.is_finite());
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn summary(path: &PathBuf) -> Result<()> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    // Per (variant, server): each round's CPU ms per MB (downloads) or per answer (checks).
+    let mut cells: BTreeMap<(VariantKey, String), Vec<f64>> = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let v: Value = serde_json::from_str(line).with_context(|| format!("bad line: {line}"))?;
+        let s = |k: &str| v[k].as_str().unwrap_or("?").to_string();
+        let (workload, load) = (s("workload"), &v["load"]);
+        let cpu_ms = v["cpu_s"].as_f64().unwrap_or(f64::NAN) * 1000.0;
+        let per = if workload == "check" {
+            cpu_ms / load["ok"].as_u64().unwrap_or(0) as f64
+        } else {
+            cpu_ms / (load["body_bytes"].as_f64().unwrap_or(0.0) / 1e6)
+        };
+        let key = (s("suite"), s("records"), workload, v["concurrency"].as_u64().unwrap_or(0));
+        cells.entry((key, s("server"))).or_default().push(per);
+    }
+    let variants: std::collections::BTreeSet<VariantKey> = cells.keys().map(|(k, _)| k.clone()).collect();
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "otaforge against nginx: server CPU (medians over the rounds); at or below nginx is met")?;
+    writeln!(
+        out,
+        "{:<9} {:<8} {:<9} {:>5} {:>13} {:>13} {:>7}  target",
+        "suite", "records", "workload", "conc", "otaforge", "nginx", "ratio"
+    )?;
+    let (mut met, mut all) = (0, 0);
+    for key in variants {
+        let get = |server: &str| cells.get(&(key.clone(), server.to_string())).cloned().map(median);
+        let (Some(ours), Some(theirs)) = (get("otaforge"), get("nginx")) else { continue };
+        let unit = if key.2 == "check" { "ms/check" } else { "ms/MB" };
+        let ratio = ours / theirs;
+        let ok = ratio <= 1.0;
+        all += 1;
+        met += ok as u32;
+        writeln!(
+            out,
+            "{:<9} {:<8} {:<9} {:>5} {:>7.3} {unit:<5} {:>7.3} {unit:<5} {:>6.2}×  {}",
+            key.0,
+            key.1,
+            key.2,
+            key.3,
+            ours,
+            theirs,
+            ratio,
+            if ok { "met" } else { "not met" }
+        )?;
+    }
+    writeln!(out, "{met} of {all} cells at or below nginx")?;
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------

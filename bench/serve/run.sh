@@ -8,6 +8,7 @@
 #   ROUNDS=3 bench/serve/run.sh           # three rounds, medians (about 5 minutes)
 #   DURATION=10 bench/serve/run.sh        # longer cells
 #   SERVERS="otaforge nginx" CONCURRENCY="16 64" bench/serve/run.sh
+#   SUITES="chacha20 aes128" SMALL_RECORDS=512 bench/serve/run.sh   # the defaults
 #
 # Only 127.0.0.1 is ever contacted. Every server this script starts is stopped on exit.
 set -euo pipefail
@@ -23,6 +24,12 @@ SERVER_CPU=${SERVER_CPU:-0}      # the server is pinned here...
 CLIENT_CPU=${CLIENT_CPU:-1}      # ...and the load generator here
 SIZE=${SIZE:-420000}             # firmware bytes
 KX=${KX:-x25519}                 # key exchange: x25519 (P-256 also offered) or secp256r1 only
+# Each suite is measured on its own (the client offers only it): ChaCha20-Poly1305 is what an
+# ESP8266 picks first, AES-128-GCM what arduino-esp32 and most other clients end up with.
+SUITES=${SUITES:-"chacha20 aes128"}
+# Downloads are also measured with records of this many bytes (what an ESP8266 that advertises
+# max_fragment_length 512 gets): otaforge with --record-size, nginx with ssl_buffer_size. "" skips.
+SMALL_RECORDS=${SMALL_RECORDS-512}
 # Priority of the servers and the load generator: on a machine where other work runs (builds,
 # tests), a higher priority keeps it from skewing the numbers. Default: nice -10 when root.
 if [ -z "${NICENESS+x}" ]; then
@@ -36,6 +43,8 @@ PORT_OTAFORGE=${PORT_OTAFORGE:-24431}
 PORT_NODE=${PORT_NODE:-24432}
 PORT_NODE_HTTP=${PORT_NODE_HTTP:-24430}
 PORT_NGINX=${PORT_NGINX:-24433}
+PORT_OTAFORGE_SMALL=${PORT_OTAFORGE_SMALL:-24434}
+PORT_NGINX_SMALL=${PORT_NGINX_SMALL:-24435}
 
 say() { printf '%s\n' "$*" >&2; }
 
@@ -77,11 +86,14 @@ if [ ! -d "$HERE/node/node_modules/express" ]; then
     (cd "$HERE/node" && npm install --no-audit --no-fund --no-package-lock --omit=dev >/dev/null)
 fi
 
-say "building otaforge and the load generator (release)…"
-(cd "$ROOT" && cargo build --release --quiet -p otaforge --example loadgen --bin otaforge)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-OTAFORGE=$TARGET/release/otaforge
-LOADGEN=$TARGET/release/examples/loadgen
+# OTAFORGE=/path/to/otaforge measures another build (an older commit's, say) with this script.
+if [ -z "${OTAFORGE:-}" ] || [ -z "${LOADGEN:-}" ]; then
+    say "building otaforge (the server build, no GUI) and the load generator (release)…"
+    (cd "$ROOT" && cargo build --release --quiet -p otaforge --no-default-features --example loadgen --bin otaforge)
+fi
+OTAFORGE=${OTAFORGE:-$TARGET/release/otaforge}
+LOADGEN=${LOADGEN:-$TARGET/release/examples/loadgen}
 
 # ---------------------------------------------------------------------------------------------
 # Servers and cleanup
@@ -96,8 +108,8 @@ stop_all() {
         pid=${PIDS[$name]}
         sig=TERM
         case $name in
-            otaforge) sig=INT ;; # what `otaforge serve` stops on
-            nginx) sig=QUIT ;;   # graceful
+            otaforge*) sig=INT ;; # what `otaforge serve` stops on
+            nginx*) sig=QUIT ;;   # graceful
         esac
         kill -s "$sig" "$pid" 2>/dev/null || true
     done
@@ -143,13 +155,19 @@ FIRMWARE=$WORK/www/firmware.bin
 MD5=$("$LOADGEN" make-image "$FIRMWARE" "$SIZE")
 chmod 644 "$FIRMWARE"
 "$OTAFORGE" --dir "$PROJ" publish "$FIRMWARE" --version 1.0.0 >/dev/null
+# The small-record server serves a copy (one `serve` per project).
+cp -a "$PROJ" "$WORK/project-small"
 # nginx's workers may run as another user: they read the firmware, the master reads the key.
 
-start_otaforge() {
-    taskset -c "$SERVER_CPU" "${NICE[@]}" "$OTAFORGE" --dir "$PROJ" serve --bind 127.0.0.1 --port "$PORT_OTAFORGE" \
-        --max-unproven-devices 1000000 >"$WORK/otaforge.log" 2>&1 &
+start_otaforge() { # [record size]
+    local dir=$PROJ port=$PORT_OTAFORGE extra=() log=$WORK/otaforge.log
+    if [ -n "${1:-}" ]; then
+        dir=$WORK/project-small port=$PORT_OTAFORGE_SMALL extra=(--record-size "$1") log=$WORK/otaforge-small.log
+    fi
+    taskset -c "$SERVER_CPU" "${NICE[@]}" "$OTAFORGE" --dir "$dir" serve --bind 127.0.0.1 --port "$port" \
+        --max-unproven-devices 1000000 "${extra[@]}" >"$log" 2>&1 &
     SERVER_PID=$!
-    PORT=$PORT_OTAFORGE
+    PORT=$port
 }
 
 # Node's TLS server prefers its own cipher order (honorCipherOrder defaults to true there) and would
@@ -165,7 +183,14 @@ start_node() {
     PORT=$PORT_NODE
 }
 
-start_nginx() {
+start_nginx() { # [record size]
+    # One nginx serves both: full records on PORT_NGINX, small ones (ssl_buffer_size) on
+    # PORT_NGINX_SMALL; started once, the second call only points at the other port.
+    if [ -n "${1:-}" ]; then
+        SERVER_PID=${PIDS[nginx]}
+        PORT=$PORT_NGINX_SMALL
+        return
+    fi
     local d=$WORK/nginx
     mkdir -p "$d/tmp"
     # Checks: nginx has no update logic, so the answer is a static `return 304` chosen by an exact
@@ -195,6 +220,18 @@ http {
         ssl_prefer_server_ciphers off;
         location = /update {
             if (\$ota_current) { return 304; }
+            alias $FIRMWARE;
+        }
+    }
+    server {
+        listen 127.0.0.1:$PORT_NGINX_SMALL ssl;
+        server_name ota.test;
+        ssl_certificate $PROJ/server.pem;
+        ssl_certificate_key $PROJ/server.key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_prefer_server_ciphers off;
+        ssl_buffer_size ${SMALL_RECORDS:-16k};
+        location = /update {
             alias $FIRMWARE;
         }
     }
@@ -270,14 +307,16 @@ RESULTS=$WORK/results.jsonl
 : >"$RESULTS"
 CELL=0
 
+SUITE=chacha20 # the suite being measured
+RECORDS=full   # the record size being measured
 load() { # workload concurrency seconds download-device-base [most requests]
     local workload=$1 conc=$2 secs=$3 base=$4
     local args=("${CHECK_ARGS[@]}")
     [ "$workload" = check ] || args=("${DOWNLOAD_ARGS[@]}" --mac-base "$base")
     [ -z "${5:-}" ] || args+=(--requests "$5")
     taskset -c "$CLIENT_CPU" "${NICE[@]}" "$LOADGEN" --addr "127.0.0.1:$PORT" --server-name ota.test --ca "$PROJ/ca.pem" \
-        --path /update --concurrency "$conc" --duration "$secs" --kx "$KX" "${DEVICE_HEADERS[@]}" \
-        "${args[@]}" --label "$SERVER_NAME $workload c=$conc" --json
+        --path /update --concurrency "$conc" --duration "$secs" --kx "$KX" --suite "$SUITE" "${DEVICE_HEADERS[@]}" \
+        "${args[@]}" --label "$SERVER_NAME $workload c=$conc $SUITE records=$RECORDS" --json
 }
 
 measure() { # workload concurrency
@@ -294,8 +333,9 @@ measure() { # workload concurrency
     rss=$(rss_kib)
     cpu=$(awk -v a="$after" -v b="$before" -v t="$CLK_TCK" 'BEGIN { printf "%.3f", (a - b) / t }')
     busy=$(awk -v a="$busy_after" -v b="$busy_before" -v t="$CLK_TCK" 'BEGIN { printf "%.3f", (a - b) / t }')
-    printf '{"server":"%s","workload":"%s","concurrency":%d,"cpu_s":%s,"rss_kib":%d,"busy_s":%s,"wall_s":%s,"load":%s}\n' \
-        "$SERVER_NAME" "$workload" "$conc" "$cpu" "$rss" "$busy" "$(awk -v a="$t1" -v b="$t0" 'BEGIN { printf "%.3f", a - b }')" "$out" >>"$RESULTS"
+    printf '{"server":"%s","workload":"%s","concurrency":%d,"suite":"%s","records":"%s","cpu_s":%s,"rss_kib":%d,"busy_s":%s,"wall_s":%s,"load":%s}\n' \
+        "$SERVER_NAME" "$workload" "$conc" "$SUITE" "$RECORDS" "$cpu" "$rss" "$busy" "$(awk -v a="$t1" -v b="$t0" 'BEGIN { printf "%.3f", a - b }')" "$out" \
+        | tee -a "$WORK/results-$SUITE-$RECORDS.jsonl" >>"$RESULTS"
     say "  $SERVER_NAME $(head -n1 "$WORK/last.txt"); server CPU ${cpu} s, peak RSS $((rss / 1024)) MiB"
 }
 
@@ -304,7 +344,7 @@ if [ $((b1 - b0)) -gt $((CLK_TCK / 5)) ]; then
     say "warning: other work keeps these CPUs $(((b1 - b0) * 100 / CLK_TCK))% busy: rates will be lower than on a quiet machine (see the \"other %\" column)"
 fi
 say "firmware: $SIZE bytes, MD5 $MD5; ${DURATION}s per cell; server on CPU $SERVER_CPU, load generator on CPU $CLIENT_CPU"
-for port in $PORT_OTAFORGE $PORT_NODE $PORT_NODE_HTTP $PORT_NGINX; do
+for port in $PORT_OTAFORGE $PORT_NODE $PORT_NODE_HTTP $PORT_NGINX $PORT_OTAFORGE_SMALL $PORT_NGINX_SMALL; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
         say "something already listens on 127.0.0.1:$port: stop it or choose other ports (PORT_OTAFORGE, PORT_NODE, PORT_NODE_HTTP, PORT_NGINX)"
         exit 1
@@ -312,27 +352,55 @@ for port in $PORT_OTAFORGE $PORT_NODE $PORT_NODE_HTTP $PORT_NGINX; do
 done
 # All servers run at once (idle ones cost next to nothing), and every cell measures them one
 # after the other, so that a slower or faster spell of this machine hits all of them alike.
-for server in $SERVERS; do
-    SERVER_NAME=$server
-    "start_$server"
-    PIDS[$server]=$SERVER_PID
-    PORTS[$server]=$PORT
+# The small-record variants: otaforge and nginx only (downloads; a check sends no body).
+SMALL_SERVERS=()
+if [ -n "$SMALL_RECORDS" ]; then
+    for server in $SERVERS; do
+        case $server in otaforge | nginx) SMALL_SERVERS+=("$server") ;; esac
+    done
+fi
+start() { # server [record size]
+    SERVER_NAME=$1
+    "start_$1" "${2:-}"
+    local key=$1${2:+@small}
+    PIDS[$key]=$SERVER_PID
+    PORTS[$key]=$PORT
     wait_listening "$PORT"
-    say "$server (pid $SERVER_PID) on 127.0.0.1:$PORT"
-done
-use() { SERVER_NAME=$1 SERVER_PID=${PIDS[$1]} PORT=${PORTS[$1]}; }
+    say "$1${2:+ (records of $2 bytes)} (pid $SERVER_PID) on 127.0.0.1:$PORT"
+}
+for server in $SERVERS; do start "$server"; done
+for server in "${SMALL_SERVERS[@]}"; do start "$server" "$SMALL_RECORDS"; done
+use() { # server [small]
+    local key=$1${2:+@small}
+    SERVER_NAME=$1 SERVER_PID=${PIDS[$key]} PORT=${PORTS[$key]}
+}
 for server in $SERVERS; do
     use "$server"
     load check 16 "$WARMUP" 0 >/dev/null 2>&1
     load download 16 "$WARMUP" 900000000 200 >/dev/null 2>&1 # at most 200 more devices
 done
+for server in "${SMALL_SERVERS[@]}"; do
+    use "$server" small
+    load download 16 "$WARMUP" 910000000 200 >/dev/null 2>&1
+done
 for round in $(seq "$ROUNDS"); do
     [ "$ROUNDS" = 1 ] || say "round $round of $ROUNDS"
-    for workload in check download; do
+    for SUITE in $SUITES; do
+        RECORDS=full
+        for workload in check download; do
+            for c in $CONCURRENCY; do
+                for server in $SERVERS; do
+                    use "$server"
+                    measure "$workload" "$c"
+                done
+            done
+        done
+        [ ${#SMALL_SERVERS[@]} -gt 0 ] || continue
+        RECORDS=$SMALL_RECORDS
         for c in $CONCURRENCY; do
-            for server in $SERVERS; do
-                use "$server"
-                measure "$workload" "$c"
+            for server in "${SMALL_SERVERS[@]}"; do
+                use "$server" small
+                measure download "$c"
             done
         done
     done
@@ -347,5 +415,15 @@ echo "every request: new TCP + full TLS 1.2 handshake (no resumption), HTTP/1.0,
 echo "${DURATION}s per cell, $ROUNDS round(s) (medians shown), servers interleaved cell by cell; priority nice $NICENESS"
 echo "CPU/req and CPU/MB: server CPU (utime+stime of the process tree) ÷ answers or ÷ MB of body"
 echo "srv %, cli %, other %: CPU time of the server, of the load generator, and of everything else on their two CPUs, ÷ wall time"
-"$LOADGEN" report "$RESULTS"
+for SUITE in $SUITES; do
+    for RECORDS in full $SMALL_RECORDS; do
+        f=$WORK/results-$SUITE-$RECORDS.jsonl
+        [ -s "$f" ] || continue
+        echo
+        echo "=== $SUITE, $([ "$RECORDS" = full ] && echo "full 16 KB records" || echo "records of $RECORDS bytes") ==="
+        "$LOADGEN" report "$f"
+    done
+done
+echo
+"$LOADGEN" summary "$RESULTS"
 if [ -n "${RESULTS_OUT:-}" ]; then cp "$RESULTS" "$RESULTS_OUT"; fi
