@@ -28,7 +28,7 @@ if [ ! -f /usr/include/bearssl.h ]; then
     $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libbearssl-dev gcc >/dev/null
 fi
 say "building otaforge and the image maker (release)…"
-[ -n "${NO_BUILD:-}" ] || (cd "$ROOT" && cargo build --release --quiet -p otaforge --example loadgen --bin otaforge)
+[ -n "${NO_BUILD:-}" ] || (cd "$ROOT" && cargo build --release --quiet -p otaforge --no-default-features --example loadgen --bin otaforge)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 OTAFORGE=$TARGET/release/otaforge
 LOADGEN=$TARGET/release/examples/loadgen
