@@ -1,19 +1,22 @@
 //! Flash benchmark (see `bench/flash/run.sh` and `bench/README.md`, section "Flash"): writes a
 //! 1 MiB firmware-like image into virtual boards throttled to the baud rate (a byte takes 10 bit
 //! times each way, erases take real time), with OTA Forge's flasher and with esptool on the same
-//! simulator, and prints the times and their ratios.
+//! simulator, and prints the times and their ratios. On the ESP8266 OTA Forge uses the flasher
+//! stub of that same esptool installation (uploaded through the ROM, then compressed writes at the
+//! requested rate and an MD5 check), so both run the same code on the chip.
 //!
 //! ```text
 //! flash_bench [--bauds 115200,921600] [--size 1048576] [--chips esp8266,esp32c3] [--rounds 1]
 //! ```
-//! esptool: `$ESPTOOL`, else `target/esptool-venv/bin/esptool`. Without it only OTA Forge runs.
+//! esptool: `$ESPTOOL`, else `target/esptool-venv/bin/esptool`. Without it only OTA Forge runs
+//! (on the ESP8266 with an esptool from PATH if there is one, else through the ROM alone).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use otaforge_firmware::{Chip, ImageBuilder};
-use otaforge_flash::{self as flash, Cancel, FlashRequest};
+use otaforge_flash::{self as flash, Cancel, Esp8266Route, FlashRequest, StubSource, Verification};
 use otaforge_sim::serial::{self as sim, SimOptions, VirtualSerialDevice};
 
 /// Data that deflates about as well as real firmware: instructions drawn from a small, skewed
@@ -73,12 +76,14 @@ fn board(chip: sim::Chip) -> VirtualSerialDevice {
         .expect("virtual board")
 }
 
-/// OTA Forge's flasher, as `otaforge flash` runs it (defaults: verify and skip-unchanged).
-fn otaforge(chip: sim::Chip, data: &[u8], baud: u32) -> Result<Duration, String> {
+/// OTA Forge's flasher, as `otaforge flash` runs it (defaults: verify and skip-unchanged), with
+/// `tool`'s ESP8266 stub (without one: whatever esptool PATH has, else the ROM alone).
+fn otaforge(chip: sim::Chip, data: &[u8], baud: u32, tool: Option<&Path>) -> Result<Duration, String> {
     let dev = board(chip);
     let mut req = FlashRequest::new(dev.pty_path().display().to_string(), data.to_vec());
     req.baud = baud;
     req.connect_timeout = Duration::from_secs(10);
+    req.stub = tool.map_or(StubSource::Installed, |t| StubSource::Esptool(t.to_path_buf()));
     let started = Instant::now();
     let outcome = flash::flash(&req, &Cancel::new(), &mut |_| {}).map_err(|e| e.to_string())?;
     let took = started.elapsed();
@@ -88,6 +93,18 @@ fn otaforge(chip: sim::Chip, data: &[u8], baud: u32) -> Result<Duration, String>
     }
     if outcome.board.baud != baud {
         eprintln!("  (OTA Forge ran at {} baud)", outcome.board.baud);
+    }
+    match &outcome.esp8266 {
+        Some(Esp8266Route::Stub { stub }) if outcome.verification == Verification::Verified => {
+            eprintln!("  (through {stub}, verified)")
+        }
+        Some(Esp8266Route::Stub { .. }) => {
+            return Err("the stub wrote, but the flash was not verified".into());
+        }
+        Some(Esp8266Route::Rom { why }) if tool.is_some() => {
+            return Err(format!("OTA Forge did not use the stub: {why}"));
+        }
+        _ => {}
     }
     Ok(took)
 }
@@ -194,7 +211,7 @@ fn main() {
                     },
                 ));
             };
-            run("OTA Forge", &|| otaforge(chip, &data, baud));
+            run("OTA Forge", &|| otaforge(chip, &data, baud, tool.as_deref()));
             if let Some(tool) = &tool {
                 run("esptool", &|| esptool(tool, chip, &file, offset, data.len(), baud, true));
                 if ours.is_esp8266() {
@@ -206,7 +223,7 @@ fn main() {
     }
     println!(
         "Flash {} (firmware-like data) into a virtual board throttled to the baud rate; time from start to verified \
-         (or, for the ESP8266 ROM, written) image; ratio = OTA Forge time / esptool time (below 1: OTA Forge is faster).\n",
+         image (esptool --no-stub: written); ratio = OTA Forge time / esptool time (below 1: OTA Forge is faster).\n",
         flash::progress::human_bytes(size as u64),
     );
     println!(

@@ -31,15 +31,21 @@ pub struct FlashArgs {
     /// 0x10000 ESP32 apps, the chip's bootloader offset for bootloaders).
     #[arg(long, value_parser = parse_offset)]
     pub offset: Option<u32>,
-    /// Do not read the flash back to compare (ESP32 family).
+    /// Do not compare the flash with the image afterwards (ESP32 family; ESP8266 with esptool's
+    /// stub).
     #[arg(long)]
     pub no_verify: bool,
-    /// Write even regions that already hold the image (ESP32 family).
+    /// Write even regions that already hold the image (ESP32 family; ESP8266 with esptool's
+    /// stub).
     #[arg(long)]
     pub no_skip: bool,
-    /// Erase the whole flash first (ESP32 family).
+    /// Erase the whole flash first (ESP32 family; ESP8266 with esptool's stub).
     #[arg(long)]
     pub erase_all: bool,
+    /// ESP8266: write through the ROM alone, without esptool's flasher stub (slower, and
+    /// confirmed by the update server instead of an MD5 check).
+    #[arg(long)]
+    pub no_stub: bool,
     /// Seconds to keep trying to reach the board's bootloader (time to press BOOT/RESET).
     #[arg(long, default_value_t = 20)]
     pub connect_timeout: u64,
@@ -278,6 +284,9 @@ pub fn flash(dir: &Path, args: FlashArgs) -> Result<()> {
     req.verify = !args.no_verify;
     req.skip_unchanged = !args.no_skip;
     req.erase_all = args.erase_all;
+    if args.no_stub {
+        req.stub = flash::StubSource::None;
+    }
     req.connect_timeout = Duration::from_secs(args.connect_timeout.max(1));
     req.device_settings = args.settings.settings()?;
     let cancel = Cancel::new();

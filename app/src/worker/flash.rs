@@ -12,7 +12,9 @@ use std::time::Duration;
 use super::{Event, Runner};
 use otaforge_firmware::Chip;
 use otaforge_firmware::device_settings::DeviceSettings;
-use otaforge_flash::{self as flash, BoardInfo, Cancel, FlashOutcome, FlashRequest, FlashUpdate, PortInfo};
+use otaforge_flash::{
+    self as flash, BoardInfo, Cancel, FlashOutcome, FlashRequest, FlashUpdate, PortInfo, StubSource,
+};
 use otaforge_sim::board::{BoardOptions, VirtualBoard};
 use otaforge_sim::device::{DeviceOptions, Net};
 
@@ -74,6 +76,8 @@ pub enum FlashCommand {
         monitor_after: Option<u32>,
         /// The board's own settings, written to its device settings area after the image.
         device_settings: Option<DeviceSettings>,
+        /// Where an ESP8266 flash takes its flasher stub from (the user's esptool by default).
+        stub: StubSource,
     },
     /// Write only a board's own settings (name, Wi-Fi); its firmware stays as it is.
     Provision {
@@ -174,14 +178,15 @@ impl Runner {
             FlashCommand::CheckImage(path) => self.check_image(path).await,
             FlashCommand::AddVirtualDevice(chip) => self.add_virtual_board(chip).await,
             FlashCommand::Identify(port) => self.identify(port).await,
-            FlashCommand::Flash { port, image, chip, baud, monitor_after, device_settings } => {
-                let worked = self.run_flash(port.clone(), Some(image), chip, baud, device_settings).await;
+            FlashCommand::Flash { port, image, chip, baud, monitor_after, device_settings, stub } => {
+                let worked =
+                    self.run_flash(port.clone(), Some(image), chip, baud, device_settings, stub).await;
                 if worked && let Some(rate) = monitor_after {
                     self.run_monitor(port, rate).await;
                 }
             }
             FlashCommand::Provision { port, chip, baud, settings } => {
-                self.run_flash(port, None, chip, baud, Some(settings)).await;
+                self.run_flash(port, None, chip, baud, Some(settings), StubSource::Installed).await;
             }
             FlashCommand::Cancel => {
                 if let Some(c) = self.flash_state.lock().flash.clone() {
@@ -328,6 +333,7 @@ impl Runner {
         chip: Option<Chip>,
         baud: u32,
         settings: Option<DeviceSettings>,
+        stub: StubSource,
     ) -> bool {
         let Some(cancel) = self.take_port(&port) else {
             self.flash_event(FlashEvent::Failed("A flash is already running.".into()));
@@ -349,6 +355,7 @@ impl Runner {
             };
             req.chip = chip;
             req.baud = baud;
+            req.stub = stub;
             let flashed = otaforge_actions::flash_record::flash_and_record(&dir, &req, &cancel, &mut |u| {
                 worker.flash_event(FlashEvent::Update(u))
             })

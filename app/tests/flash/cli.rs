@@ -46,9 +46,10 @@ async fn esp8266_flash_from_the_cli_is_confirmed_by_the_server() {
     let image = ImageBuilder::arduino_esp8266().target_size(200 * 1024).seed(5).version("3.1.4").build();
     let file = project.path().join("sketch.bin");
     std::fs::write(&file, &image).unwrap();
-    // No --port: the one virtual device in the project is the obvious board.
+    // No --port: the one virtual device in the project is the obvious board. Through the ROM
+    // (--no-stub): the flash the update server has to confirm.
     let (out, stdout, stderr) =
-        run(otaforge(project.path()).arg("flash").arg(&file).args(["--connect-timeout", "5"]));
+        run(otaforge(project.path()).arg("flash").arg(&file).args(["--connect-timeout", "5", "--no-stub"]));
     assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
     assert!(stdout.contains("Flashed 200 KiB at 0x0 to the ESP8266"), "{stdout}");
     assert!(stdout.contains("confirm this flash when the device first checks in"), "{stdout}");

@@ -73,6 +73,8 @@ fn a_flashed_virtual_board_confirms_its_flash_by_checking_in() {
         baud: 460_800,
         monitor_after: None,
         device_settings: None,
+        // The ROM path: the flash the update server has to confirm.
+        stub: otaforge_flash::StubSource::None,
     }));
     let (outcome, awaiting) = wait_for(&worker, Duration::from_secs(30), "the flash", |e| match e {
         Event::Flash(FlashEvent::Done { outcome, awaiting_confirmation }) => {

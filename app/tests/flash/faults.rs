@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use otaforge_firmware::{Chip, ImageBuilder};
-use otaforge_flash::{self as flash, Cancel, FlashError, FlashRequest, FlashUpdate};
+use otaforge_flash::{self as flash, Cancel, FlashError, FlashRequest, FlashUpdate, StubSource};
 use otaforge_sim::serial::{self as sim, Faults, SimOptions, VirtualSerialDevice};
 
 fn device(chip: sim::Chip, faults: Faults) -> VirtualSerialDevice {
@@ -27,6 +27,8 @@ fn c3_image() -> Vec<u8> {
 fn flash_fails(port: &str, image: Vec<u8>, deadline: Duration) -> (FlashError, Vec<String>, Duration) {
     let mut req = FlashRequest::new(port, image);
     req.connect_timeout = Duration::from_secs(2);
+    // The ESP8266's ROM path (faults on the stub path: `serial::esp8266_stub`).
+    req.stub = StubSource::None;
     let mut notes = Vec::new();
     let started = Instant::now();
     let result = flash::flash(&req, &Cancel::new(), &mut |u| {
@@ -219,6 +221,7 @@ fn garbled_answers_step_the_baud_rate_down() {
     let dev = device(sim::Chip::Esp8266, Faults { fail_command: Some(fail), ..Faults::default() });
     let mut req = FlashRequest::new(dev.pty_path().display().to_string(), esp8266_image());
     req.baud = 921_600;
+    req.stub = StubSource::None;
     let mut notes = Vec::new();
     let started = Instant::now();
     let err = flash::flash(&req, &Cancel::new(), &mut |u| {

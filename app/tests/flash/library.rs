@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use otaforge_firmware::{Chip, ImageBuilder};
-use otaforge_flash::{self as flash, Cancel, FlashRequest, FlashUpdate, Phase, Verification};
+use otaforge_flash::{self as flash, Cancel, FlashRequest, FlashUpdate, Phase, StubSource, Verification};
 use otaforge_sim::serial::{self as sim, SimOptions, VirtualSerialDevice};
 
 fn device(chip: sim::Chip) -> VirtualSerialDevice {
@@ -15,12 +15,14 @@ fn port(d: &VirtualSerialDevice) -> String {
     d.pty_path().display().to_string()
 }
 
+/// Through the ROM alone (the stub path: `serial::esp8266_stub`).
 #[test]
 fn esp8266_image_lands_at_zero_byte_for_byte() {
     let dev = device(sim::Chip::Esp8266);
     let image = ImageBuilder::arduino_esp8266().target_size(300 * 1024).seed(7).version("1.2.3").build();
     let mut req = FlashRequest::new(port(&dev), image.clone());
     req.connect_timeout = Duration::from_secs(5);
+    req.stub = StubSource::None;
     let mut updates = Vec::new();
     let started = Instant::now();
     let outcome = flash::flash(&req, &Cancel::new(), &mut |u| updates.push(u)).expect("flash works");

@@ -64,6 +64,10 @@ pub enum FlashError {
     )]
     VerifyFailed,
     #[error(
+        "The flasher stub ({stub}) did not start on the board, and the board no longer answers. Reset it into download mode (hold BOOT, tap RESET, release BOOT) and flash again; if the stub fails again, flash through the ROM alone (otaforge flash --no-stub)."
+    )]
+    StubDidNotStart { stub: String },
+    #[error(
         "Flashing was cancelled ({progress}). A half-written board may not boot: flash it again before using it.",
         progress = progress(*.written, *.total)
     )]

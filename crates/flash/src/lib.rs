@@ -8,7 +8,9 @@
 //!   mode) and identifying the board; [`session`]: one flash from start to end: connect, refuse
 //!   a wrong chip, write, verify, reset; slower baud rates when a fast one fails.
 //! - [`esp8266`]: the ESP8266 ROM protocol on espflash's public `Connection` (espflash dropped
-//!   the chip); [`esp32`]: the ESP32 family through espflash's `Flasher`.
+//!   the chip); [`esptool_stub`]: Espressif's ESP8266 flasher stub, found in the user's esptool;
+//!   [`esp8266_stub`]: that stub's protocol (compressed writes, baud change, MD5); the ESP8266
+//!   attempt picks stub or ROM. [`esp32`]: the ESP32 family through espflash's `Flasher`.
 //! - [`progress`]: phases, bytes, rate, time left; [`diagnosis`]: failures in plain words.
 //! - [`link`]: a port that Cancel can cut at any moment; [`monitor`]: the serial monitor.
 
@@ -16,6 +18,9 @@ pub mod connect;
 pub mod diagnosis;
 pub mod esp32;
 pub mod esp8266;
+mod esp8266_session;
+pub mod esp8266_stub;
+pub mod esptool_stub;
 pub mod link;
 pub mod monitor;
 pub mod plan;
@@ -25,11 +30,12 @@ pub mod session;
 
 pub use connect::identify;
 pub use diagnosis::FlashError;
+pub use esptool_stub::StubSource;
 pub use link::Cancel;
 pub use plan::{ImageKind, Plan};
 pub use ports::{Likelihood, PortChoice, PortInfo, PortSource};
 pub use progress::{BoardInfo, FlashUpdate, Phase, Progress};
-pub use session::{FlashOutcome, FlashRequest, Verification, flash};
+pub use session::{Esp8266Route, FlashOutcome, FlashRequest, Verification, flash};
 
 /// The baud rates tried in turn when a faster one fails.
 pub const BAUD_LADDER: [u32; 4] = [921_600, 460_800, 230_400, 115_200];

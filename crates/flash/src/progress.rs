@@ -11,8 +11,11 @@ use otaforge_firmware::Chip;
 /// The steps of a flash, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum Phase {
-    /// Opening the port, syncing with the ROM, detecting the chip, loading the stub.
+    /// Opening the port, syncing with the ROM, detecting the chip (and, for the ESP32 family,
+    /// loading espflash's stub).
     Connect,
+    /// Uploading esptool's flasher stub into an ESP8266's RAM and starting it.
+    UploadStub,
     /// Erasing flash.
     Erase,
     /// Writing the image.
@@ -28,6 +31,7 @@ impl Phase {
     pub fn doing(self) -> &'static str {
         match self {
             Phase::Connect => "connecting",
+            Phase::UploadStub => "uploading the flasher stub",
             Phase::Erase => "erasing",
             Phase::Write => "writing",
             Phase::Verify => "verifying",

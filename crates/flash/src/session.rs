@@ -10,10 +10,12 @@ use espflash::flasher::Flasher;
 use super::connect::{self, Connected, Tracker};
 use super::diagnosis::FlashError;
 use super::esp32::{self, WriteOptions};
+use super::esp8266_session::{self, StubState};
+use super::esptool_stub::StubSource;
 use super::link::{Cancel, Link, ResetLines};
 use super::plan::{self, ImageKind, Plan};
 use super::progress::{BoardInfo, FlashUpdate, Meter, Phase};
-use super::{BAUD_LADDER, DEFAULT_BAUD, ROM_BAUD, esp8266};
+use super::{BAUD_LADDER, DEFAULT_BAUD};
 use otaforge_firmware::device_settings::DeviceSettings;
 use otaforge_firmware::{Chip, md5_hex};
 
@@ -34,12 +36,16 @@ pub struct FlashRequest {
     pub baud: u32,
     /// Where to write, overriding what the file suggests.
     pub offset: Option<u32>,
-    /// Compare the flash with the image afterwards (needs a stub: ESP32 family).
+    /// Compare the flash with the image afterwards (needs a stub: the ESP32 family, and the
+    /// ESP8266 when esptool's stub is at hand).
     pub verify: bool,
-    /// Leave regions that already hold the image alone (ESP32 family).
+    /// Leave regions that already hold the image alone (needs a stub, as `verify`).
     pub skip_unchanged: bool,
-    /// Erase the whole flash first (ESP32 family).
+    /// Erase the whole flash first (needs a stub, as `verify`).
     pub erase_all: bool,
+    /// Where an ESP8266 flash takes its flasher stub from: by default the user's esptool, so
+    /// the write is compressed, fast and verified; without one the ROM alone writes.
+    pub stub: StubSource,
     /// How long to keep trying to reach the board's bootloader.
     pub connect_timeout: Duration,
     /// The board's own settings (name, Wi-Fi), written to its device settings area (the ESP8266's
@@ -62,6 +68,7 @@ impl FlashRequest {
             verify: true,
             skip_unchanged: true,
             erase_all: false,
+            stub: StubSource::Installed,
             connect_timeout: Duration::from_secs(20),
             device_settings: None,
             settings_only: false,
@@ -79,7 +86,7 @@ impl FlashRequest {
 }
 
 /// The device settings area of a board, as bytes and where they go.
-fn device_area(
+pub(super) fn device_area(
     req: &FlashRequest,
     plan: &Plan,
     board: Chip,
@@ -126,6 +133,21 @@ pub enum Verification {
     ServerWillConfirm,
 }
 
+/// How an ESP8266 was written, for the user: it decides speed and verification.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub enum Esp8266Route {
+    /// Through Espressif's flasher stub from the user's esptool (which one, in words).
+    Stub {
+        /// "the flasher stub of esptool 5.6.0 (/usr/local/bin/esptool; esp-flasher-stub v1.4.1)".
+        stub: String,
+    },
+    /// Through the ROM alone.
+    Rom {
+        /// Why, and how to get the faster path when that would help.
+        why: String,
+    },
+}
+
 /// A flash that worked.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct FlashOutcome {
@@ -147,6 +169,8 @@ pub struct FlashOutcome {
     pub elapsed: Duration,
     /// Whether the board was told to run the new firmware.
     pub started: bool,
+    /// For an ESP8266: stub or ROM, and why.
+    pub esp8266: Option<Esp8266Route>,
 }
 
 impl FlashOutcome {
@@ -171,8 +195,13 @@ impl FlashOutcome {
                 " The ESP8266's ROM cannot read flash back, so OTA Forge will confirm this flash when the device first checks in with the update server."
             }
         };
+        let route = match &self.esp8266 {
+            Some(Esp8266Route::Stub { stub }) => format!(" Written through {stub}."),
+            Some(Esp8266Route::Rom { why }) => format!(" {why}"),
+            None => String::new(),
+        };
         let start = if self.started { " The new firmware is starting." } else { "" };
-        format!("{what}{check}{start}")
+        format!("{what}{check}{route}{start}")
     }
 }
 
@@ -218,9 +247,11 @@ pub fn flash(
     }
     let ladder = ladder(req.baud);
     let mut first_failure: Option<FlashError> = None;
+    // Looked for at the first ESP8266 attempt, kept for the retries.
+    let mut stub = StubState::Unknown;
     for (i, &baud) in ladder.iter().enumerate() {
         let retry = i > 0;
-        match attempt(req, &plan, baud, retry, cancel, report) {
+        match attempt(req, &plan, baud, retry, &mut stub, cancel, report) {
             Ok(mut outcome) => {
                 outcome.elapsed = started.elapsed();
                 return Ok(outcome);
@@ -258,9 +289,9 @@ fn ladder(baud: u32) -> Vec<u32> {
 }
 
 /// A failed attempt, and whether the board can be brought back to its ROM for another.
-struct Failure {
-    error: FlashError,
-    can_retry: bool,
+pub(super) struct Failure {
+    pub(super) error: FlashError,
+    pub(super) can_retry: bool,
 }
 
 impl From<FlashError> for Failure {
@@ -274,24 +305,23 @@ fn attempt(
     plan: &Plan,
     baud: u32,
     retry: bool,
+    stub: &mut StubState,
     cancel: &Cancel,
     report: &mut dyn FnMut(FlashUpdate),
 ) -> Result<FlashOutcome, Failure> {
     let mut t = Tracker::new(&req.port, cancel);
     // A retry only makes sense if the board answers at once; else the first diagnosis stands.
     let timeout = if retry { Duration::from_secs(1) } else { req.connect_timeout };
-    let Connected { conn, lines, esp8266 } = connect::connect(&mut t, timeout, report)?;
+    let Connected { mut conn, lines, esp8266 } = connect::connect(&mut t, timeout, report)?;
     if esp8266 {
-        // The ROM auto-bauds and keeps no stub, so another try at a slower rate always works.
-        esp8266_attempt(req, plan, baud, lines, conn, &mut t, report)
-            .map_err(|error| Failure { error, can_retry: true })
+        esp8266_session::attempt(req, plan, baud, lines, &mut conn, &mut t, stub, report)
     } else {
         esp32_attempt(req, plan, baud, lines, conn, &mut t, report)
             .map_err(|error| Failure { error, can_retry: lines == ResetLines::Available })
     }
 }
 
-fn check_chip(req: &FlashRequest, plan: &Plan, board: Chip) -> Result<(), FlashError> {
+pub(super) fn check_chip(req: &FlashRequest, plan: &Plan, board: Chip) -> Result<(), FlashError> {
     if let Some(asked) = req.chip
         && asked != board
     {
@@ -300,90 +330,9 @@ fn check_chip(req: &FlashRequest, plan: &Plan, board: Chip) -> Result<(), FlashE
     plan.check_chip(board)
 }
 
-fn esp8266_attempt(
-    req: &FlashRequest,
-    plan: &Plan,
-    baud: u32,
-    lines: ResetLines,
-    mut conn: Link<Connection>,
-    t: &mut Tracker<'_>,
-    report: &mut dyn FnMut(FlashUpdate),
-) -> Result<FlashOutcome, FlashError> {
-    check_chip(req, plan, Chip::Esp8266)?;
-    let c = conn.get();
-    if baud != ROM_BAUD {
-        // The ROM has no CHANGE_BAUDRATE, but it measures the rate of each SYNC.
-        let faster = c.set_baud(baud).and_then(|_| c.begin());
-        if faster.is_ok() {
-            t.baud = baud;
-        } else {
-            if t.cancel.is_cancelled() {
-                return Err(FlashError::Cancelled { written: 0, total: 0 });
-            }
-            report(FlashUpdate::Note(format!(
-                "The ESP8266 did not answer at {baud} baud; continuing at {ROM_BAUD} baud."
-            )));
-            c.set_baud(ROM_BAUD).and_then(|_| c.begin()).map_err(|e| t.fail(&e))?;
-        }
-    }
-    let board = connect::esp8266_board(c, t)?;
-    let flash_size = board.flash_size;
-    report(FlashUpdate::Board(board.clone()));
-    plan.check_fits(flash_size)?;
-    if req.erase_all {
-        report(FlashUpdate::Note(
-            "The ESP8266 ROM cannot erase the whole chip; only the image's sectors are erased.".into(),
-        ));
-    }
-    let area_len =
-        if req.device_settings.is_some() { otaforge_firmware::device_settings::SECTOR as u64 } else { 0 };
-    let image_len = if req.settings_only { 0 } else { plan.data.len() as u64 };
-    let mut meter = Meter::new(image_len + area_len);
-    t.total = meter.total();
-    let mut last_phase = Phase::Erase;
-    let written = {
-        let mut track = |u: FlashUpdate| {
-            if let FlashUpdate::Phase(p) = u {
-                last_phase = p;
-            }
-            report(u);
-        };
-        let area = device_area(req, plan, Chip::Esp8266, flash_size)?;
-        let image = (!req.settings_only).then(|| (plan.offset, plan.data.clone()));
-        let mut result = Ok(());
-        for (offset, data) in image.into_iter().chain(area) {
-            result = esp8266::write(c, offset, &data, &mut meter, t.cancel, &mut track);
-            if result.is_err() {
-                break;
-            }
-        }
-        result
-    };
-    t.written = meter.written();
-    t.phase = last_phase;
-    written.map_err(|e| t.fail(&e))?;
-    report(FlashUpdate::Note(
-        "The ESP8266's ROM cannot read its flash back, so this write is not verified here: OTA Forge confirms it when the device first checks in with the update server."
-            .into(),
-    ));
-    t.phase(Phase::Reset, report);
-    let started = start_firmware(c, lines, esp8266::run_firmware, report);
-    Ok(FlashOutcome {
-        board,
-        kind: plan.kind,
-        offset: plan.offset,
-        bytes: plan.data.len() as u64,
-        md5: md5_hex(&plan.data),
-        version: plan.version.clone(),
-        verification: Verification::ServerWillConfirm,
-        elapsed: Duration::ZERO,
-        started,
-    })
-}
-
 /// Leaves the bootloader: on a board with reset lines by resetting it, else by asking the ROM
 /// to run the firmware. A failure here does not undo the flash, so it is only a note.
-fn start_firmware(
+pub(super) fn start_firmware(
     conn: &mut Connection,
     lines: ResetLines,
     run: fn(&mut Connection) -> Result<(), espflash::Error>,
@@ -482,6 +431,7 @@ fn esp32_attempt(
         verification,
         elapsed: Duration::ZERO,
         started,
+        esp8266: None,
     })
 }
 

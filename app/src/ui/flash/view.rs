@@ -237,6 +237,7 @@ impl FlashStep {
             baud: self.baud,
             monitor_after: self.monitor_after.then_some(self.monitor_baud),
             device_settings,
+            stub: otaforge_flash::StubSource::Installed,
         }));
     }
 

@@ -1,8 +1,9 @@
 //! The virtual device on a pty, held against independent flashers: esptool (PyPI) for the
 //! ESP8266, the espflash library for the ESP32-C3, a host written frame by frame, and the
-//! `otaforge sim serial` command.
+//! `otaforge sim serial` command; and OTA Forge's own flasher with esptool's ESP8266 stub.
 
 mod cli;
+mod esp8266_stub;
 mod espflash_c3;
 mod esptool;
 mod frames;

@@ -204,6 +204,13 @@ impl Machine {
         }
         self.mem = MemLoad::default();
         self.write = None;
+        if self.faults.stub_crashes {
+            log::debug!("virtual device: the uploaded code crashed (fault knob); back in the ROM");
+            // The watchdog reset's boot message, at 74880 baud: noise to the host.
+            link.send_raw(b"\r\n ets Jan  8 2013,rst cause:4, boot mode:(1,7)\r\n\r\nwdt reset\r\n")?;
+            self.reboot(link);
+            return Ok(());
+        }
         self.mode = Mode::Stub;
         self.set_state(DeviceState::Stub);
         let baud = link.baud();
@@ -213,11 +220,26 @@ impl Machine {
 
     /// A reset with the boot pin held: back in the ROM, auto-bauding, nothing half-done.
     pub(super) fn reboot(&mut self, link: &mut Link) {
+        link.discard_input();
+        self.back_in_rom(link);
+    }
+
+    /// A reboot a command asks for (FLASH_END): the answer goes out first, then the ROM is
+    /// back. Input is dropped before the answer, not after it: a host sends its next command
+    /// once it has the answer, and that command must not be lost to how fast this thread gets
+    /// to the reboot.
+    pub(super) fn answer_then_reboot(&mut self, link: &mut Link, op: u8) -> Result<(), LinkDown> {
+        link.discard_input();
+        self.answer(link, op, 0, &[], Status::Ok)?;
+        self.back_in_rom(link);
+        Ok(())
+    }
+
+    fn back_in_rom(&mut self, link: &mut Link) {
         self.mode = Mode::Rom;
         self.write = None;
         self.mem = MemLoad::default();
         link.set_device_baud(None);
-        link.discard_input();
         self.set_state(DeviceState::Rom);
     }
 

@@ -86,6 +86,10 @@ pub struct Faults {
     /// Flip a bit in every flash block written (flash that does not keep what it is told), so
     /// verification must catch it.
     pub corrupt_writes: bool,
+    /// Code uploaded to RAM and started crashes at once: no `OHAI`, the watchdog restarts the
+    /// chip and, the boot pin still held, the ROM bootloader answers again (a flasher stub that
+    /// does not suit the chip).
+    pub stub_crashes: bool,
 }
 
 /// Answer a command with an error status.

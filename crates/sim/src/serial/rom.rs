@@ -70,12 +70,11 @@ impl Machine {
     fn rom_flash_end(&mut self, req: &Request, link: &mut Link) -> Result<(), LinkDown> {
         let run_user_code = req.word(0).unwrap_or(0) != 0;
         self.write = None;
-        self.answer(link, req.op, 0, &[], Status::Ok)?;
-        if run_user_code {
-            self.run_firmware();
-        } else {
-            self.reboot(link);
+        if !run_user_code {
+            return self.answer_then_reboot(link, req.op);
         }
+        self.answer(link, req.op, 0, &[], Status::Ok)?;
+        self.run_firmware();
         Ok(())
     }
 

@@ -47,11 +47,10 @@ impl Machine {
                 // 0: reboot (back into the ROM: the boot pin is still held); 1: stay in the stub.
                 let reboot = req.word(0).unwrap_or(0) == 0;
                 self.write = None;
-                self.answer(link, req.op, 0, &[], Status::Ok)?;
                 if reboot {
-                    self.reboot(link);
+                    return self.answer_then_reboot(link, req.op);
                 }
-                Ok(())
+                self.answer(link, req.op, 0, &[], Status::Ok)
             }
             op::SPI_ATTACH | op::SPI_SET_PARAMS => self.answer(link, req.op, 0, &[], Status::Ok),
             op::CHANGE_BAUDRATE => self.change_baud(&req, link),
