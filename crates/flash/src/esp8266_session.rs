@@ -177,18 +177,7 @@ fn with_stub(
         Ok(verification) => {
             t.phase(Phase::Reset, report);
             let started = start_firmware(c, lines, esp8266_stub::run_firmware, report);
-            Ok(FlashOutcome {
-                board,
-                kind: plan.kind,
-                offset: plan.offset,
-                bytes: plan.data.len() as u64,
-                md5: md5_hex(&plan.data),
-                version: plan.version.clone(),
-                verification,
-                elapsed: Duration::ZERO,
-                started,
-                esp8266: Some(Esp8266Route::Stub { stub: stub.describe() }),
-            })
+            Ok(outcome(plan, board, verification, started, Esp8266Route::Stub { stub: stub.describe() }))
         }
         Err(error) => {
             // A stub that still listens hands the chip back to its ROM, so a slower attempt can
@@ -341,16 +330,27 @@ fn rom(
     ));
     t.phase(Phase::Reset, report);
     let started = start_firmware(c, lines, esp8266::run_firmware, report);
-    Ok(FlashOutcome {
+    Ok(outcome(plan, board, Verification::ServerWillConfirm, started, Esp8266Route::Rom { why }))
+}
+
+/// What a flash of `plan` that went through `route` comes to (the session fills in `elapsed`).
+fn outcome(
+    plan: &Plan,
+    board: BoardInfo,
+    verification: Verification,
+    started: bool,
+    route: Esp8266Route,
+) -> FlashOutcome {
+    FlashOutcome {
         board,
         kind: plan.kind,
         offset: plan.offset,
         bytes: plan.data.len() as u64,
         md5: md5_hex(&plan.data),
         version: plan.version.clone(),
-        verification: Verification::ServerWillConfirm,
+        verification,
         elapsed: Duration::ZERO,
         started,
-        esp8266: Some(Esp8266Route::Rom { why }),
-    })
+        esp8266: Some(route),
+    }
 }
