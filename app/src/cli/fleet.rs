@@ -100,6 +100,10 @@ pub(super) fn write_reference_image(args: ReferenceImageArgs) -> Result<()> {
         args.version,
         args.out.display()
     );
+    println!(
+        "It runs only on OTA Forge's virtual boards (otaforge sim …): its code is filler with a real image \
+         layout. For a real board, build the sketch in device-firmware/ and bake that."
+    );
     Ok(())
 }
 

@@ -251,6 +251,23 @@ pub(super) fn rollout(dir: &Path, args: RolloutArgs) -> Result<()> {
         }
     };
     let mut store = Store::open(dir)?;
+    // A channel comes into being with its first release (a publish or a promote into it); a
+    // mistyped name here would otherwise make an empty channel that no device is ever sent to.
+    if args.promote.is_none() && store.channel(&args.channel)?.is_none() {
+        let known: Vec<String> = store.channels()?.into_iter().map(|c| format!("\"{}\"", c.name)).collect();
+        bail!(
+            "there is no channel \"{}\" ({}). A channel starts with its first release: \
+             otaforge publish FILE --channel {} (or --promote ID --channel {} here)",
+            args.channel,
+            if known.is_empty() {
+                "none yet: publish a release first".to_string()
+            } else {
+                format!("channels: {}", known.join(", "))
+            },
+            args.channel,
+            args.channel
+        );
+    }
     if let Some(id) = args.promote {
         let r = store.promote(id, Some(&args.channel))?;
         println!("\"{}\" now serves #{} {}", r.channel, r.id, r.version);

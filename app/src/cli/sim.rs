@@ -23,6 +23,7 @@ pub enum SimCommand {
     /// and a rollout to watch. Prints progress, then a per-device outcome summary.
     Fleet(super::fleet::FleetArgs),
     /// Write a stand-in for the built reference firmware (unbaked), for `otaforge bake --image`.
+    /// It runs only on OTA Forge's virtual boards: its code is filler, not a sketch.
     ReferenceImage(super::fleet::ReferenceImageArgs),
 }
 

@@ -263,3 +263,18 @@ fn bake_cli_from_image_and_from_sketch() {
     let (o, _, stderr) = run(otaforge(dir).args(["bake", "--sketch"]).arg(dir).args(["--version", "1.2.0"]));
     assert!(!o.status.success() && stderr.contains("not a sketch folder"), "{stderr}");
 }
+
+/// `sim reference-image` says what its output is good for: a virtual board, not a real one.
+#[test]
+fn the_cli_reference_image_says_it_runs_only_on_virtual_boards() {
+    let p = Project::new();
+    let out = p.path().join("ref.bin");
+    let (o, stdout, stderr) = run(otaforge(p.path()).args(["sim", "reference-image", "--out"]).arg(&out));
+    assert!(o.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("only on OTA Forge's virtual boards") && stdout.contains("device-firmware/"),
+        "{stdout}"
+    );
+    let image = std::fs::read(&out).unwrap();
+    assert!(config_block::locate(&image).is_ok(), "the image has one config block to bake");
+}

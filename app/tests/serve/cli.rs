@@ -81,6 +81,32 @@ fn a_full_disk_during_publish_is_a_clear_error_and_stores_nothing() {
     assert_eq!(staging, 0, "the partial file is gone once the store is reopened");
 }
 
+/// A mistyped channel is refused and creates nothing (it used to become an empty channel).
+#[test]
+fn rollout_on_a_channel_that_does_not_exist_is_refused_and_creates_nothing() {
+    let p = Project::new();
+    let rollout = |args: &[&str]| {
+        let (out, stdout, stderr) = run(otaforge(p.path()).arg("rollout").args(args));
+        (out.status.success(), format!("{stdout}{stderr}"))
+    };
+    let (ok, out) = rollout(&["--channel", "stable", "--percent", "50"]);
+    assert!(!ok && out.contains("publish a release first"), "{out}");
+    p.publish(&esp8266_image(50_000, 31), "1.0.0", "stable");
+    let (ok, out) = rollout(&["--channel", "stabel", "--percent", "50"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("no channel \"stabel\"")
+            && out.contains("\"stable\"")
+            && out.contains("--channel stabel"),
+        "{out}"
+    );
+    let channels: Vec<String> =
+        Store::open(p.path()).unwrap().channels().unwrap().into_iter().map(|c| c.name).collect();
+    assert_eq!(channels, ["stable"]);
+    let (ok, out) = rollout(&["--channel", "stable", "--percent", "50"]);
+    assert!(ok && out.contains("rollout 50%"), "{out}");
+}
+
 #[test]
 fn serve_and_check_as_real_processes() {
     let p = Project::new();
