@@ -289,6 +289,10 @@ impl Shared {
     }
 }
 
+/// How long stopping waits for connections in flight (one still going after it finishes on its
+/// own, and is recorded when it ends).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
 /// A running server. Dropping it does not stop it; call [`RunningServer::shutdown`].
 pub struct RunningServer {
     /// The HTTPS address actually bound.
@@ -326,12 +330,17 @@ impl RunningServer {
         self.shared.inventory.all()
     }
 
-    /// Stops accepting, lets the inventory reach the disk, and returns.
+    /// Stops accepting, gives the connections in flight up to [`SHUTDOWN_GRACE`] to finish (an
+    /// answer a device already has is then in the inventory and the history), lets the
+    /// inventory reach the disk, and returns.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         for t in self.tasks {
             t.abort();
         }
+        // Every connection holds a slot until what it did is recorded.
+        let slots = u32::try_from(self.shared.config.max_connections).unwrap_or(u32::MAX);
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.shared.slots.acquire_many(slots)).await;
         self.shared.inventory.flush().await;
         // Connections still finishing hold `shared`; the project is free for a new server now.
         self.shared.serving.lock().unwrap_or_else(|p| p.into_inner()).take();

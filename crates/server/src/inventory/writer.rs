@@ -205,30 +205,38 @@ impl Writer {
         let mut taken = 0;
         let mut next = Some(first);
         loop {
-            while let Some(msg) = next.take() {
-                match msg {
-                    Persist::Device(d) => {
-                        self.backlog.devices.insert(d.mac.clone(), *d);
+            match next.take() {
+                Some(msg) => {
+                    match msg {
+                        Persist::Device(d) => {
+                            self.backlog.devices.insert(d.mac.clone(), *d);
+                        }
+                        Persist::Request(r) => self.backlog.requests.push_back(*r),
+                        Persist::FlashConfirmed(mac, at) => self.backlog.confirmed.push((mac, at)),
+                        Persist::Flush(ack) => {
+                            waiting.push(ack);
+                            return;
+                        }
                     }
-                    Persist::Request(r) => self.backlog.requests.push_back(*r),
-                    Persist::FlashConfirmed(mac, at) => self.backlog.confirmed.push((mac, at)),
-                    Persist::Flush(ack) => {
-                        waiting.push(ack);
+                    taken += 1;
+                    if taken >= 2000 {
                         return;
                     }
                 }
-                taken += 1;
-                if taken >= 2000 {
-                    return;
+                None => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return;
+                    }
+                    std::thread::sleep(left.min(GATHER_POLL));
                 }
-                next = rx.try_recv().ok();
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            std::thread::sleep(left.min(GATHER_POLL));
-            next = rx.try_recv().ok();
+            next = match rx.try_recv() {
+                Ok(msg) => Some(msg),
+                Err(std_mpsc::TryRecvError::Empty) => None,
+                // Nothing more will come (the server is gone): save now, not at the window's end.
+                Err(std_mpsc::TryRecvError::Disconnected) => return,
+            };
         }
     }
 
