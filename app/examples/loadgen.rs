@@ -686,8 +686,8 @@ fn self_cpu_seconds() -> Option<f64> {
 /// One cell's key in the summary: suite, record size, workload, concurrency.
 type VariantKey = (String, String, String, u64);
 
+/// The median of `v` (NaN when empty).
 fn median(mut v: Vec<f64>) -> f64 {
-    v.retain(|x| x.is_finite());
     v.sort_by(f64::total_cmp);
     match v.len() {
         0 => f64::NAN,
@@ -711,7 +711,9 @@ fn summary(path: &PathBuf) -> Result<()> {
             cpu_ms / (load["body_bytes"].as_f64().unwrap_or(0.0) / 1e6)
         };
         let key = (s("suite"), s("records"), workload, v["concurrency"].as_u64().unwrap_or(0));
-        cells.entry((key, s("server"))).or_default().push(per);
+        if per.is_finite() {
+            cells.entry((key, s("server"))).or_default().push(per);
+        }
     }
     let variants: std::collections::BTreeSet<VariantKey> = cells.keys().map(|(k, _)| k.clone()).collect();
     let mut out = std::io::stdout().lock();
@@ -778,18 +780,7 @@ fn num(v: f64, precision: usize, meaningless: bool) -> String {
 impl Cell {
     /// Each figure's median over the rounds (peak RSS: the first round's; counts: the sums).
     fn median(all: &[Cell]) -> Cell {
-        let med = |f: &dyn Fn(&Cell) -> f64| {
-            let mut v: Vec<f64> = all.iter().map(f).collect();
-            v.sort_by(f64::total_cmp);
-            let n = v.len();
-            if n == 0 {
-                f64::NAN
-            } else if n % 2 == 1 {
-                v[n / 2]
-            } else {
-                (v[n / 2 - 1] + v[n / 2]) / 2.0
-            }
-        };
+        let med = |f: &dyn Fn(&Cell) -> f64| median(all.iter().map(f).collect());
         Cell {
             rate: med(&|c| c.rate),
             mb_s: med(&|c| c.mb_s),

@@ -118,30 +118,38 @@ async fn run(dir: std::path::PathBuf, args: ServeArgs) -> Result<()> {
             _ = &mut ctrl_c => break,
             _ = &mut terminated => break,
             ev = events.recv() => {
-                // What has queued up meanwhile goes out in the same write.
-                let mut next = Some(ev);
+                use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+                // What has queued up meanwhile goes out in the same write. Err: events skipped
+                // (Some) or the server gone (None).
+                let mut got = ev.map_err(|e| match e {
+                    RecvError::Lagged(n) => Some(n),
+                    RecvError::Closed => None,
+                });
                 let stamp = stamp();
-                while let Some(ev) = next.take() {
-                    match ev {
+                let closed = loop {
+                    match got {
                         Ok(ev) => log_event(&mut lines, &stamp, &ev, &mut last_progress),
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        Err(Some(n)) => {
                             let _ = writeln!(lines, "({n} events skipped)");
                         }
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                        Err(None) => break true,
                     }
-                    if lines.len() < 64 * 1024 {
-                        next = match events.try_recv() {
-                            Ok(ev) => Some(Ok(ev)),
-                            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => {
-                                Some(Err(tokio::sync::broadcast::error::RecvError::Lagged(n)))
-                            }
-                            Err(_) => None,
-                        };
+                    if lines.len() >= 64 * 1024 {
+                        break false;
                     }
-                }
+                    got = match events.try_recv() {
+                        Ok(ev) => Ok(ev),
+                        Err(TryRecvError::Lagged(n)) => Err(Some(n)),
+                        Err(TryRecvError::Closed) => Err(None),
+                        Err(TryRecvError::Empty) => break false,
+                    };
+                };
                 let mut out = std::io::stdout().lock();
                 let _ = out.write_all(&lines).and_then(|()| out.flush());
                 lines.clear();
+                if closed {
+                    break;
+                }
             },
         }
     }
