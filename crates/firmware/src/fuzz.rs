@@ -14,8 +14,11 @@ fn bases() -> Vec<Vec<u8>> {
         |chip| ImageBuilder::esp32_app(chip).segments([(0x3C00_0020, small(256)), (0x4038_0000, small(64))]);
     let mut padded = esp32(Chip::Esp32).build();
     padded.resize(padded.len() + 100, 0xFF);
-    let mut gz = vec![0x1F, 0x8B, 8, 0, 0, 0, 0, 0, 0, 3];
-    gz.extend_from_slice(&[0x33; 40]);
+    let gz = gzip::compress(
+        &ImageBuilder::arduino_esp8266()
+            .segments([(0x4020_1010, small(200)), (0x3FFE_8000, small(20))])
+            .build(),
+    );
     vec![
         ImageBuilder::esp8266().segments([(0x4010_0000, small(40)), (0x3FFE_8000, small(12))]).build(),
         ImageBuilder::arduino_esp8266()

@@ -3,12 +3,13 @@
 //! refused at publish time with a reason, not discovered when devices stop booting.
 //!
 //! [`inspect`] never panics and does bounded work: files over [`MAX_FILE_SIZE`] are refused by
-//! length alone, segment counts are capped at 16, and gzip'd files are never decompressed.
+//! length alone, segment counts are capped at 16, and gzip'd files are unpacked into at most 16 MiB.
 //!
 //! The stages: this entry point tells the format by the first bytes; `walk` reads one 0xE9 image's
 //! structure, bounds-checked; `layout` decides which layout it is (ESP8266, Arduino eboot + sketch,
 //! ESP32 app) and fills the `image_info` types.
 
+use super::gzip;
 use super::layout::{foreign, inspect_e9};
 
 pub use super::digest::{device_md5s, md5_hex, md5_with_flash_mode, normalized_md5, sha256_hex};
@@ -43,17 +44,40 @@ pub fn inspect(bytes: &[u8]) -> Result<ImageInfo, ImageError> {
     }
 }
 
+/// A gzip'd file is reported by what is inside it, since nothing on the device checks that before
+/// eboot writes it over the running sketch: chip, flash settings and checksums are the unpacked
+/// image's; size and digests are the file's (what is served, and what the updater's free-space
+/// check counts).
 fn inspect_gzip(bytes: &[u8]) -> ImageInfo {
+    let (unpacked, mut contents) = gzip::unpack(bytes);
     let mut warnings = Vec::new();
-    if bytes.get(2) != Some(&8) {
-        warnings.push(
-            "the gzip header does not say \"deflate\" (byte 2 is not 8): the updater cannot unpack it".into(),
-        );
+    let inner = match unpacked.as_deref().map(inspect) {
+        Some(Ok(info)) if info.format == ImageFormat::Gzip => {
+            contents.error.get_or_insert_with(|| {
+                "the gzip'd file holds another gzip'd file; eboot unpacks once".into()
+            });
+            None
+        }
+        Some(Ok(info)) => Some(info),
+        Some(Err(e)) => {
+            contents.error.get_or_insert_with(|| {
+                format!("the image inside the gzip'd file is not one the chip runs: {e}")
+            });
+            None
+        }
+        None => None,
+    };
+    if let Some(inner) = &inner {
+        warnings.push(format!(
+            "gzip'd: {} bytes unpack to a {} of {} bytes ({:.0}% smaller); the device skips its flash-size check for gzip'd updates, so OTA Forge checked the image inside, and needs an ESP8266 core ≥ 2.7.0 to unpack it",
+            bytes.len(),
+            inner.format.name(),
+            inner.size,
+            100.0 * (1.0 - bytes.len() as f64 / inner.size.max(1) as f64)
+        ));
+        warnings.extend(inner.warnings.iter().cloned());
     }
-    warnings.push(
-        "the file is gzip'd, so its contents are not checked; only the ESP8266 updater unpacks gzip".into(),
-    );
-    ImageInfo {
+    let base = inner.unwrap_or_else(|| ImageInfo {
         format: ImageFormat::Gzip,
         chip: None,
         flash_mode: None,
@@ -68,12 +92,24 @@ fn inspect_gzip(bytes: &[u8]) -> ImageInfo {
         extended_header: None,
         arduino: None,
         app_desc: None,
-        image_len: bytes.len(),
+        image_len: 0,
+        gzip: None,
         signature_len: None,
+        size: 0,
+        md5: String::new(),
+        normalized_md5: String::new(),
+        sha256: String::new(),
+        warnings: Vec::new(),
+    });
+    ImageInfo {
+        format: ImageFormat::Gzip,
+        image_len: bytes.len(),
+        gzip: Some(contents),
         size: bytes.len(),
         md5: md5_hex(bytes),
         normalized_md5: normalized_md5(bytes),
         sha256: sha256_hex(bytes),
         warnings,
+        ..base
     }
 }

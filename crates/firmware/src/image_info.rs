@@ -2,6 +2,7 @@
 //! and their verdicts, in types the inspector fills and everyone else reads.
 
 use super::chip::Chip;
+use super::gzip::GzipContents;
 
 /// What kind of file it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -193,6 +194,8 @@ pub struct ImageInfo {
     pub app_desc: Option<AppDesc>,
     /// Length of the image proper, without signature or trailing bytes.
     pub image_len: usize,
+    /// What is inside a gzip'd file (its image's own fields fill the ones above).
+    pub gzip: Option<GzipContents>,
     /// Length of an appended ESP8266 signature (`image || signature || u32 length`).
     pub signature_len: Option<usize>,
     /// File size.
@@ -302,6 +305,14 @@ impl ImageInfo {
                 "header byte 23 (SHA-256 appended) is {}, but only 0 and 1 are valid: the bootloader refuses this image",
                 h.hash_appended
             ));
+        }
+        if let Some(error) = self.gzip.as_ref().and_then(|g| g.error.clone()) {
+            out.push(error);
+        }
+        if self.gzip.is_some() && self.chip.is_some_and(|c| c != Chip::Esp8266) {
+            out.push(
+                "the image inside the gzip'd file is for an ESP32-family chip, whose updater accepts only plain images (first byte 0xE9): publish the .bin unpacked".into(),
+            );
         }
         if self.sha256_valid == Some(false) {
             out.push(

@@ -205,6 +205,7 @@ fn report(bytes: &[u8], reading: Reading) -> ImageInfo {
         arduino,
         app_desc,
         image_len: main.end,
+        gzip: None,
         signature_len,
         size,
         md5: md5_hex(bytes),

@@ -16,6 +16,7 @@ pub mod chip;
 pub mod config_block;
 pub mod device_settings;
 pub mod digest;
+pub mod gzip;
 pub mod image;
 mod image_info;
 mod layout;

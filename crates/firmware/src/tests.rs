@@ -163,17 +163,65 @@ fn signed_and_padded_images() {
 }
 
 #[test]
-fn gzip_is_recognised_not_unpacked() {
-    let mut gz = vec![0x1F, 0x8B, 8, 0, 0, 0, 0, 0, 0, 3];
-    gz.extend_from_slice(&[0x55; 30]);
+fn a_gzipped_image_is_checked_by_what_is_inside() {
+    let image = ImageBuilder::arduino_esp8266().segments([(0x4020_1010, vec![7u8; 20_000])]).build();
+    let gz = gzip::compress(&image);
     let info = ok(&gz);
-    assert_eq!((info.format, info.chip, info.checksum_valid), (ImageFormat::Gzip, None, None));
-    assert!(info.is_valid() && info.segments.is_empty());
-    assert_eq!(info.md5, md5_hex(&gz));
-    gz[2] = 9;
-    assert!(has(&ok(&gz).warnings, "deflate"));
-    assert_eq!(err(&gz[..10]), ImageError::TooSmall { len: 10 });
-    assert_eq!(err(&[0x1F]), ImageError::TooSmall { len: 1 });
+    assert_eq!((info.format, info.chip), (ImageFormat::Gzip, Some(Chip::Esp8266)));
+    assert_eq!(info.checksum_valid, Some(true), "the sketch's checksums are read from the unpacked image");
+    assert!(info.arduino.is_some() && !info.segments.is_empty());
+    assert_eq!(
+        (info.size, info.md5.clone()),
+        (gz.len(), md5_hex(&gz)),
+        "size and digests are the served file's"
+    );
+    let contents = info.gzip.clone().expect("gzip contents");
+    assert_eq!((contents.unpacked_len, contents.trailer_len), (Some(image.len()), image.len() as u32));
+    assert!(info.is_valid(), "{:?}", info.problems());
+    assert!(has(&info.warnings, "smaller"), "{:?}", info.warnings);
+}
+
+#[test]
+fn a_damaged_image_inside_a_sound_gzip_is_refused() {
+    let mut image = ImageBuilder::arduino_esp8266().segments([(0x4020_1010, vec![7u8; 4000])]).build();
+    let at = image.len() / 2;
+    image[at] ^= 0x5A; // the sketch's checksum and the Arduino CRC no longer hold
+    let info = ok(&gzip::compress(&image));
+    assert!(!info.is_valid());
+    assert!(has(&info.problems(), "the image is corrupt"), "{:?}", info.problems());
+
+    let esp32 = gzip::compress(&ImageBuilder::esp32_app(Chip::Esp32C3).build());
+    assert!(has(&ok(&esp32).problems(), "accepts only plain images"), "ESP32 updaters do not unpack gzip");
+
+    let not_an_image = gzip::compress(b"<html>not firmware</html> and some more bytes to be long enough");
+    assert!(has(&ok(&not_an_image).problems(), "not one the chip runs"));
+
+    let mut bad_trailer = gzip::compress(&ImageBuilder::arduino_esp8266().build());
+    let n = bad_trailer.len();
+    bad_trailer[n - 4..].copy_from_slice(&1u32.to_le_bytes());
+    assert!(has(&ok(&bad_trailer).problems(), "does not unpack"), "eboot copies the trailer's length");
+
+    let mut cut = gzip::compress(&image);
+    cut.truncate(cut.len() - 30);
+    assert!(has(&ok(&cut).problems(), "does not unpack"));
+}
+
+#[test]
+fn a_gzip_that_expands_to_a_gigabyte_is_refused_quickly() {
+    use std::io::Write;
+    // 1 GiB of zeros deflates to about 1 MB; the inspector must stop at 16 MiB, not unpack it all.
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..1024 {
+        encoder.write_all(&zeros).unwrap();
+    }
+    let bomb = encoder.finish().unwrap();
+    assert!(bomb.len() < MAX_FILE_SIZE);
+    let started = std::time::Instant::now();
+    let info = ok(&bomb);
+    assert!(has(&info.problems(), "more than 16 MiB"), "{:?}", info.problems());
+    assert_eq!(info.gzip.and_then(|g| g.unpacked_len), None);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "took {:?}", started.elapsed());
 }
 
 #[test]

@@ -18,6 +18,7 @@ fn request(draft: &PublishDraft) -> PublishRequest {
         version,
         notes: String::new(),
         file_name: draft.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        gzip: false,
     }
 }
 

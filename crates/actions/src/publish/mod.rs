@@ -9,6 +9,7 @@ pub mod trust;
 use otaforge_firmware::baked_secrets;
 use otaforge_firmware::carried_version::{VersionChoiceError, choose_version};
 use otaforge_firmware::config_block::{self, BakedSettings};
+use otaforge_firmware::gzip;
 use otaforge_firmware::image::{self, ImageInfo};
 use otaforge_firmware::synth::is_synthetic;
 use otaforge_protocol::version::Version;
@@ -31,6 +32,9 @@ pub struct PublishRequest {
     pub notes: String,
     /// The original file name, for display.
     pub file_name: String,
+    /// Compress a plain ESP8266 sketch image with gzip before storing it (eboot unpacks it; core
+    /// ≥ 2.7.0). An image that is gzip'd already is checked as it is.
+    pub gzip: bool,
 }
 
 impl PublishRequest {
@@ -42,6 +46,7 @@ impl PublishRequest {
             version: version.map(str::to_string),
             notes: String::new(),
             file_name: String::new(),
+            gzip: false,
         }
     }
 }
@@ -82,6 +87,10 @@ pub enum PublishError {
         "channel \"{channel}\" serves {current} images; this one is for {new}. Publish it to a channel of its own"
     )]
     WrongChip { channel: String, current: String, new: String },
+    #[error(
+        "--gzip applies to ESP8266 sketches only: arduino-esp32's updater accepts only plain images, and a gzip'd filesystem image needs a core built with ATOMIC_FS_UPDATE"
+    )]
+    GzipNotForThis,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -121,6 +130,7 @@ pub fn check(store: &Store, bytes: Vec<u8>, req: PublishRequest) -> Result<Check
     if bytes.len() > MAX_IMAGE_BYTES {
         return Err(PublishError::TooLarge(bytes.len()));
     }
+    let bytes = if req.gzip { compressed(bytes, &req)? } else { bytes };
     let info = match req.kind {
         PayloadKind::Sketch => {
             let info = image::inspect(&bytes)?;
@@ -132,11 +142,32 @@ pub fn check(store: &Store, bytes: Vec<u8>, req: PublishRequest) -> Result<Check
         }
         PayloadKind::Filesystem => None,
     };
-    let version = choose_version(&bytes, info.as_ref(), req.version.as_deref())?;
-    let warnings = check_contents(store, &bytes, &req, info.is_some())?;
+    // What devices run is what is inside a gzip'd file: the content checks (secrets, synthetic
+    // builds, trust settings) read that, or a compressed image would hide a baked password.
+    let unpacked = info.as_ref().filter(|i| i.gzip.is_some()).and_then(|_| gzip::unpack(&bytes).0);
+    let contents = unpacked.as_deref().unwrap_or(&bytes);
+    let version = choose_version(contents, info.as_ref(), req.version.as_deref())?;
+    let warnings = check_contents(store, contents, &req, info.is_some())?;
     let checked = Checked { bytes, request: req, image: info, version, warnings };
     check_channel(store, &checked)?;
     Ok(checked)
+}
+
+/// The file gzip'd for eboot, when it is a plain ESP8266 sketch image; left as it is when it is
+/// gzip'd already.
+fn compressed(bytes: Vec<u8>, req: &PublishRequest) -> Result<Vec<u8>, PublishError> {
+    if bytes.starts_with(&[0x1F, 0x8B]) {
+        return Ok(bytes);
+    }
+    let info = image::inspect(&bytes)?;
+    if req.kind != PayloadKind::Sketch || info.chip != Some(otaforge_firmware::chip::Chip::Esp8266) {
+        return Err(PublishError::GzipNotForThis);
+    }
+    let problems = info.problems();
+    if !problems.is_empty() {
+        return Err(PublishError::Damaged(problems));
+    }
+    Ok(gzip::compress(&bytes))
 }
 
 /// What the channel allows now: a newer version than it serves, for the same chip. Run again at
