@@ -162,3 +162,40 @@ fn check_says_what_is_wrong_when_no_server_runs() {
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
+
+/// `publish --gzip` stores a gzip'd file that unpacks to exactly the image given, and refuses what
+/// no device would unpack.
+#[test]
+fn publish_gzip_stores_what_eboot_unpacks_to_the_image_and_refuses_esp32() {
+    let p = Project::new();
+    let image = esp8266_image(300_000, 5);
+    let file = p.path().join("sketch.bin");
+    std::fs::write(&file, &image).unwrap();
+    let (out, stdout, stderr) =
+        run(otaforge(p.path()).args(["publish", file.to_str().unwrap(), "--version", "1.0.0", "--gzip"]));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("gzip'd:") && stdout.contains("less"), "{stdout}");
+    let release = Store::open(p.path()).unwrap().releases(None).unwrap().remove(0);
+    let stored = otaforge_store::Blobs::open(&p.path().join("blobs")).unwrap().get(&release.sha256).unwrap();
+    assert!(stored.starts_with(&[0x1F, 0x8B]) && stored.len() < image.len());
+    let (unpacked, contents) = otaforge_firmware::gzip::unpack(&stored);
+    assert_eq!((unpacked.as_deref(), contents.error), (Some(&image[..]), None));
+
+    let esp32 = p.path().join("esp32.bin");
+    std::fs::write(
+        &esp32,
+        otaforge_firmware::synth::ImageBuilder::esp32_app(otaforge_firmware::chip::Chip::Esp32).build(),
+    )
+    .unwrap();
+    let (out, stdout, stderr) = run(otaforge(p.path()).args([
+        "publish",
+        esp32.to_str().unwrap(),
+        "--version",
+        "2.0.0",
+        "--channel",
+        "c3",
+        "--gzip",
+    ]));
+    assert!(!out.status.success() && stderr.contains("ESP8266 sketches only"), "{stdout}{stderr}");
+    assert_eq!(release_count(&p), 1);
+}
