@@ -140,3 +140,33 @@ async fn the_request_head_is_the_esp8266_updaters() {
     device.stop().await;
     server.shutdown().await;
 }
+
+/// A gzip'd release: the virtual ESP8266 downloads the compressed file, its eboot unpacks it, and
+/// what runs is the image byte for byte; the server counts it installed and offers it no more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_esp8266_installs_a_gzipped_release_and_runs_the_image_inside() {
+    let project = Project::new();
+    let server = project.serve(|_| {}).await;
+    let v1 = baked(project.path(), Chip::Esp8266, "1.0.0", port(&server), |_| {});
+    let v2 = baked(project.path(), Chip::Esp8266, "2.0.0", port(&server), |_| {});
+    let device = start(Chip::Esp8266, 71, &v1, quick());
+    device.wait_until(T, |s| s.last_outcome == Some(CheckOutcome::UpToDate)).await.unwrap();
+
+    let packed = otaforge_firmware::gzip::compress(&v2);
+    assert!(packed.len() < v2.len());
+    project.publish(&packed, "2.0.0", DEMO);
+    server.reload().unwrap();
+    let s = device
+        .wait_until(T, |s| s.version.as_deref() == Some("2.0.0"))
+        .await
+        .unwrap_or_else(|s| panic!("not updated: {s:?}\n{}", log_text(&device)));
+    assert_eq!(s.sketch_md5.as_deref(), Some(md5_hex(&v2).as_str()), "eboot unpacked it byte for byte");
+    let checks = s.checks;
+    let s = device.wait_until(T, |s| s.checks >= checks + 3).await.unwrap();
+    assert_eq!((s.updates, s.last_outcome), (1, Some(CheckOutcome::UpToDate)), "never offered it again");
+    let mac = s.mac;
+    let inv = server.devices().into_iter().find(|d| d.mac == mac).unwrap();
+    assert_eq!(inv.state, DeviceState::Installed, "{inv:?}");
+    device.stop().await;
+    server.shutdown().await;
+}
