@@ -87,12 +87,12 @@ pub(super) fn publish_file(dir: &Path, args: PublishArgs) -> Result<()> {
         eprintln!("warning: {w}");
     }
     let release = publish::publish(&mut store, &checked)?;
-    if let Some(unpacked) = checked.image.as_ref().and_then(|i| i.gzip.as_ref()).and_then(|g| g.unpacked_len)
+    if let Some(g) = checked.image.as_ref().and_then(|i| i.gzip.as_ref())
+        && let (Some(unpacked), Some(saved)) = (g.unpacked_len, g.percent_saved(checked.bytes().len()))
     {
         println!(
-            "gzip'd: {} bytes on the wire instead of {unpacked} ({:.0}% less); needs ESP8266 core 2.7.0 or newer",
-            release.size,
-            100.0 * (1.0 - release.size as f64 / unpacked.max(1) as f64)
+            "gzip'd: {} bytes on the wire instead of {unpacked} ({saved:.0}% less); needs ESP8266 core 2.7.0 or newer",
+            release.size
         );
     }
     println!(

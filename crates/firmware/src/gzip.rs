@@ -21,6 +21,13 @@ pub struct GzipContents {
     pub error: Option<String>,
 }
 
+impl GzipContents {
+    /// How much smaller the `packed_len`-byte file is than the image inside, in percent.
+    pub fn percent_saved(&self, packed_len: usize) -> Option<f64> {
+        self.unpacked_len.map(|n| 100.0 * (1.0 - packed_len as f64 / n.max(1) as f64))
+    }
+}
+
 /// Unpacks a gzip'd file, reading at most [`MAX_FILE_SIZE`] + 1 bytes of output, so a file that
 /// expands to a gigabyte costs 16 MiB of memory and a fraction of a second, not the machine.
 ///

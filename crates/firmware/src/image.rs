@@ -73,7 +73,7 @@ fn inspect_gzip(bytes: &[u8]) -> ImageInfo {
             bytes.len(),
             inner.format.name(),
             inner.size,
-            100.0 * (1.0 - bytes.len() as f64 / inner.size.max(1) as f64)
+            contents.percent_saved(bytes.len()).unwrap_or(0.0)
         ));
         warnings.extend(inner.warnings.iter().cloned());
     }

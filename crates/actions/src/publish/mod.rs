@@ -130,7 +130,8 @@ pub fn check(store: &Store, bytes: Vec<u8>, req: PublishRequest) -> Result<Check
     if bytes.len() > MAX_IMAGE_BYTES {
         return Err(PublishError::TooLarge(bytes.len()));
     }
-    let bytes = if req.gzip { compressed(bytes, &req)? } else { bytes };
+    // With --gzip the plain image is kept: it is what the content checks read below.
+    let (bytes, plain) = if req.gzip { compressed(bytes, &req)? } else { (bytes, None) };
     let info = match req.kind {
         PayloadKind::Sketch => {
             let info = image::inspect(&bytes)?;
@@ -144,7 +145,8 @@ pub fn check(store: &Store, bytes: Vec<u8>, req: PublishRequest) -> Result<Check
     };
     // What devices run is what is inside a gzip'd file: the content checks (secrets, synthetic
     // builds, trust settings) read that, or a compressed image would hide a baked password.
-    let unpacked = info.as_ref().filter(|i| i.gzip.is_some()).and_then(|_| gzip::unpack(&bytes).0);
+    let unpacked =
+        plain.or_else(|| info.as_ref().filter(|i| i.gzip.is_some()).and_then(|_| gzip::unpack(&bytes).0));
     let contents = unpacked.as_deref().unwrap_or(&bytes);
     let version = choose_version(contents, info.as_ref(), req.version.as_deref())?;
     let warnings = check_contents(store, contents, &req, info.is_some())?;
@@ -153,11 +155,11 @@ pub fn check(store: &Store, bytes: Vec<u8>, req: PublishRequest) -> Result<Check
     Ok(checked)
 }
 
-/// The file gzip'd for eboot, when it is a plain ESP8266 sketch image; left as it is when it is
-/// gzip'd already.
-fn compressed(bytes: Vec<u8>, req: &PublishRequest) -> Result<Vec<u8>, PublishError> {
+/// The file gzip'd for eboot, with the plain image it came from, when it is a plain ESP8266
+/// sketch image; left as it is (and no plain image) when it is gzip'd already.
+fn compressed(bytes: Vec<u8>, req: &PublishRequest) -> Result<(Vec<u8>, Option<Vec<u8>>), PublishError> {
     if bytes.starts_with(&[0x1F, 0x8B]) {
-        return Ok(bytes);
+        return Ok((bytes, None));
     }
     let info = image::inspect(&bytes)?;
     if req.kind != PayloadKind::Sketch || info.chip != Some(otaforge_firmware::chip::Chip::Esp8266) {
@@ -167,7 +169,7 @@ fn compressed(bytes: Vec<u8>, req: &PublishRequest) -> Result<Vec<u8>, PublishEr
     if !problems.is_empty() {
         return Err(PublishError::Damaged(problems));
     }
-    Ok(gzip::compress(&bytes))
+    Ok((gzip::compress(&bytes), Some(bytes)))
 }
 
 /// What the channel allows now: a newer version than it serves, for the same chip. Run again at
