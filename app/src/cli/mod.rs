@@ -6,6 +6,7 @@ mod demo;
 mod firmware;
 mod flash;
 mod fleet;
+mod key;
 mod releases;
 mod secret;
 mod serve;
@@ -20,6 +21,7 @@ use clap::{Parser, Subcommand};
 pub use cert::CertCommand;
 pub use firmware::BakeArgs;
 pub use flash::{BoardArgs, DeviceSettingsArgs, FlashArgs, MonitorArgs, ProvisionArgs};
+pub use key::KeyCommand;
 pub use releases::{PublishArgs, RolloutArgs};
 pub use serve::{CheckArgs, ServeArgs};
 pub use sim::SimCommand;
@@ -50,6 +52,9 @@ pub enum Commands {
     /// Step 1: the private CA and the server certificate.
     #[command(subcommand)]
     Cert(CertCommand),
+    /// Firmware signing keys: make, show, export the public half, sign or verify a file.
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Which names and addresses devices can use to reach this machine; check one with --check.
     Hosts {
         /// A host name or IP address to check.
@@ -119,6 +124,7 @@ pub enum Commands {
 pub fn run(dir: PathBuf, command: Commands) -> ExitCode {
     let result = match command {
         Commands::Cert(cmd) => cert::run(&dir, cmd),
+        Commands::Key(cmd) => key::run(&dir, cmd),
         Commands::Hosts { check } => cert::hosts(check.as_deref()),
         Commands::Bake(args) => firmware::bake(&dir, args),
         Commands::Inspect { file, json } => firmware::inspect_file(&file, json),

@@ -11,4 +11,5 @@ mod support;
 
 mod cli;
 mod openssl;
+mod signing;
 mod tls;

@@ -22,6 +22,7 @@ mod image_info;
 mod layout;
 pub mod nvs;
 pub mod settings;
+pub mod signature;
 pub mod source;
 pub mod synth;
 mod walk;

@@ -12,6 +12,7 @@ pub mod host;
 pub mod inspect;
 pub mod issue;
 pub mod local;
+pub mod signing;
 
 use std::fs;
 use std::io::ErrorKind;
@@ -67,6 +68,10 @@ pub enum PkiError {
         "this project pins one self-signed certificate, so there is no CA to renew from: a new certificate means reflashing every device (otaforge cert new --pin-leaf --force), or switch to a private CA"
     )]
     PinnedCannotRenew,
+    #[error(
+        "{dir} already holds a signing key; nothing was changed. Replacing it (--replace) means devices that run releases signed by it can verify only images signed by it: publish a carrier release first (otaforge key --help)"
+    )]
+    SigningKeyExists { dir: PathBuf },
     #[error("cannot write to {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
 }
@@ -286,7 +291,7 @@ fn commit(staged: Vec<Staged>, dir: &Path) -> Result<(), PkiError> {
 }
 
 /// Moves the named files that exist into a new `retired/<UTC time>/` folder.
-fn retire(dir: &Path, names: &[&str]) -> Result<(), PkiError> {
+pub(crate) fn retire(dir: &Path, names: &[&str]) -> Result<(), PkiError> {
     let present: Vec<&&str> = names.iter().filter(|n| dir.join(n).exists()).collect();
     if present.is_empty() {
         return Ok(());
