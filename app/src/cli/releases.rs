@@ -32,6 +32,10 @@ pub struct PublishArgs {
     /// update first).
     #[arg(long, conflicts_with = "filesystem")]
     pub gzip: bool,
+    /// Sign with the project's signing key for the image's family (otaforge key new), after
+    /// compressing; an image already signed by it is checked instead.
+    #[arg(long)]
+    pub sign: bool,
 }
 
 /// `otaforge rollout`.
@@ -81,6 +85,11 @@ pub(super) fn publish_file(dir: &Path, args: PublishArgs) -> Result<()> {
         notes: args.notes,
         file_name: args.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
         gzip: args.gzip,
+        sign_with: if args.sign {
+            Some(std::sync::Arc::new(otaforge_pki::signing::load(dir)?))
+        } else {
+            None
+        },
     };
     let checked = publish::check(&store, bytes, req)?;
     for w in &checked.warnings {
@@ -93,6 +102,12 @@ pub(super) fn publish_file(dir: &Path, args: PublishArgs) -> Result<()> {
         println!(
             "gzip'd: {} bytes on the wire instead of {unpacked} ({saved:.0}% less); needs ESP8266 core 2.7.0 or newer",
             release.size
+        );
+    }
+    if args.sign {
+        let trailer = checked.image.as_ref().and_then(|i| i.signature_len).unwrap_or(0);
+        println!(
+            "signed: {trailer}-byte signature trailer, checked against this project's key as the device checks it"
         );
     }
     println!(

@@ -199,3 +199,68 @@ fn publish_gzip_stores_what_eboot_unpacks_to_the_image_and_refuses_esp32() {
     assert!(!out.status.success() && stderr.contains("ESP8266 sketches only"), "{stdout}{stderr}");
     assert_eq!(release_count(&p), 1);
 }
+
+#[test]
+fn publish_sign_stores_images_the_projects_key_verifies_gzipd_ones_signed_after_compressing() {
+    use otaforge_firmware::signature;
+    use otaforge_pki::signing::{self, Family};
+    let p = Project::new();
+    let file = p.path().join("sketch.bin");
+    std::fs::write(&file, esp8266_image(300_000, 5)).unwrap();
+    let publish = |file: &std::path::Path, extra: &[&str]| {
+        let mut cmd = otaforge(p.path());
+        cmd.args(["publish", file.to_str().unwrap(), "--sign"]).args(extra);
+        run(&mut cmd)
+    };
+    // No key yet: refused, naming the command that makes one, nothing stored.
+    let (out, _, stderr) = publish(&file, &["--version", "1.0.0"]);
+    assert!(!out.status.success() && stderr.contains("otaforge key new"), "{stderr}");
+    assert_eq!(release_count(&p), 0);
+
+    let (out, _, stderr) = run(otaforge(p.path()).args(["key", "new"]));
+    assert!(out.status.success(), "{stderr}");
+    let keys = signing::load(p.path()).unwrap();
+    let blobs = otaforge_store::Blobs::open(&p.path().join("blobs")).unwrap();
+    let newest = || {
+        let release = Store::open(p.path()).unwrap().releases(None).unwrap().remove(0);
+        blobs.get(&release.sha256).unwrap()
+    };
+    for (version, extra) in [("1.0.0", &[][..]), ("1.1.0", &["--gzip"][..])] {
+        let mut args = vec!["--version", version];
+        args.extend_from_slice(extra);
+        let (out, stdout, stderr) = publish(&file, &args);
+        assert!(out.status.success(), "{stdout}{stderr}");
+        assert!(stdout.contains("signed: 260-byte signature trailer"), "{stdout}");
+        let stored = newest();
+        let key = keys.current(Family::Esp8266).unwrap().public();
+        assert_eq!(signature::verify(&stored, &key), Ok(()), "{version} {extra:?}");
+        let signed = signature::split(Family::Esp8266, &stored).unwrap();
+        assert_eq!(signed.body.starts_with(&[0x1F, 0x8B]), !extra.is_empty(), "gzip'd then signed");
+    }
+
+    // A file signed by another project's key is refused, not signed twice.
+    let other = tempfile::tempdir().unwrap();
+    assert!(run(otaforge(other.path()).args(["key", "new"])).0.status.success());
+    let foreign = signature::sign(
+        &esp8266_image(300_000, 6),
+        signing::load(other.path()).unwrap().current(Family::Esp8266).unwrap(),
+    )
+    .unwrap();
+    let foreign_file = p.path().join("foreign.bin");
+    std::fs::write(&foreign_file, foreign).unwrap();
+    let (out, _, stderr) = publish(&foreign_file, &["--version", "2.0.0"]);
+    assert!(!out.status.success() && stderr.contains("does not verify"), "{stderr}");
+    assert_eq!(release_count(&p), 2);
+
+    // ESP32: the 512-byte trailer, by the ECDSA key.
+    let esp32 = p.path().join("esp32.bin");
+    std::fs::write(
+        &esp32,
+        otaforge_firmware::ImageBuilder::esp32_app(otaforge_firmware::Chip::Esp32).build(),
+    )
+    .unwrap();
+    let (out, stdout, stderr) = publish(&esp32, &["--version", "1.0.0", "--channel", "esp32"]);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let key = keys.current(Family::Esp32).unwrap().public();
+    assert_eq!(signature::verify(&newest(), &key), Ok(()));
+}

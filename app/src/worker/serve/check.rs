@@ -19,6 +19,7 @@ fn request(draft: &PublishDraft) -> PublishRequest {
         notes: String::new(),
         file_name: draft.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
         gzip: false,
+        sign_with: None,
     }
 }
 

@@ -11,7 +11,9 @@ use otaforge_firmware::carried_version::{VersionChoiceError, choose_version};
 use otaforge_firmware::config_block::{self, BakedSettings};
 use otaforge_firmware::gzip;
 use otaforge_firmware::image::{self, ImageInfo};
+use otaforge_firmware::signature;
 use otaforge_firmware::synth::is_synthetic;
+use otaforge_pki::signing::{Family, Keys};
 use otaforge_protocol::version::Version;
 use otaforge_protocol::{DEMO_CHANNEL, is_demo_channel};
 use otaforge_store::{NewRelease, PayloadKind, Release, Store, StoreError, validate_channel};
@@ -35,6 +37,9 @@ pub struct PublishRequest {
     /// Compress a plain ESP8266 sketch image with gzip before storing it (eboot unpacks it; core
     /// ≥ 2.7.0). An image that is gzip'd already is checked as it is.
     pub gzip: bool,
+    /// Sign with the project's key for the image's family (after compressing: the device hashes
+    /// the bytes it writes). An image already signed by that key is checked and kept as it is.
+    pub sign_with: Option<std::sync::Arc<Keys>>,
 }
 
 impl PublishRequest {
@@ -47,6 +52,7 @@ impl PublishRequest {
             notes: String::new(),
             file_name: String::new(),
             gzip: false,
+            sign_with: None,
         }
     }
 }
@@ -91,6 +97,18 @@ pub enum PublishError {
         "--gzip applies to ESP8266 sketches only: arduino-esp32's updater accepts only plain images, and a gzip'd filesystem image needs a core built with ATOMIC_FS_UPDATE"
     )]
     GzipNotForThis,
+    #[error(
+        "--sign applies to sketch images: filesystem updates are published unsigned (a channel that requires signatures takes none)"
+    )]
+    SignNotForThis,
+    #[error("this project has no {0} signing key: make one with otaforge key new")]
+    NoSigningKey(Family),
+    #[error(
+        "the file already ends with a {0} signature that this project's key does not verify: publish the unsigned image and let --sign sign it"
+    )]
+    SignedByOther(Family),
+    #[error("could not sign: {0}")]
+    Sign(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -150,6 +168,10 @@ pub fn check(store: &Store, bytes: Vec<u8>, req: PublishRequest) -> Result<Check
     let contents = unpacked.as_deref().unwrap_or(&bytes);
     let version = choose_version(contents, info.as_ref(), req.version.as_deref())?;
     let warnings = check_contents(store, contents, &req, info.is_some())?;
+    let (bytes, info) = match &req.sign_with {
+        Some(keys) => signed(bytes, info, keys)?,
+        None => (bytes, info),
+    };
     let checked = Checked { bytes, request: req, image: info, version, warnings };
     check_channel(store, &checked)?;
     Ok(checked)
@@ -170,6 +192,29 @@ fn compressed(bytes: Vec<u8>, req: &PublishRequest) -> Result<(Vec<u8>, Option<V
         return Err(PublishError::Damaged(problems));
     }
     Ok((gzip::compress(&bytes), Some(bytes)))
+}
+
+/// The file with the family's signature appended (see [`signature`]), or as it is when the
+/// project's key already signed it.
+fn signed(
+    bytes: Vec<u8>,
+    info: Option<ImageInfo>,
+    keys: &Keys,
+) -> Result<(Vec<u8>, Option<ImageInfo>), PublishError> {
+    let Some(mut info) = info else { return Err(PublishError::SignNotForThis) };
+    let family = if info.chip.is_some_and(|c| c.is_esp8266()) { Family::Esp8266 } else { Family::Esp32 };
+    let key = keys.current(family).ok_or(PublishError::NoSigningKey(family))?;
+    if let Some(found) = signature::split(family, &bytes) {
+        return if key.public().verify(found.body, found.signature) {
+            Ok((bytes, Some(info)))
+        } else {
+            Err(PublishError::SignedByOther(family))
+        };
+    }
+    let signed = signature::sign(&bytes, key).map_err(|e| PublishError::Sign(e.to_string()))?;
+    info.signature_len = Some(signed.len() - bytes.len());
+    info.size = signed.len();
+    Ok((signed, Some(info)))
 }
 
 /// What the channel allows now: a newer version than it serves, for the same chip. Run again at
