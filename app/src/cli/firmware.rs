@@ -67,9 +67,10 @@ pub struct BakeArgs {
     pub open_network: bool,
 }
 
-pub(super) fn inspect_file(file: &Path, json: bool) -> Result<()> {
+pub(super) fn inspect_file(dir: &Path, file: &Path, json: bool) -> Result<()> {
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let info = inspect(&bytes)?;
+    let signed = signature_line(dir, &info, &bytes);
     let config = config_block::read(&bytes);
     if json {
         let cfg = match &config {
@@ -79,10 +80,15 @@ pub(super) fn inspect_file(file: &Path, json: bool) -> Result<()> {
         };
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "image": info, "config_block": cfg }))?
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "image": info, "config_block": cfg, "signature": signed })
+            )?
         );
     } else {
         print_info(&info);
+        if let Some(line) = &signed {
+            println!("Signed:     {line}");
+        }
         match &config {
             Ok(Some(s)) => println!(
                 "Config:     baked: {}:{}{}{} version {} name \"{}\", CA {} bytes, Wi-Fi {}",
@@ -246,4 +252,21 @@ pub(super) fn bake(dir: &Path, args: BakeArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Whether the file carries a signature of its chip family's format, and whose, checked against
+/// this project's keys (current and retired) as the device checks it. `None` for images without a
+/// trailer when the project has no signing key.
+fn signature_line(dir: &Path, info: &otaforge_firmware::ImageInfo, bytes: &[u8]) -> Option<String> {
+    use otaforge_pki::signing::Family;
+    let family = if info.chip.is_some_and(|c| c.is_esp8266()) { Family::Esp8266 } else { Family::Esp32 };
+    let has_trailer = otaforge_firmware::signature::split(family, bytes).is_some();
+    let keys = otaforge_pki::signing::load(dir).ok()?;
+    if !has_trailer && keys.all_public(family).is_empty() {
+        return None;
+    }
+    if !has_trailer {
+        return Some("no: a device with a signing key baked refuses this image".into());
+    }
+    Some(super::key::describe(&keys, family, bytes))
 }

@@ -127,7 +127,7 @@ pub fn run(dir: PathBuf, command: Commands) -> ExitCode {
         Commands::Key(cmd) => key::run(&dir, cmd),
         Commands::Hosts { check } => cert::hosts(check.as_deref()),
         Commands::Bake(args) => firmware::bake(&dir, args),
-        Commands::Inspect { file, json } => firmware::inspect_file(&file, json),
+        Commands::Inspect { file, json } => firmware::inspect_file(&dir, &file, json),
         Commands::ConfigBlockHeader => {
             print!("{}", otaforge_firmware::config_block::c_header());
             Ok(())

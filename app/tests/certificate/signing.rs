@@ -206,3 +206,24 @@ fn keys_are_private_never_replaced_silently_and_the_c_header_compiles() {
     assert!(built.success());
     assert!(Command::new(p.path("use")).status().unwrap().success());
 }
+
+#[test]
+fn inspect_says_whether_a_file_is_signed_and_by_which_key() {
+    let p = Project::new();
+    let image = ImageBuilder::arduino_esp8266().target_size(200_000).build();
+    let signed = p.sign("esp8266", &image);
+    let inspect = |bytes: &[u8]| {
+        std::fs::write(p.path("look.bin"), bytes).unwrap();
+        ok(otaforge(p.dir.path()).arg("inspect").arg(p.path("look.bin")))
+    };
+    assert!(inspect(&signed).contains("Signed:     signed by this project's current ESP8266 key"));
+    assert!(inspect(&image).contains("Signed:     no:"));
+    // A changed signature byte: the image inside is intact (its checksums hold), only the
+    // signature check can tell.
+    let mut tampered = signed.clone();
+    let n = tampered.len();
+    tampered[n - 10] ^= 4;
+    assert!(inspect(&tampered).contains("Signed:     the signature does not match"));
+    ok(otaforge(p.dir.path()).args(["key", "new", "--family", "esp8266", "--replace"]));
+    assert!(inspect(&signed).contains("signed by a retired ESP8266 key"));
+}
