@@ -73,11 +73,19 @@ pub struct RolloutArgs {
     /// Remove a MAC from the allow-list.
     #[arg(long, value_name = "MAC")]
     pub disallow: Vec<String>,
+    /// Take only releases signed by this project's key from now on: publish signs them (or checks
+    /// the signature they carry) and refuses unsigned or badly signed files.
+    #[arg(long, conflicts_with = "allow_unsigned")]
+    pub require_signatures: bool,
+    /// Take unsigned releases again.
+    #[arg(long)]
+    pub allow_unsigned: bool,
 }
 
 pub(super) fn publish_file(dir: &Path, args: PublishArgs) -> Result<()> {
     let bytes = std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
     let mut store = Store::open(dir)?;
+    let sign = args.sign || requires_signatures(&store, &args.channel)?;
     let req = PublishRequest {
         channel: args.channel,
         kind: if args.filesystem { PayloadKind::Filesystem } else { PayloadKind::Sketch },
@@ -85,11 +93,7 @@ pub(super) fn publish_file(dir: &Path, args: PublishArgs) -> Result<()> {
         notes: args.notes,
         file_name: args.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
         gzip: args.gzip,
-        sign_with: if args.sign {
-            Some(std::sync::Arc::new(otaforge_pki::signing::load(dir)?))
-        } else {
-            None
-        },
+        sign_with: if sign { Some(std::sync::Arc::new(otaforge_pki::signing::load(dir)?)) } else { None },
     };
     let checked = publish::check(&store, bytes, req)?;
     for w in &checked.warnings {
@@ -104,7 +108,7 @@ pub(super) fn publish_file(dir: &Path, args: PublishArgs) -> Result<()> {
             release.size
         );
     }
-    if args.sign {
+    if checked.request().sign_with.is_some() {
         let trailer = checked.image.as_ref().and_then(|i| i.signature_len).unwrap_or(0);
         println!(
             "signed: {trailer}-byte signature trailer, checked against this project's key as the device checks it"
@@ -120,6 +124,12 @@ pub(super) fn publish_file(dir: &Path, args: PublishArgs) -> Result<()> {
         release.md5
     );
     Ok(())
+}
+
+/// A channel that requires signatures signs every publish: the user asked for that once, with
+/// `rollout --require-signatures`, instead of on every publish.
+fn requires_signatures(store: &Store, channel: &str) -> Result<bool> {
+    Ok(store.channel(channel)?.is_some_and(|c| c.require_signatures))
 }
 
 pub(super) fn releases(dir: &Path, channel: Option<&str>) -> Result<()> {
@@ -327,6 +337,18 @@ pub(super) fn rollout(dir: &Path, args: RolloutArgs) -> Result<()> {
         (_, true) => Some(false),
         _ => None,
     };
+    if args.require_signatures || args.allow_unsigned {
+        store.set_require_signatures(&args.channel, args.require_signatures)?;
+        println!(
+            "Channel \"{}\": {}",
+            args.channel,
+            if args.require_signatures {
+                "takes only releases signed by this project's key (publish signs them)"
+            } else {
+                "takes unsigned releases again"
+            }
+        );
+    }
     let c = store.set_rollout(&args.channel, args.percent, paused)?;
     let allowed = store.allowed_macs()?;
     println!(

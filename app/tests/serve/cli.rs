@@ -264,3 +264,57 @@ fn publish_sign_stores_images_the_projects_key_verifies_gzipd_ones_signed_after_
     let key = keys.current(Family::Esp32).unwrap().public();
     assert_eq!(signature::verify(&newest(), &key), Ok(()));
 }
+
+#[test]
+fn a_channel_that_requires_signatures_signs_every_publish_and_refuses_what_it_cannot_sign() {
+    use otaforge_actions::publish::{self, PublishError, PublishRequest};
+    use otaforge_firmware::signature;
+    use otaforge_pki::signing::{self, Family};
+    let p = Project::new();
+    let write = |name: &str, version_seed: u64| {
+        let f = p.path().join(name);
+        std::fs::write(&f, esp8266_image(200_000, version_seed)).unwrap();
+        f
+    };
+    let publish_cli = |file: &std::path::Path, version: &str| {
+        run(otaforge(p.path()).args(["publish", file.to_str().unwrap(), "--version", version]))
+    };
+    assert!(publish_cli(&write("a.bin", 1), "1.0.0").0.status.success(), "unsigned is fine by default");
+    let (out, stdout, stderr) =
+        run(otaforge(p.path()).args(["rollout", "--channel", "stable", "--require-signatures"]));
+    assert!(out.status.success() && stdout.contains("only releases signed"), "{stdout}{stderr}");
+    assert!(Store::open(p.path()).unwrap().channel("stable").unwrap().unwrap().require_signatures);
+
+    // No key yet: the CLI would have to sign, and cannot.
+    let (out, _, stderr) = publish_cli(&write("b.bin", 2), "1.1.0");
+    assert!(!out.status.success() && stderr.contains("otaforge key new"), "{stderr}");
+    assert_eq!(release_count(&p), 1);
+
+    // With a key, a plain publish is signed without --sign.
+    assert!(run(otaforge(p.path()).args(["key", "new"])).0.status.success());
+    let (out, stdout, stderr) = publish_cli(&write("b.bin", 2), "1.1.0");
+    assert!(out.status.success() && stdout.contains("signed:"), "{stdout}{stderr}");
+    let keys = signing::load(p.path()).unwrap();
+    let release = Store::open(p.path()).unwrap().releases(None).unwrap().remove(0);
+    let stored = otaforge_store::Blobs::open(&p.path().join("blobs")).unwrap().get(&release.sha256).unwrap();
+    assert_eq!(signature::verify(&stored, &keys.current(Family::Esp8266).unwrap().public()), Ok(()));
+
+    // A publisher that does not sign (as the app's dialog does today) is refused, naming the fix.
+    let store = Store::open(p.path()).unwrap();
+    let err =
+        publish::check(&store, esp8266_image(200_000, 3), PublishRequest::sketch("stable", Some("1.2.0")))
+            .unwrap_err();
+    assert!(matches!(err, PublishError::SignatureRequired(_)), "{err}");
+    assert!(err.to_string().contains("--sign"), "{err}");
+
+    // Allowing unsigned releases again takes them.
+    assert!(
+        run(otaforge(p.path()).args(["rollout", "--channel", "stable", "--allow-unsigned"]))
+            .0
+            .status
+            .success()
+    );
+    let store = Store::open(p.path()).unwrap();
+    publish::check(&store, esp8266_image(200_000, 3), PublishRequest::sketch("stable", Some("1.2.0")))
+        .unwrap();
+}

@@ -146,6 +146,7 @@ impl Catalog {
                     current_fs: None,
                     rollout_percent: 0,
                     paused: true,
+                    require_signatures: false,
                     auth: None,
                 };
                 views.insert(name.clone(), ChannelView { meta, sketch: None, filesystem: None });

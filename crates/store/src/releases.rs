@@ -75,6 +75,9 @@ pub struct Channel {
     /// Share of devices (by a stable hash of the MAC) offered the current release.
     pub rollout_percent: u8,
     pub paused: bool,
+    /// Every release published to the channel must carry a signature by the project's key
+    /// (publishing signs it, or checks the one it has, and refuses what does not verify).
+    pub require_signatures: bool,
     /// HTTP Basic credentials devices must send, if set.
     #[serde(skip)]
     pub auth: Option<ChannelAuth>,
@@ -196,7 +199,7 @@ fn column_words(e: &rusqlite::Error) -> String {
     };
     let wanted = |name: &str| match name {
         "id" | "size" | "flash_size" | "published_at" | "current_sketch" | "current_fs"
-        | "rollout_percent" | "paused" => "a whole number",
+        | "rollout_percent" | "paused" | "require_signatures" => "a whole number",
         _ => "text",
     };
     match e {
@@ -292,6 +295,7 @@ fn channel_from_row(r: &Row<'_>) -> rusqlite::Result<Channel> {
         current_fs: r.get("current_fs")?,
         rollout_percent: r.get::<_, i64>("rollout_percent")?.clamp(0, 100) as u8,
         paused: r.get::<_, i64>("paused")? != 0,
+        require_signatures: r.get::<_, i64>("require_signatures")? != 0,
         auth: user.zip(hash).map(|(user, password_hash)| ChannelAuth { user, password_hash }),
     })
 }
@@ -468,6 +472,18 @@ impl Store {
             self.conn
                 .execute("UPDATE channels SET paused = ?1 WHERE name = ?2", params![p as i64, channel])?;
         }
+        Ok(self.channel(channel)?.expect("channel was just created"))
+    }
+
+    /// Makes a channel take only signed releases, or unsigned ones again. Releases it already holds
+    /// are not re-checked here: publishing is where files are checked.
+    pub fn set_require_signatures(&mut self, channel: &str, required: bool) -> Result<Channel, StoreError> {
+        validate_channel(channel)?;
+        self.conn.execute("INSERT OR IGNORE INTO channels (name) VALUES (?1)", params![channel])?;
+        self.conn.execute(
+            "UPDATE channels SET require_signatures = ?1 WHERE name = ?2",
+            params![required as i64, channel],
+        )?;
         Ok(self.channel(channel)?.expect("channel was just created"))
     }
 

@@ -92,6 +92,10 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE channels ADD COLUMN auth_hash TEXT;
     "#,
+    // 5: channels that take only releases signed by the project's key (issue 13).
+    r#"
+    ALTER TABLE channels ADD COLUMN require_signatures INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// Older versions kept channel passwords in clear (the `auth_password` column) and every

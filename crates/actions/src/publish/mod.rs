@@ -107,6 +107,10 @@ pub enum PublishError {
         "the file already ends with a {0} signature that this project's key does not verify: publish the unsigned image and let --sign sign it"
     )]
     SignedByOther(Family),
+    #[error(
+        "channel \"{0}\" takes only signed releases: publish with --sign (otaforge publish FILE --sign), or allow unsigned ones with otaforge rollout --channel {0} --allow-unsigned"
+    )]
+    SignatureRequired(String),
     #[error("could not sign: {0}")]
     Sign(String),
     #[error(transparent)]
@@ -168,6 +172,9 @@ pub fn check(store: &Store, bytes: Vec<u8>, req: PublishRequest) -> Result<Check
     let contents = unpacked.as_deref().unwrap_or(&bytes);
     let version = choose_version(contents, info.as_ref(), req.version.as_deref())?;
     let warnings = check_contents(store, contents, &req, info.is_some())?;
+    if req.sign_with.is_none() && store.channel(&req.channel)?.is_some_and(|c| c.require_signatures) {
+        return Err(PublishError::SignatureRequired(req.channel.clone()));
+    }
     let (bytes, info) = match &req.sign_with {
         Some(keys) => signed(bytes, info, keys)?,
         None => (bytes, info),

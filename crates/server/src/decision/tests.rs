@@ -49,6 +49,7 @@ fn world(percent: u8, paused: bool) -> World {
         current_fs: None,
         rollout_percent: percent,
         paused,
+        require_signatures: false,
         auth: None,
     };
     let mut channels = HashMap::new();

@@ -62,6 +62,7 @@ fn channel(
         current_fs: fs.map(|r| r.meta.id),
         rollout_percent: 100,
         paused: false,
+        require_signatures: false,
         auth,
     };
     ChannelView { meta, sketch: sketch.cloned(), filesystem: fs.cloned() }
