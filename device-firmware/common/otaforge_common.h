@@ -6,11 +6,12 @@
  * the Arduino IDE compiles only the files inside the sketch folder. Edit the master and copy it to
  * both folders (a test fails while a copy differs).
  *
- * Shared: the settings (ota_config.h's defaults, overridden by a baked config block), the update
- * URL, the check schedule (poll interval with jitter, retry backoff, the wait for SNTP) and the
- * reports that read the same on both chips. Each sketch keeps what differs by core: its TLS client
- * and the updater call, where the board's own name and Wi-Fi live (the ESP8266's EEPROM sector, the
- * ESP32's NVS), how its TLS stack learns the time, and (ESP32) the rollback of a new image.
+ * Shared: the settings (ota_config.h's defaults, overridden by a baked config block), which public
+ * key update signatures are checked against, the update URL, the check schedule (poll interval
+ * with jitter, retry backoff, the wait for SNTP) and the reports that read the same on both chips.
+ * Each sketch keeps what differs by core: its TLS client, the updater call and its signature
+ * verifier, where the board's own name and Wi-Fi live (the ESP8266's EEPROM sector, the ESP32's
+ * NVS), how its TLS stack learns the time, and (ESP32) the rollback of a new image.
  *
  * The sketch's .ino includes this header once, after the core's Wi-Fi and HTTP update headers. It
  * defines the shared state and functions (all static) and the config block, so no other file of the
@@ -63,6 +64,22 @@
 #define OTA_WIFI_PASSWORD ""
 #endif
 
+// Signed updates: the public key (SubjectPublicKeyInfo) the firmware checks every update against.
+// A key baked into the config block wins (`otaforge bake --image` bakes the project's current key);
+// else ota_config.h may compile one in as PEM text, e.g. the array `otaforge key export --c-header`
+// writes:
+//   #include "otaforge_signing_key.h"
+//   #define OTA_SIGNING_KEY_PEM OTAFORGE_SIGNING_KEY_ESP8266_PEM   (or ..._ESP32_PEM)
+// Without either, updates are installed unchecked (and the boot log says so).
+
+// The length of the PEM text, which on the ESP8266 may sit in flash (PROGMEM), read 4 bytes at a
+// time: strlen_P reads it either way. On the ESP32 flash is mapped memory and strlen is enough.
+#if defined(ESP8266) || defined(ARDUINO_ARCH_ESP8266)
+#define OTA_PEM_LENGTH(pem) strlen_P(pem)
+#else
+#define OTA_PEM_LENGTH(pem) strlen(pem)
+#endif
+
 // One line of the serial log. On the ESP8266 the format stays in flash (PSTR, printf_P); on the
 // ESP32 PSTR is the literal itself and printf_P is printf (pgmspace.h).
 #define OTA_LOG(fmt, ...) Serial.printf_P(PSTR("[otaforge] " fmt "\n"), ##__VA_ARGS__)
@@ -99,6 +116,8 @@ static const otaforge_config_block_t OTAFORGE_CONFIG PROGMEM __attribute__((used
     {0},                    /* wifi_ssid */
     {0},                    /* wifi_password */
     {0},                    /* ca_pem */
+    0,                      /* signing_key_len: no key baked */
+    {0},                    /* signing_key */
     {0},                    /* reserved */
     0,                      /* crc32 */
 };
@@ -121,6 +140,13 @@ enum OtaValueSource {
   FROM_CONFIG_BLOCK,  // baked into the config block, as images were before device settings (moved)
   FROM_DEVICE_AREA,   // this board's device settings (ESP8266: EEPROM sector; ESP32: NVS)
   FROM_MAC,           // derived from the MAC (names only)
+};
+
+// Where the public key update signatures are checked against came from (see loadSettings()).
+enum OtaKeySource {
+  KEY_NONE,          // none configured: updates are installed without a signature check
+  KEY_CONFIG_BLOCK,  // baked into the config block (format 2): DER, copied into settings.signingKeyDer
+  KEY_OTA_CONFIG,    // compiled in: OTA_SIGNING_KEY_PEM in ota_config.h, PEM text
 };
 
 // Whether device settings found in the config block were copied into the board's device settings.
@@ -148,6 +174,13 @@ struct OtaSettings {
   uint16_t tlsTxBuffer;    // BearSSL (ESP8266) send buffer, 512..16384; the ESP32 only shows it
   uint32_t bakedAt;        // unix time of `otaforge bake --image`, 0 when not baked
   uint32_t clockFloor;     // certificates are never checked against a time earlier than this
+  // The signing key. Both cores' verifiers copy the key when they are made, but they are handed
+  // these addresses, which stay valid as long as the program runs: a global's array (the config
+  // block itself is freed once read), or the PEM array of ota_config.h.
+  OtaKeySource keySource;
+  uint8_t signingKeyDer[sizeof(otaforge_config_block_t::signing_key)];  // KEY_CONFIG_BLOCK
+  const char *signingKeyPem;  // KEY_OTA_CONFIG (may be PROGMEM on the ESP8266)
+  size_t signingKeyLen;       // bytes of DER, or of PEM text without its NUL; 0 for KEY_NONE
   OtaSettingsSource source;
   OtaValueSource nameSource;
   OtaValueSource wifiSource;
@@ -269,6 +302,9 @@ static void loadSettings() {
   settings.nameSource = settings.deviceName[0] != '\0' ? FROM_OTA_CONFIG : FROM_NOWHERE;
   settings.wifiSource = settings.wifiSsid[0] != '\0' ? FROM_OTA_CONFIG : FROM_NOWHERE;
   settings.migration = MIGRATION_NONE;
+  settings.keySource = KEY_NONE;
+  settings.signingKeyPem = nullptr;
+  settings.signingKeyLen = 0;
 
   // The block lives in flash. The ESP8266 reads flash 4 bytes at a time, so it is copied to RAM
   // with memcpy_P (the ESP32 maps flash into the address space, and memcpy_P is memcpy); the CRC
@@ -316,6 +352,15 @@ static void loadSettings() {
       if (tx != 0) settings.tlsTxBuffer = clampBuffer(tx);
       settings.bakedAt = bakedAt;
       if (bakedAt > settings.clockFloor) settings.clockFloor = bakedAt;
+      // The signing key (format 2; signing_key_len 0: none baked). otaforge_config_is_baked()
+      // has checked that the length fits the field; the bytes are copied out of the block, which
+      // is freed below.
+      const uint16_t keyLen = block->signing_key_len;
+      if (keyLen > 0 && keyLen <= sizeof(settings.signingKeyDer)) {
+        memcpy(settings.signingKeyDer, block->signing_key, keyLen);
+        settings.signingKeyLen = keyLen;
+        settings.keySource = KEY_CONFIG_BLOCK;
+      }
       settings.source = SOURCE_BAKED;
     } else if ((block->flags & OTAFORGE_CONFIG_FLAG_BAKED) != 0) {
       settings.source = SOURCE_BLOCK_DAMAGED;
@@ -323,6 +368,14 @@ static void loadSettings() {
     free(block);
   }
   if (settings.clockFloor < kMinPlausibleTime) settings.clockFloor = kMinPlausibleTime;
+#ifdef OTA_SIGNING_KEY_PEM
+  // No key in the block (or no baked block): the one compiled in.
+  if (settings.keySource == KEY_NONE) {
+    settings.signingKeyPem = OTA_SIGNING_KEY_PEM;
+    settings.signingKeyLen = OTA_PEM_LENGTH(settings.signingKeyPem);
+    settings.keySource = KEY_OTA_CONFIG;
+  }
+#endif
 }
 
 // "<chip>-a1b2c3" from the last three bytes of the MAC, when no device name was configured.
@@ -459,6 +512,13 @@ static void explainCommonUpdateError(int err) {
     default:
       break;
   }
+}
+
+// A failed update whose error is the updater's UPDATE_ERROR_SIGN (`code`: 12 on the ESP8266, 14 on
+// the ESP32): the image was unsigned, signed by another key, or damaged on the way.
+static void logSignatureRefused(int code) {
+  OTA_LOG("update refused: the signature does not match this device's signing key (UPDATE_ERROR_SIGN %d); the image is unsigned or signed with another key, and the running firmware stays",
+          code);
 }
 
 // The first line of a check. `timeName` says what `tlsTime` is to the sketch's TLS stack.
@@ -661,6 +721,25 @@ static void printImageSettings() {
   char url[kUrlCap];
   if (buildUpdateUrl(url, sizeof(url))) {
     OTA_LOG("update URL %s, checked every %lu s (+-10%%)", url, (unsigned long)settings.pollIntervalS);
+  }
+}
+
+// The boot banner's line on update signatures: where the key came from and `how` this build checks
+// updates against it (the sketch's words), or that nothing checks them.
+static void printSigningKey(const char *how) {
+  switch (settings.keySource) {
+    case KEY_CONFIG_BLOCK:
+      OTA_LOG("update signatures: key baked into the config block (%u bytes, DER); %s", (unsigned)settings.signingKeyLen,
+              how);
+      break;
+    case KEY_OTA_CONFIG:
+      OTA_LOG("update signatures: key compiled in (OTA_SIGNING_KEY_PEM in ota_config.h, %u bytes of PEM); %s",
+              (unsigned)settings.signingKeyLen, how);
+      break;
+    case KEY_NONE:
+    default:
+      OTA_LOG("update signatures: no key configured, so updates are NOT signature-checked (otaforge bake --image bakes the project's signing key into the image)");
+      break;
   }
 }
 

@@ -65,6 +65,10 @@ pub struct BakeArgs {
     /// The built-in network is open: no password.
     #[arg(long, conflicts_with = "wifi_password_file")]
     pub open_network: bool,
+    /// Leave the project's signing key out: the firmware then installs unsigned updates. (With a
+    /// key, `otaforge bake` puts its public half in and the firmware installs only signed ones.)
+    #[arg(long)]
+    pub no_signing_key: bool,
 }
 
 pub(super) fn inspect_file(dir: &Path, file: &Path, json: bool) -> Result<()> {
@@ -192,6 +196,7 @@ impl BakeArgs {
             tls_tx_buffer: self.tls_tx,
             wifi_ssid: self.wifi_ssid.clone(),
             wifi_password,
+            no_signing_key: self.no_signing_key,
         })
     }
 }
@@ -203,9 +208,19 @@ pub(super) fn bake(dir: &Path, args: BakeArgs) -> Result<()> {
             bail!("give the firmware version (--version 1.0.0): devices report it to the server");
         }
         let settings = settings::baked_settings(dir, &form, true)?;
-        let written = source::write_sketch_config(sketch, &settings)?;
+        let keys = settings::sketch_keys(dir, &form)?;
+        let written = source::write_sketch_config(sketch, &settings, &keys)?;
         for w in &written {
             println!("Wrote {}", w.display());
+        }
+        if keys.is_empty() {
+            println!(
+                "No signing key compiled in: the firmware installs updates without checking a signature."
+            );
+        } else {
+            println!(
+                "Compiled in the project's public signing key: the firmware installs only updates signed by it."
+            );
         }
         if args.build {
             let board =
@@ -245,6 +260,27 @@ pub(super) fn bake(dir: &Path, args: BakeArgs) -> Result<()> {
         settings.version,
         settings.device_name
     );
+    if settings.signing_key.is_empty() {
+        let keys = otaforge_pki::signing::load(dir)?;
+        let why = if args.no_signing_key {
+            "left out (--no-signing-key)"
+        } else if keys.current.is_empty() {
+            "none (this project has no signing key: otaforge key new)"
+        } else {
+            "none (this firmware's config block is format 1, without room for one: rebuild it from device-firmware/)"
+        };
+        println!("  signing key: {why}; the firmware installs unsigned updates");
+    } else {
+        let fp = otaforge_pki::signing::PublicKey {
+            family: otaforge_firmware::signature::family(info.chip.unwrap_or(otaforge_firmware::Chip::Esp32)),
+            spki_der: settings.signing_key.clone(),
+        }
+        .fingerprint();
+        println!(
+            "  signing key {}: the firmware installs only updates signed by it (otaforge publish signs them)",
+            &fp[..16]
+        );
+    }
     if !settings.device_name.is_empty() || !settings.wifi_ssid.is_empty() {
         println!(
             "  This image holds one board's own settings (name, Wi-Fi): flash it to that board only. It cannot be \

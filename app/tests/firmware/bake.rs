@@ -27,6 +27,7 @@ fn settings(ca_pem: &str) -> BakedSettings {
         tls_rx_buffer: 512,
         tls_tx_buffer: 512,
         baked_at: 1_790_000_000,
+        signing_key: Vec::new(),
     }
 }
 
@@ -150,7 +151,7 @@ fn ota_config_h_compiles_and_holds_the_ca_byte_for_byte() {
     let p = Project::new();
     let s = settings(&p.ca_pem);
     let dir = p.path();
-    std::fs::write(dir.join("ota_config.h"), source::ota_config_h(&s).unwrap()).unwrap();
+    std::fs::write(dir.join("ota_config.h"), source::ota_config_h(&s, &Default::default()).unwrap()).unwrap();
     std::fs::write(
         dir.join("main.cpp"),
         r#"#include <cstdio>

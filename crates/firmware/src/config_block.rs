@@ -5,9 +5,14 @@
 //! The layout is defined here, once. [`c_header`] generates `otaforge_config_block.h` for the
 //! firmware from the same table, and a test keeps the committed header equal to it.
 //!
-//! Block (little-endian, 3072 bytes): magic, format, length, flags, fields, zero padding, and a
+//! Block (little-endian, 3584 bytes): magic, format, length, flags, fields, zero padding, and a
 //! CRC-32 (IEEE, as zlib) over everything before it. An unbaked block carries the magic, format and
 //! length with `flags = 0`: the firmware then uses its compiled-in `ota_config.h` values.
+//!
+//! Format 2 added the public key the firmware verifies signed updates with (DER
+//! SubjectPublicKeyInfo, as `BearSSL::PublicKey` and `mbedtls_pk_parse_public_key` take it). Its
+//! fields are format 1's with the key appended, so every shared field keeps its offset; images
+//! built from format-1 firmware are still read and baked, just never with a key.
 
 use std::fmt::Write as _;
 
@@ -16,10 +21,15 @@ use super::image::{ImageError, inspect};
 
 /// The marker the app searches for (16 bytes, the struct's first field).
 pub const MAGIC: &[u8; 16] = b"OTAFORGE-CONFIG\0";
-/// Format version of this layout.
-pub const FORMAT: u16 = 1;
+/// Format version of this layout (the one OTA Forge's firmware is built with).
+pub const FORMAT: u16 = 2;
 /// Size of the whole block.
-pub const BLOCK_LEN: usize = 3072;
+pub const BLOCK_LEN: usize = 3584;
+/// Format 1: the same fields without the signing key, in 3072 bytes.
+const FORMAT_1_LEN: usize = 3072;
+/// Room for the signing key: an RSA-4096 SubjectPublicKeyInfo is 550 bytes (OTA Forge makes
+/// RSA-2048, 294 bytes, and P-256, 91 bytes).
+pub const SIGNING_KEY_MAX: usize = 550;
 /// `flags` bit: the block holds settings (else the firmware uses its compiled-in defaults).
 pub const FLAG_BAKED: u32 = 1;
 
@@ -66,7 +76,19 @@ pub const LAYOUT: &[(&str, Kind)] = &[
     ("wifi_ssid", Kind::Text(36)),
     ("wifi_password", Kind::Text(68)),
     ("ca_pem", Kind::Text(2560)),
+    // Format 2.
+    ("signing_key_len", Kind::U16),
+    ("signing_key", Kind::Bytes(SIGNING_KEY_MAX)),
 ];
+
+/// Block length of each format this OTA Forge reads and bakes.
+fn block_len(format: u16) -> Option<usize> {
+    match format {
+        1 => Some(FORMAT_1_LEN),
+        2 => Some(BLOCK_LEN),
+        _ => None,
+    }
+}
 
 /// Byte offset and kind of a field.
 pub fn field(name: &str) -> (usize, Kind) {
@@ -117,6 +139,21 @@ pub struct BakedSettings {
     pub tls_tx_buffer: u16,
     /// Unix time of baking: the device's clock never starts earlier than this.
     pub baked_at: u32,
+    /// The public key (DER SubjectPublicKeyInfo) the firmware verifies updates with; empty: the
+    /// firmware installs whatever the server sends (format 2 blocks only).
+    #[serde(default, with = "hex_bytes")]
+    pub signing_key: Vec<u8>,
+}
+
+/// The key as hex in JSON (`inspect --json`, the fleet settings file).
+mod hex_bytes {
+    pub fn serialize<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(v))
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(d)?;
+        hex::decode(text).map_err(serde::de::Error::custom)
+    }
 }
 
 /// Why settings or a block could not be used.
@@ -135,8 +172,12 @@ pub enum ConfigError {
     NoBlock,
     #[error("this image holds {0} config blocks; OTA Forge cannot tell which one the firmware uses")]
     SeveralBlocks(usize),
-    #[error("the config block has format {0}; this OTA Forge writes format {FORMAT}")]
+    #[error("the config block has format {0}; this OTA Forge reads formats 1 to {FORMAT}")]
     WrongFormat(u16),
+    #[error(
+        "this firmware's config block is format 1, which has no room for a signing key: rebuild the firmware from device-firmware/ (format {FORMAT})"
+    )]
+    NoRoomForKey,
     #[error("the config block is damaged (CRC mismatch)")]
     BadCrc,
     #[error(transparent)]
@@ -176,6 +217,17 @@ impl BakedSettings {
         if self.poll_interval_s < 10 {
             return Err(ConfigError::Invalid("poll intervals under 10 s would flood the server".into()));
         }
+        if self.signing_key.len() > SIGNING_KEY_MAX {
+            return Err(ConfigError::TooLong {
+                field: "signing_key",
+                len: self.signing_key.len(),
+                max: SIGNING_KEY_MAX,
+            });
+        }
+        // DER SEQUENCE: a PEM or a raw modulus here would make every update fail to verify.
+        if !self.signing_key.is_empty() && self.signing_key[0] != 0x30 {
+            return Err(ConfigError::Invalid("the signing key is not a DER public key".into()));
+        }
         Ok(())
     }
 
@@ -192,10 +244,18 @@ impl BakedSettings {
         ]
     }
 
-    /// The baked block.
+    /// The baked block, in the current format.
     pub fn encode(&self) -> Result<Vec<u8>, ConfigError> {
+        self.encode_as(FORMAT)
+    }
+
+    /// The baked block in `format` (the one the image's firmware was built with).
+    pub fn encode_as(&self, format: u16) -> Result<Vec<u8>, ConfigError> {
         self.validate()?;
-        let mut b = empty_block(FLAG_BAKED);
+        if format < 2 && !self.signing_key.is_empty() {
+            return Err(ConfigError::NoRoomForKey);
+        }
+        let mut b = empty_block(format, FLAG_BAKED).ok_or(ConfigError::WrongFormat(format))?;
         put_u32(&mut b, "baked_at", self.baked_at);
         put_u16(&mut b, "port", self.port);
         put_u16(&mut b, "tls_rx_buffer", self.tls_rx_buffer);
@@ -206,28 +266,44 @@ impl BakedSettings {
             let (off, _) = field(name);
             b[off..off + value.len()].copy_from_slice(value.as_bytes());
         }
+        if format >= 2 {
+            put_u16(&mut b, "signing_key_len", self.signing_key.len() as u16);
+            let (off, _) = field("signing_key");
+            b[off..off + self.signing_key.len()].copy_from_slice(&self.signing_key);
+        }
         seal(&mut b);
         Ok(b)
     }
 
     /// Reads a baked block (`None` for an unbaked one).
     pub fn decode(block: &[u8]) -> Result<Option<BakedSettings>, ConfigError> {
-        if block.len() < BLOCK_LEN || &block[..16] != MAGIC {
+        if block.len() < 20 || &block[..16] != MAGIC {
             return Err(ConfigError::NoBlock);
         }
         let format = get_u16(block, "format");
-        if format != FORMAT {
-            return Err(ConfigError::WrongFormat(format));
+        let len = block_len(format).ok_or(ConfigError::WrongFormat(format))?;
+        if block.len() < len {
+            return Err(ConfigError::NoBlock);
         }
+        let crc_at = len - 4;
         // An unbaked block comes from the compiler, which cannot compute its CRC: only baked
         // blocks are sealed.
         if get_u32(block, "flags") & FLAG_BAKED == 0 {
             return Ok(None);
         }
-        if crc32(&block[..CRC_OFFSET]) != u32::from_le_bytes(block[CRC_OFFSET..BLOCK_LEN].try_into().unwrap())
-        {
+        if crc32(&block[..crc_at]) != u32::from_le_bytes(block[crc_at..len].try_into().unwrap()) {
             return Err(ConfigError::BadCrc);
         }
+        let signing_key = if format >= 2 {
+            let n = get_u16(block, "signing_key_len") as usize;
+            let (off, _) = field("signing_key");
+            if n > SIGNING_KEY_MAX {
+                return Err(ConfigError::Invalid(format!("the signing key length {n} exceeds its field")));
+            }
+            block[off..off + n].to_vec()
+        } else {
+            Vec::new()
+        };
         Ok(Some(BakedSettings {
             host: get_text(block, "host"),
             port: get_u16(block, "port"),
@@ -242,6 +318,7 @@ impl BakedSettings {
             tls_rx_buffer: get_u16(block, "tls_rx_buffer"),
             tls_tx_buffer: get_u16(block, "tls_tx_buffer"),
             baked_at: get_u32(block, "baked_at"),
+            signing_key,
         }))
     }
 }
@@ -249,21 +326,28 @@ impl BakedSettings {
 /// The block the reference firmware is built with: magic, format, length, no settings, no CRC
 /// (exactly what the C initializer in the firmware produces).
 pub fn unbaked_block() -> Vec<u8> {
-    empty_block(0)
+    empty_block(FORMAT, 0).expect("the current format")
 }
 
-fn empty_block(flags: u32) -> Vec<u8> {
-    let mut b = vec![0u8; BLOCK_LEN];
+/// The unbaked block of an older format: for tests of images built from older firmware.
+pub fn unbaked_block_of(format: u16) -> Option<Vec<u8>> {
+    empty_block(format, 0)
+}
+
+fn empty_block(format: u16, flags: u32) -> Option<Vec<u8>> {
+    let len = block_len(format)?;
+    let mut b = vec![0u8; len];
     b[..16].copy_from_slice(MAGIC);
-    put_u16(&mut b, "format", FORMAT);
-    put_u16(&mut b, "length", BLOCK_LEN as u16);
+    put_u16(&mut b, "format", format);
+    put_u16(&mut b, "length", len as u16);
     put_u32(&mut b, "flags", flags);
-    b
+    Some(b)
 }
 
 fn seal(b: &mut [u8]) {
-    let crc = crc32(&b[..CRC_OFFSET]);
-    b[CRC_OFFSET..BLOCK_LEN].copy_from_slice(&crc.to_le_bytes());
+    let crc_at = b.len() - 4;
+    let crc = crc32(&b[..crc_at]);
+    b[crc_at..].copy_from_slice(&crc.to_le_bytes());
 }
 
 fn put_u16(b: &mut [u8], name: &str, v: u16) {
@@ -301,17 +385,18 @@ pub fn crc32(data: &[u8]) -> u32 {
     !crc
 }
 
-/// Offsets of every config block (by magic and format) in an image.
+/// Offsets of every config block (by magic, a known format and its length) in an image.
 pub fn find_blocks(image: &[u8]) -> Vec<usize> {
     let mut out = Vec::new();
     let mut i = 0;
-    while i + BLOCK_LEN <= image.len() {
+    while i + 20 <= image.len() {
         match image[i..].windows(16).position(|w| w == MAGIC) {
             Some(p) => {
                 let at = i + p;
-                if at + BLOCK_LEN <= image.len()
-                    && u16::from_le_bytes([image[at + 16], image[at + 17]]) == FORMAT
-                    && u16::from_le_bytes([image[at + 18], image[at + 19]]) as usize == BLOCK_LEN
+                if at + 20 <= image.len()
+                    && let Some(len) = block_len(u16::from_le_bytes([image[at + 16], image[at + 17]]))
+                    && at + len <= image.len()
+                    && u16::from_le_bytes([image[at + 18], image[at + 19]]) as usize == len
                 {
                     out.push(at);
                 }
@@ -335,7 +420,13 @@ pub fn locate(image: &[u8]) -> Result<usize, ConfigError> {
 /// Reads the settings baked into an image (`None`: the block is there but unbaked).
 pub fn read(image: &[u8]) -> Result<Option<BakedSettings>, ConfigError> {
     let at = locate(image)?;
-    BakedSettings::decode(&image[at..at + BLOCK_LEN])
+    BakedSettings::decode(&image[at..])
+}
+
+/// The format and length of the block at `at` (found by [`locate`]).
+pub fn block_at(image: &[u8], at: usize) -> (u16, usize) {
+    let format = u16::from_le_bytes([image[at + 16], image[at + 17]]);
+    (format, block_len(format).expect("located blocks have a known format"))
 }
 
 /// Writes `settings` into the image's config block and fixes every checksum the image carries
@@ -348,9 +439,10 @@ pub fn bake(image: &[u8], settings: &BakedSettings) -> Result<Vec<u8>, ConfigErr
         return Err(ConfigError::Invalid(format!("the image is damaged: {}", problems.join("; "))));
     }
     let at = locate(image)?;
-    let block = settings.encode()?;
+    let (format, len) = block_at(image, at);
+    let block = settings.encode_as(format)?;
     let mut out = image.to_vec();
-    out[at..at + BLOCK_LEN].copy_from_slice(&block);
+    out[at..at + len].copy_from_slice(&block);
     fix_checksums(&mut out)?;
     Ok(out)
 }
@@ -359,17 +451,23 @@ pub fn bake(image: &[u8], settings: &BakedSettings) -> Result<Vec<u8>, ConfigErr
 /// image, as the reference firmware's linker does, and fixes checksums. For tests, the demo and
 /// virtual devices.
 pub fn reserve(image: &mut [u8]) -> Result<usize, ConfigError> {
+    reserve_as(image, FORMAT)
+}
+
+/// [`reserve`] with a block of an older `format`, as older reference firmware carries.
+pub fn reserve_as(image: &mut [u8], format: u16) -> Result<usize, ConfigError> {
+    let block = empty_block(format, 0).ok_or(ConfigError::WrongFormat(format))?;
     let info = inspect(image)?;
     let seg = info
         .segments
         .iter()
         // The block starts 512 bytes in; a synthetic marker may follow it.
-        .find(|s| s.len as usize >= 512 + BLOCK_LEN + 64)
+        .find(|s| s.len as usize >= 512 + block.len() + 64)
         .ok_or_else(|| ConfigError::Invalid("no segment is large enough for a config block".into()))?;
     // Skip the start of the segment (Arduino keeps its length/CRC words there; ESP32 its app
     // descriptor), and keep the block 4-byte aligned.
     let at = (seg.file_offset + 512).next_multiple_of(4);
-    image[at..at + BLOCK_LEN].copy_from_slice(&unbaked_block());
+    image[at..at + block.len()].copy_from_slice(&block);
     fix_checksums(image)?;
     Ok(at)
 }
@@ -425,6 +523,7 @@ static inline int otaforge_config_is_baked(const otaforge_config_block_t *block)
     if (block->format != OTAFORGE_CONFIG_FORMAT || block->length != OTAFORGE_CONFIG_LENGTH) return 0;
     if ((block->flags & OTAFORGE_CONFIG_FLAG_BAKED) == 0) return 0;
     if (otaforge_crc32((const uint8_t *)block, offsetof(otaforge_config_block_t, crc32)) != block->crc32) return 0;
+    if (block->signing_key_len > sizeof block->signing_key) return 0;
     return block->host[sizeof block->host - 1] == 0 && block->ca_pem[sizeof block->ca_pem - 1] == 0;
 }
 

@@ -28,6 +28,11 @@ impl GzipContents {
     }
 }
 
+/// Whether the file starts with the gzip magic, as the ESP8266 Updater tells them apart.
+pub fn is_gzip(bytes: &[u8]) -> bool {
+    bytes.starts_with(&[0x1f, 0x8b])
+}
+
 /// Unpacks a gzip'd file, reading at most [`MAX_FILE_SIZE`] + 1 bytes of output, so a file that
 /// expands to a gigabyte costs 16 MiB of memory and a fraction of a second, not the machine.
 ///

@@ -34,6 +34,8 @@ pub struct BakeForm {
     /// Wi-Fi password.
     #[serde(skip)]
     pub wifi_password: String,
+    /// Leave the project's signing key out (the firmware then installs unsigned updates).
+    pub no_signing_key: bool,
 }
 
 impl Default for BakeForm {
@@ -50,6 +52,7 @@ impl Default for BakeForm {
             tls_tx_buffer: 512,
             wifi_ssid: String::new(),
             wifi_password: String::new(),
+            no_signing_key: false,
         }
     }
 }
@@ -116,6 +119,7 @@ pub fn baked_settings(
         tls_rx_buffer: form.tls_rx_buffer,
         tls_tx_buffer: form.tls_tx_buffer,
         baked_at: time::OffsetDateTime::now_utc().unix_timestamp().clamp(0, u32::MAX as i64) as u32,
+        signing_key: Vec::new(),
     })
 }
 
@@ -135,8 +139,34 @@ pub fn bake_image(
     if settings.version.is_empty() {
         return Err(BakeImageError::NoVersion);
     }
+    if !form.no_signing_key {
+        settings.signing_key = signing_key_for(dir, image)?;
+    }
     let baked = super::config_block::bake(image, &settings)?;
     Ok((baked, settings))
+}
+
+/// The public key the image's firmware should verify updates with: the project's current key for
+/// the image's chip family, when the project has one and the image's config block has room for
+/// it (format 2); else none.
+fn signing_key_for(dir: &Path, image: &[u8]) -> Result<Vec<u8>, BakeImageError> {
+    let Ok(at) = super::config_block::locate(image) else { return Ok(Vec::new()) };
+    if super::config_block::block_at(image, at).0 < 2 {
+        return Ok(Vec::new());
+    }
+    let Some(chip) = super::inspect(image).ok().and_then(|i| i.chip) else { return Ok(Vec::new()) };
+    let keys = pki::signing::load(dir).map_err(SettingsError::Pki)?;
+    Ok(keys.current(super::signature::family(chip)).map(|k| k.public().spki_der).unwrap_or_default())
+}
+
+/// The signing keys `bake --sketch` compiles into `ota_config.h`: the project's current ones,
+/// unless the form leaves them out.
+pub fn sketch_keys(dir: &Path, form: &BakeForm) -> Result<super::source::SketchKeys, SettingsError> {
+    if form.no_signing_key {
+        return Ok(Default::default());
+    }
+    let keys = pki::signing::load(dir).map_err(SettingsError::Pki)?;
+    Ok(super::source::SketchKeys::current(&keys))
 }
 
 /// Why an image could not be baked.

@@ -15,6 +15,32 @@
 
 use otaforge_pki::signing::{Family, PrivateKey, PublicKey};
 
+use crate::Chip;
+
+/// The signing family of a chip: the ESP8266 core's format, or arduino-esp32's.
+pub fn family(chip: Chip) -> Family {
+    if chip.is_esp8266() { Family::Esp8266 } else { Family::Esp32 }
+}
+
+/// The public key an image's firmware verifies its updates with, if it verifies any: the key
+/// baked into its config block, else one of `known` compiled into it (`ota_config.h`, as DER or
+/// PEM, which is how `otaforge key export` hands it over). `image` is the plain image (not gzip'd).
+///
+/// This is what the server uses to offer a device only releases it can install: a device running
+/// this image refuses anything not signed by this key.
+pub fn trusted_key(image: &[u8], family: Family, known: &[PublicKey]) -> Option<PublicKey> {
+    if let Ok(Some(baked)) = crate::config_block::read(image)
+        && !baked.signing_key.is_empty()
+    {
+        return Some(PublicKey { family, spki_der: baked.signing_key });
+    }
+    known.iter().find(|k| contains(image, &k.spki_der) || contains(image, k.to_pem().as_bytes())).cloned()
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
 /// Size of the arduino-esp32 signature trailer (`UPDATE_SIGNATURE_SIZE` / bin_signing.py).
 pub const ESP32_TRAILER: usize = 512;
 /// Largest signature length word the ESP8266 format can carry sensibly (RSA-4096).

@@ -46,9 +46,34 @@ pub enum SourceError {
     NoBinary(PathBuf),
 }
 
-/// `ota_config.h`: the settings as compiled-in defaults, the CA as a raw string literal holding
-/// exactly the PEM bytes.
-pub fn ota_config_h(s: &BakedSettings) -> Result<String, SourceError> {
+/// The project's public signing keys a sketch compiles in (PEM), one per chip family. Both go into
+/// `ota_config.h`; the compiler keeps the one for the chip it builds for, so one header serves
+/// either sketch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SketchKeys {
+    /// RSA-2048 public key the ESP8266 sketch verifies updates with.
+    pub esp8266: Option<String>,
+    /// ECDSA P-256 public key the ESP32 sketch verifies updates with.
+    pub esp32: Option<String>,
+}
+
+impl SketchKeys {
+    /// The current key of each family the project has.
+    pub fn current(keys: &otaforge_pki::signing::Keys) -> SketchKeys {
+        use otaforge_pki::signing::Family;
+        let pem = |f| keys.current(f).map(|k| k.public().to_pem());
+        SketchKeys { esp8266: pem(Family::Esp8266), esp32: pem(Family::Esp32) }
+    }
+
+    /// Whether any key is set.
+    pub fn is_empty(&self) -> bool {
+        self.esp8266.is_none() && self.esp32.is_none()
+    }
+}
+
+/// `ota_config.h`: the settings as compiled-in defaults, the CA (and the signing keys) as raw
+/// string literals holding exactly the PEM bytes.
+pub fn ota_config_h(s: &BakedSettings, keys: &SketchKeys) -> Result<String, SourceError> {
     s.validate()?;
     let q = c_string_literal;
     let mut h = String::new();
@@ -72,13 +97,42 @@ pub fn ota_config_h(s: &BakedSettings) -> Result<String, SourceError> {
     h.push_str("/* The private CA devices trust (never a private key). */\n");
     h.push_str("static const char OTA_CA_PEM[] PROGMEM = R\"OTAFORGE_PEM(");
     h.push_str(&s.ca_pem);
-    h.push_str(")OTAFORGE_PEM\";\n\n#endif /* OTA_CONFIG_H */\n");
+    h.push_str(")OTAFORGE_PEM\";\n");
+    h.push_str(&signing_keys_h(keys));
+    h.push_str("\n#endif /* OTA_CONFIG_H */\n");
     Ok(h)
+}
+
+/// The `OTA_SIGNING_KEY_PEM` definition for the family the compiler builds for (the common
+/// header's fallback when the image's config block carries no key), or nothing without keys.
+fn signing_keys_h(keys: &SketchKeys) -> String {
+    if keys.is_empty() {
+        return String::new();
+    }
+    let mut h = String::from(
+        "/* The public key every update must be signed with (never a private key). A key baked into\n \
+         * the .bin's config block wins over this one. */\n",
+    );
+    let mut first = true;
+    for (chip, pem) in [("ESP8266", &keys.esp8266), ("ESP32", &keys.esp32)] {
+        let Some(pem) = pem else { continue };
+        h.push_str(&format!("#{} defined({chip})\n", if first { "if" } else { "elif" }));
+        first = false;
+        h.push_str("static const char OTA_SIGNING_KEY_TEXT[] PROGMEM = R\"OTAFORGE_PEM(");
+        h.push_str(pem);
+        h.push_str(")OTAFORGE_PEM\";\n#define OTA_SIGNING_KEY_PEM OTA_SIGNING_KEY_TEXT\n");
+    }
+    h.push_str("#endif\n");
+    h
 }
 
 /// Writes `ota_config.h` and the config-block and device-settings headers into a sketch folder.
 /// All are staged before any is replaced.
-pub fn write_sketch_config(dir: &Path, s: &BakedSettings) -> Result<Vec<PathBuf>, SourceError> {
+pub fn write_sketch_config(
+    dir: &Path,
+    s: &BakedSettings,
+    keys: &SketchKeys,
+) -> Result<Vec<PathBuf>, SourceError> {
     let is_sketch = std::fs::read_dir(dir)
         .map(|entries| entries.flatten().any(|e| e.path().extension().is_some_and(|x| x == "ino")))
         .unwrap_or(false);
@@ -86,7 +140,7 @@ pub fn write_sketch_config(dir: &Path, s: &BakedSettings) -> Result<Vec<PathBuf>
         return Err(SourceError::NotASketch(dir.to_path_buf()));
     }
     let files = [
-        (dir.join(OTA_CONFIG_H), ota_config_h(s)?),
+        (dir.join(OTA_CONFIG_H), ota_config_h(s, keys)?),
         (dir.join(CONFIG_BLOCK_H), config_block::c_header()),
         (dir.join(DEVICE_SETTINGS_H), super::device_settings::c_header()),
         (dir.join(COMMON_H), COMMON_H_TEXT.to_string()),

@@ -8,8 +8,8 @@
 #include <stddef.h>
 
 #define OTAFORGE_CONFIG_MAGIC "OTAFORGE-CONFIG"
-#define OTAFORGE_CONFIG_FORMAT 1
-#define OTAFORGE_CONFIG_LENGTH 3072
+#define OTAFORGE_CONFIG_FORMAT 2
+#define OTAFORGE_CONFIG_LENGTH 3584
 #define OTAFORGE_CONFIG_FLAG_BAKED 1u
 
 typedef struct __attribute__((packed)) {
@@ -31,7 +31,9 @@ typedef struct __attribute__((packed)) {
     char wifi_ssid[36];
     char wifi_password[68];
     char ca_pem[2560];
-    uint8_t reserved[108];
+    uint16_t signing_key_len;
+    uint8_t signing_key[550];
+    uint8_t reserved[68];
     uint32_t crc32; /* zlib CRC-32 of every byte before it */
 } otaforge_config_block_t;
 
@@ -60,6 +62,7 @@ static inline int otaforge_config_is_baked(const otaforge_config_block_t *block)
     if (block->format != OTAFORGE_CONFIG_FORMAT || block->length != OTAFORGE_CONFIG_LENGTH) return 0;
     if ((block->flags & OTAFORGE_CONFIG_FLAG_BAKED) == 0) return 0;
     if (otaforge_crc32((const uint8_t *)block, offsetof(otaforge_config_block_t, crc32)) != block->crc32) return 0;
+    if (block->signing_key_len > sizeof block->signing_key) return 0;
     return block->host[sizeof block->host - 1] == 0 && block->ca_pem[sizeof block->ca_pem - 1] == 0;
 }
 

@@ -6,7 +6,10 @@
  * the new image into the other OTA partition and reboots into it.
  * Security: the server certificate must be signed by the private CA baked into this firmware
  * (a trust anchor, not a pinned leaf), so the server certificate can be renewed without
- * reflashing any device.
+ * reflashing any device. When the image carries a signing key (baked into the config block, or
+ * OTA_SIGNING_KEY_PEM in ota_config.h), an update is installed only if it is signed by that key
+ * (ECDSA P-256, SHA-256), which needs arduino-esp32 3.3.8 or later built with UPDATE_SIGN (see
+ * "Signed updates" below); an image with a key that cannot check it installs no update at all.
  *
  * Settings come from three places:
  *   1. ota_config.h: compiled-in defaults, written by `otaforge bake --sketch <this folder>`.
@@ -25,7 +28,8 @@
  *
  * What the ESP8266 sketch does the same way (settings, update URL, scheduling, reports) is in
  * otaforge_common.h, next to this file; this file holds the ESP32's own parts: NetworkClientSecure
- * and HTTPUpdate, the device settings in NVS, the system clock, and the rollback.
+ * and HTTPUpdate, the update signature verifier, the device settings in NVS, the system clock, and
+ * the rollback.
  *
  * Nothing here blocks for long outside the update itself: loop() runs a small scheduler.
  * Use a partition scheme with two OTA app slots (the default one has them).
@@ -40,6 +44,8 @@
 #include <WiFi.h>
 #include <WiFiClientSecure.h>
 #include <HTTPUpdate.h>
+#include <Update.h>  // Update (HTTPUpdate.h includes it too)
+#include <esp_arduino_version.h>
 #include <Preferences.h>
 #include <esp_ota_ops.h>
 #include <sys/time.h>
@@ -79,6 +85,23 @@
 #define OTA_LED_ON HIGH
 #endif
 
+// The first arduino-esp32 release whose Update library really checks signatures (see "Signed
+// updates" below). Raise it if a later core turns out to be the first good one; lowering it lets
+// unchecked images in.
+#ifndef OTA_SIGNED_UPDATES_MIN_CORE
+#define OTA_SIGNED_UPDATES_MIN_CORE ESP_ARDUINO_VERSION_VAL(3, 3, 8)
+#endif
+// Whether this build can check update signatures: a core that checks them, compiled with
+// UPDATE_SIGN (without it the core has no verifier classes and installSignature()).
+#if defined(UPDATE_SIGN) && defined(ESP_ARDUINO_VERSION) && defined(ESP_ARDUINO_VERSION_VAL)
+#if ESP_ARDUINO_VERSION >= OTA_SIGNED_UPDATES_MIN_CORE
+#define OTA_CHECKS_SIGNATURES 1
+#endif
+#endif
+#ifndef OTA_CHECKS_SIGNATURES
+#define OTA_CHECKS_SIGNATURES 0
+#endif
+
 // ---------------------------------------------------------------------------------------------
 // This sketch's state. (Types come before the first function, so the prototypes the Arduino
 // builder generates never refer to a type it has not seen.)
@@ -100,6 +123,14 @@ struct OtaTrial {
 static OtaAreaState areaState;
 static uint8_t areaFormat;  // the format key's value, when there is one
 static OtaTrial trial;
+
+#if OTA_CHECKS_SIGNATURES
+// The update signature check, made once at boot when a key is configured (setUpSignedUpdates())
+// and never freed: Update keeps it by pointer.
+static UpdaterVerifyClass *signingVerifier = nullptr;
+#endif
+// A key is configured but this build cannot check signatures: no update is installed at all.
+static bool updatesRefused = false;
 
 // ---------------------------------------------------------------------------------------------
 // Device settings: this board's own name and Wi-Fi, kept outside the app image so that no update
@@ -329,6 +360,82 @@ static bool serverAnswered(t_httpUpdate_return result, int err) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Signed updates. arduino-esp32's Update library (libraries/Update/src/Update.h, Updater.cpp,
+// Updater_Signing.h/.cpp; 3.3 and later, compiled only when the build defines UPDATE_SIGN, as
+// build_opt.h's "-DUPDATE_SIGN" does for the core's examples/Signed_OTA_Update) checks a signature
+// in a fixed 512-byte trailer: Update.installSignature(verifier), called before begin(), makes the
+// update hash (SHA-2, the verifier's getHashType()) every byte but the last 512, and end() hand
+// those 512 bytes to verifier->verify() before it activates the partition; a mismatch is
+// UPDATE_ERROR_SIGN (14), which HTTPUpdate reports as getLastError() (runUpdate() copies
+// Update.getError()). UpdaterECDSAVerifier(pubkey, len, HASH_SHA256) parses the key with
+// mbedtls_pk_parse_public_key (DER, or PEM with its NUL counted in len; it copies the key) and
+// takes the DER ECDSA signature zero-padded to 512 bytes, which is how OTA Forge signs ESP32 images
+// (and tools/bin_signing.py writes them): image || DER ECDSA P-256 SHA-256 signature, padded. A key
+// that does not parse, or is not an EC key, leaves the verifier invalid: it refuses every image.
+//
+// Which cores: the API ships in 3.3, but up to 3.3.7 it does not check anything. Update.begin()
+// calls _reset(), which zeroes the signature size installSignature() set, so no byte is hashed and
+// end() skips the check: unsigned images install (espressif/arduino-esp32#12422, reported against
+// 3.3.7; with that fixed, bin_signing.py's RSA signatures still failed: #12427). Both reports are
+// closed, and the later Updater_Signing.cpp trims the trailer's zero padding before mbedTLS sees
+// the signature. OTA_SIGNED_UPDATES_MIN_CORE is 3.3.8, the first release after those reports; that
+// 3.3.8 carries the fix is inferred, not read in its sources. The Update library gives a sketch no
+// way to tell at run time whether begin() kept the verifier, so the version is the only guard:
+// device-firmware/README.md asks for a bench test that a core refuses an unsigned image.
+//
+// A key configured on a build that cannot check it (an older core, or no UPDATE_SIGN): this image
+// installs no update at all, and says so at boot and at every check. The server offers such a
+// device only images signed by its key, and this core would install them without looking, so
+// would any image the server, or anyone who got its TLS key, sent: the key would promise a check
+// that never happens. Refusing shows the mistake on the bench, at the first boot; and an image that
+// arrived as an update never checks in, so its trial ends and the bootloader goes back to the
+// previous image, which can still be updated. The way out is a rebuild (core and flag).
+
+// Boot: makes the verifier when a key is configured, and logs which key checks updates.
+static void setUpSignedUpdates() {
+  if (settings.keySource == KEY_NONE) {
+    printSigningKey("");
+    return;
+  }
+#if OTA_CHECKS_SIGNATURES
+  if (settings.keySource == KEY_CONFIG_BLOCK) {
+    signingVerifier = new UpdaterECDSAVerifier(settings.signingKeyDer, settings.signingKeyLen, HASH_SHA256);
+  } else {
+    // mbedtls_pk_parse_public_key takes PEM only with its terminating NUL counted.
+    signingVerifier = new UpdaterECDSAVerifier((const uint8_t *)settings.signingKeyPem, settings.signingKeyLen + 1,
+                                               HASH_SHA256);
+  }
+  printSigningKey("every update must be signed by it (ECDSA P-256, SHA-256; arduino-esp32 " ESP_ARDUINO_VERSION_STR ")");
+#else
+  updatesRefused = true;
+#if defined(ESP_ARDUINO_VERSION_STR)
+  printSigningKey("but this build (arduino-esp32 " ESP_ARDUINO_VERSION_STR
+#if defined(UPDATE_SIGN)
+                  ", UPDATE_SIGN"
+#else
+                  ", without UPDATE_SIGN"
+#endif
+                  ") cannot check signatures, so NO update is installed: build with arduino-esp32 3.3.8 or later and -DUPDATE_SIGN (build_opt.h)");
+#else
+  printSigningKey("but this core cannot check signatures, so NO update is installed: build with arduino-esp32 3.3.8 or later and -DUPDATE_SIGN (build_opt.h)");
+#endif
+#endif
+}
+
+// Before each update: installSignature() must come before Update.begin(), which HTTPUpdate calls;
+// it only records the pointer, so it is repeated for every update rather than trusted to survive
+// the last one. False when the check cannot be installed (the update must not run).
+static bool installUpdateVerifier() {
+#if OTA_CHECKS_SIGNATURES
+  if (signingVerifier != nullptr && !Update.installSignature(signingVerifier)) {
+    OTA_LOG("check: the signature check could not be installed; not updating");
+    return false;
+  }
+#endif
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Update
 
 static void explainUpdateError(int err) {
@@ -348,6 +455,11 @@ static void explainUpdateError(int err) {
     case -109:
       OTA_LOG("  = the download's SHA-256 does not match the server's");
       break;
+#ifdef UPDATE_ERROR_SIGN
+    case UPDATE_ERROR_SIGN:  // 14 (libraries/Update/src/Update.h, 3.3 and later)
+      logSignatureRefused(err);
+      break;
+#endif
     default:
       explainCommonUpdateError(err);
       break;
@@ -373,6 +485,14 @@ static void onUpdateStart() {
 // One check of `url` (the scheduler in otaforge_common.h calls it): true when the server answered
 // (up to date, or an update was installed).
 static bool checkForUpdate(const char *url) {
+  if (updatesRefused) {
+    // Nothing a sooner retry could change: reported as answered, so the next try comes after the
+    // poll interval. The server is not asked, so an image on trial is not confirmed (see "Signed
+    // updates").
+    OTA_LOG("check: skipped: this image has a signing key but cannot check signatures (see the boot log); no update is installed");
+    return true;
+  }
+  if (!installUpdateVerifier()) return false;
   // Never validate against a clock earlier than the bake or build time.
   if (!clockLooksSet()) setSystemClock(settings.clockFloor);
   logCheckStart(url, "clock", (uint32_t)time(nullptr), ESP.getMaxAllocHeap());
@@ -448,6 +568,7 @@ void setup() {
   loadDeviceSettings();  // the board's own name and Wi-Fi win over the image's
   if (settings.deviceName[0] == '\0') defaultDeviceName();
   printBanner();
+  setUpSignedUpdates();
   startTrial();
 
   // Do not rewrite the Wi-Fi driver's copy of the credentials in flash at every boot.

@@ -6,7 +6,9 @@
  * and flashes the new image and reboots into it.
  * Security: the server certificate must be signed by the private CA baked into this firmware
  * (a trust anchor, not a pinned leaf), so the server certificate can be renewed without
- * reflashing any device.
+ * reflashing any device. When the image carries a signing key (baked into the config block, or
+ * OTA_SIGNING_KEY_PEM in ota_config.h), an update is installed only if it is signed by that key
+ * (RSA-2048, PKCS#1 v1.5, SHA-256: see "Signed updates" below).
  *
  * Settings come from three places:
  *   1. ota_config.h: compiled-in defaults, written by `otaforge bake --sketch <this folder>`.
@@ -21,7 +23,8 @@
  *
  * What the ESP32 sketch does the same way (settings, update URL, scheduling, reports) is in
  * otaforge_common.h, next to this file; this file holds the ESP8266's own parts: BearSSL and
- * ESP8266httpUpdate, the device settings in the EEPROM sector, and the certificate time.
+ * ESP8266httpUpdate, the update signature verifier, the device settings in the EEPROM sector, and
+ * the certificate time.
  *
  * Nothing here blocks for long outside the update itself: loop() runs a small scheduler, so the
  * Wi-Fi stack is never starved by waiting loops.
@@ -35,6 +38,7 @@
 
 #include <ESP8266WiFi.h>
 #include <ESP8266httpUpdate.h>
+#include <Updater.h>  // Update (ESP8266WiFi.h brings it in too, through BearSSLHelpers.h)
 
 // ota_config.h, the generated headers, and the code both sketches share.
 #include "otaforge_common.h"
@@ -71,6 +75,12 @@ enum OtaAreaState {
 };
 
 static OtaAreaState areaState;
+
+// The update signature check, made once at boot when a key is configured (setUpSignedUpdates())
+// and never freed: the Updater keeps the two plug-ins by pointer for every update after.
+static BearSSL::PublicKey *signingPublicKey = nullptr;
+static BearSSL::HashSHA256 *signingHash = nullptr;
+static BearSSL::SigningVerifier *signingVerifier = nullptr;
 
 // ---------------------------------------------------------------------------------------------
 // Device settings: this board's own name and Wi-Fi, kept outside the app image so that no update
@@ -238,6 +248,53 @@ static bool fallBackToClockFloor() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Signed updates. The core's own mechanism (esp8266/Arduino 2.6 and later, 3.x included):
+// Update.installSignature(hash, verifier) (cores/esp8266/Updater.h) makes Updater::end() read the
+// last 4 bytes of the download as the signature length, which must equal verifier->length() (the
+// RSA modulus, 256 bytes), hash everything before the signature with SHA-256 and have the verifier
+// check the signature (BearSSL br_rsa_pkcs1_vrfy, on the BearSSL second stack); any mismatch is
+// UPDATE_ERROR_SIGN (12) and the new image is never activated (Updater.cpp, end()). That is the
+// layout OTA Forge signs ESP8266 images in: image || RSA-PKCS1v15-SHA256 signature || uint32_le
+// length. The plug-ins are the ones libraries/ESP8266WiFi/src/BearSSLHelpers.h provides, made the
+// way libraries/ESP8266httpUpdate/examples/httpUpdateSigned does: BearSSL::PublicKey (which parses
+// PEM or DER, from RAM or PROGMEM, and copies the key), BearSSL::HashSHA256 and
+// BearSSL::SigningVerifier. The verifier's constructor takes a reference on the BearSSL second
+// stack (about 6 KB), which the TLS client needs during every check anyway; kept for the life of
+// the program, it costs heap between checks but not at the peak, and never fragments it.
+//
+// A key that does not parse as RSA leaves length() at 0 or the EC key length, so the Updater
+// refuses every image (a signature of the wrong length, or one the EC verifier cannot take): the
+// check stays installed, failing closed, and the boot log says so.
+
+// Boot: makes the verifier when a key is configured, and logs which key checks updates.
+static void setUpSignedUpdates() {
+  if (settings.keySource == KEY_NONE) {
+    printSigningKey("");
+    return;
+  }
+  if (settings.keySource == KEY_CONFIG_BLOCK) {
+    signingPublicKey = new BearSSL::PublicKey(settings.signingKeyDer, settings.signingKeyLen);
+  } else {
+    signingPublicKey = new BearSSL::PublicKey(settings.signingKeyPem);
+  }
+  signingHash = new BearSSL::HashSHA256();
+  signingVerifier = new BearSSL::SigningVerifier(signingPublicKey);
+  if (signingPublicKey->isRSA()) {
+    printSigningKey("every update must be signed by it (RSA-2048, PKCS#1 v1.5, SHA-256)");
+  } else {
+    printSigningKey("but it is not an RSA public key, so every update is refused: bake this project's ESP8266 signing key (otaforge key show)");
+  }
+}
+
+// Before each update: the core's example installs the plug-ins just before ESPhttpUpdate.update();
+// the Updater keeps them across updates (its _reset() leaves them), so this only makes sure. Without
+// a key nothing is installed, and a build with the core's own automatic signing (a public.key in the
+// sketch folder, ARDUINO_SIGNING) keeps the verifier that installed.
+static void installUpdateVerifier() {
+  if (signingVerifier != nullptr) Update.installSignature(signingHash, signingVerifier);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Update
 
 static void explainUpdateError(int err) {
@@ -260,8 +317,8 @@ static void explainUpdateError(int err) {
     case 7:
       OTA_LOG("  = the download's MD5 does not match the server's x-MD5");
       break;
-    case 12:
-      OTA_LOG("  = the image's signature did not verify");
+    case UPDATE_ERROR_SIGN:  // 12 (cores/esp8266/Updater.h)
+      logSignatureRefused(err);
       break;
     default:
       explainCommonUpdateError(err);
@@ -327,6 +384,7 @@ static bool checkForUpdate(const char *url) {
     // and bounds it itself (WiFiClientSecureCtx::_connectSSL() resets its timeout to 15 s before
     // the handshake, whatever setTimeout() said; ESPhttpUpdate's HTTP client gives reads 8 s).
 
+    installUpdateVerifier();
     const t_httpUpdate_return result = ESPhttpUpdate.update(client, url, settings.version);
     ok = reportUpdateResult(result);
     if (!ok) {
@@ -411,6 +469,7 @@ void setup() {
   sanitizeName(hostname, sizeof(hostname), settings.deviceName);
   if (hostname[0] != '\0') WiFi.hostname(hostname);
   printBanner();
+  setUpSignedUpdates();
 
   setUpUpdater(ESPhttpUpdate, onUpdateStart, OTA_LED_PIN, OTA_LED_ON);
   startWifi("SDK");

@@ -1,7 +1,9 @@
 /* Host syntax-check stub: declarations only. Mirrors in shape arduino-esp32 3.x
  * libraries/HTTPUpdate/src/HTTPUpdate.h: the result enum, the callback types and the HTTPUpdate
  * members the sketch calls (with the full update() overload set, which takes a NetworkClient and
- * an optional request callback in 3.x). */
+ * an optional request callback in 3.x). Like the real header it includes Update.h: getLastError()
+ * above 0 is the Update library's code (runUpdate() copies Update.getError() after a failed
+ * begin(), writeStream() or end()), e.g. UPDATE_ERROR_SIGN. */
 #ifndef HOSTCHECK_ESP32_HTTP_UPDATE_H
 #define HOSTCHECK_ESP32_HTTP_UPDATE_H
 
@@ -9,6 +11,7 @@
 
 #include <Arduino.h>
 #include <Network.h>
+#include <Update.h>
 
 class HTTPClient; /* HTTPClient.h */
 

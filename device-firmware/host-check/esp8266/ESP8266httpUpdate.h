@@ -2,7 +2,9 @@
  * libraries/ESP8266httpUpdate/src/ESP8266httpUpdate.h: the result enum, the callback types and
  * the ESP8266HTTPUpdate members the sketch calls (with the full update() overload set). The
  * HTTP_UE_* error constants are not declared: they are constexpr ints in 3.1.x and an enum in
- * later versions, so the sketch uses the numbers. */
+ * later versions, so the sketch uses the numbers. getLastError() above 0 is the Updater's code
+ * (UPDATE_ERROR_* in Updater.h, which ESP8266WiFi.h brings in through BearSSLHelpers.h): the
+ * library copies Update.getError() after a failed begin(), write or end(). */
 #ifndef HOSTCHECK_ESP8266HTTPUPDATE_H
 #define HOSTCHECK_ESP8266HTTPUPDATE_H
 

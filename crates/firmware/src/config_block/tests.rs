@@ -16,6 +16,7 @@ fn settings() -> BakedSettings {
         tls_rx_buffer: 16384,
         tls_tx_buffer: 512,
         baked_at: 1_790_000_000,
+        signing_key: Vec::new(),
     }
 }
 
@@ -114,4 +115,33 @@ fn the_committed_c_header_is_the_generated_one() {
         path.display(),
         path.display()
     );
+}
+
+#[test]
+fn a_signing_key_round_trips_and_format_1_firmware_is_still_baked_without_one() {
+    let spki = {
+        let mut k = vec![0x30, 0x59];
+        k.extend((0..89).map(|i| i as u8));
+        k
+    };
+    let keyed = BakedSettings { signing_key: spki.clone(), ..settings() };
+    let (image, _) = with_block(ImageBuilder::arduino_esp8266().target_size(300_000).build());
+    assert_eq!(read(&bake(&image, &keyed).unwrap()).unwrap(), Some(keyed.clone()));
+
+    // An image built from format-1 firmware (3072-byte block, no key field).
+    let mut old = ImageBuilder::arduino_esp8266().target_size(300_000).build();
+    let at = reserve_as(&mut old, 1).unwrap();
+    assert_eq!(block_at(&old, at), (1, 3072));
+    let baked = bake(&old, &settings()).unwrap();
+    assert_eq!(read(&baked).unwrap(), Some(settings()));
+    assert!(inspect(&baked).unwrap().is_valid());
+    // Nothing past the old block's end was touched.
+    assert_eq!(baked[at + 3072..at + 3584], old[at + 3072..at + 3584]);
+    assert_eq!(bake(&old, &keyed), Err(ConfigError::NoRoomForKey));
+
+    let mut s = settings();
+    s.signing_key = b"-----BEGIN PUBLIC KEY-----".to_vec();
+    assert!(matches!(s.encode(), Err(ConfigError::Invalid(m)) if m.contains("DER")));
+    s.signing_key = vec![0x30; SIGNING_KEY_MAX + 1];
+    assert!(matches!(s.encode(), Err(ConfigError::TooLong { field: "signing_key", .. })));
 }

@@ -1,0 +1,1 @@
+-DUPDATE_SIGN
