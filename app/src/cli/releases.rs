@@ -85,7 +85,7 @@ pub struct RolloutArgs {
 pub(super) fn publish_file(dir: &Path, args: PublishArgs) -> Result<()> {
     let bytes = std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
     let mut store = Store::open(dir)?;
-    let sign = args.sign || requires_signatures(&store, &args.channel)?;
+    let sign = args.sign || needs_signing(&store, &args.channel, args.filesystem)?;
     let req = PublishRequest {
         channel: args.channel,
         kind: if args.filesystem { PayloadKind::Filesystem } else { PayloadKind::Sketch },
@@ -108,11 +108,25 @@ pub(super) fn publish_file(dir: &Path, args: PublishArgs) -> Result<()> {
             release.size
         );
     }
-    if checked.request().sign_with.is_some() {
+    if let Some(by) = &checked.signed_by {
         let trailer = checked.image.as_ref().and_then(|i| i.signature_len).unwrap_or(0);
         println!(
-            "signed: {trailer}-byte signature trailer, checked against this project's key as the device checks it"
+            "signed by key {}: {trailer}-byte signature trailer, checked as the device checks it",
+            short(by)
         );
+    }
+    match (&checked.signed_by, &checked.trusts) {
+        (Some(by), Some(trusts)) if by != trusts => println!(
+            "carrier release: signed by key {} (replaced), which the devices on \"{}\" verify with, and carries \
+             key {}: once they run it, releases signed by the current key reach them",
+            short(by),
+            release.channel,
+            short(trusts)
+        ),
+        (_, Some(trusts)) => {
+            println!("devices that install it accept only updates signed by key {}", short(trusts))
+        }
+        _ => {}
     }
     println!(
         "Published #{} {} on \"{}\": {} bytes, {}, MD5 {}",
@@ -126,10 +140,41 @@ pub(super) fn publish_file(dir: &Path, args: PublishArgs) -> Result<()> {
     Ok(())
 }
 
-/// A channel that requires signatures signs every publish: the user asked for that once, with
-/// `rollout --require-signatures`, instead of on every publish.
+/// Publishing signs without being asked on a channel that requires signatures (the user asked
+/// once, with `rollout --require-signatures`) and on one whose current firmware verifies them
+/// (an unsigned release would reach none of its devices).
+fn needs_signing(store: &Store, channel: &str, filesystem: bool) -> Result<bool> {
+    Ok(if filesystem {
+        requires_signatures(store, channel)?
+    } else {
+        publish::signing_needed(store, channel)?
+    })
+}
+
 fn requires_signatures(store: &Store, channel: &str) -> Result<bool> {
     Ok(store.channel(channel)?.is_some_and(|c| c.require_signatures))
+}
+
+/// A fingerprint as `otaforge key show` prints it.
+fn short(fingerprint: &str) -> &str {
+    &fingerprint[..fingerprint.len().min(16)]
+}
+
+/// "signed by / verifies with": each as a short fingerprint with "(old)" for a replaced key and
+/// "(?)" for one this project does not have; "-" for none.
+fn key_column(keys: &otaforge_pki::signing::Keys, r: &otaforge_store::Release) -> String {
+    let name = |fp: &Option<String>| match fp {
+        None => "-".to_string(),
+        Some(fp) => {
+            let tag = match keys.signer(fp) {
+                otaforge_pki::signing::Signer::Current => "",
+                otaforge_pki::signing::Signer::Retired => " (old)",
+                otaforge_pki::signing::Signer::Unknown => " (?)",
+            };
+            format!("{}{tag}", &fp[..fp.len().min(8)])
+        }
+    };
+    format!("{} / {}", name(&r.signed_by), name(&r.trusts))
 }
 
 pub(super) fn releases(dir: &Path, channel: Option<&str>) -> Result<()> {
@@ -167,9 +212,10 @@ pub(super) fn releases(dir: &Path, channel: Option<&str>) -> Result<()> {
             if c.auth.is_some() { ", credentials required" } else { "" }
         );
     }
+    let keys = otaforge_pki::signing::load(dir)?;
     println!(
-        "{:>4}  {:<10} {:<12} {:<10} {:<10} {:>9}  {:<32}  published",
-        "id", "channel", "version", "kind", "chip", "bytes", "md5"
+        "{:>4}  {:<10} {:<12} {:<10} {:<10} {:>9}  {:<32}  {:<26}  published",
+        "id", "channel", "version", "kind", "chip", "bytes", "md5", "signed by / verifies with"
     );
     let mut disabled = false;
     for r in releases {
@@ -178,7 +224,7 @@ pub(super) fn releases(dir: &Path, channel: Option<&str>) -> Result<()> {
             .map(|t| t.date().to_string())
             .unwrap_or_default();
         println!(
-            "{:>4}{} {:<10} {:<12} {:<10} {:<10} {:>9}  {}  {published}",
+            "{:>4}{} {:<10} {:<12} {:<10} {:<10} {:>9}  {}  {:<26}  {published}",
             r.id,
             if current { "*" } else { " " },
             r.channel,
@@ -189,7 +235,8 @@ pub(super) fn releases(dir: &Path, channel: Option<&str>) -> Result<()> {
             },
             r.chip.as_deref().unwrap_or("-"),
             r.size,
-            r.md5
+            r.md5,
+            key_column(&keys, &r)
         );
         // What a channel serves is read and hashed, as the server does; the history only glanced at.
         if current {

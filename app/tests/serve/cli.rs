@@ -225,17 +225,19 @@ fn publish_sign_stores_images_the_projects_key_verifies_gzipd_ones_signed_after_
         let release = Store::open(p.path()).unwrap().releases(None).unwrap().remove(0);
         blobs.get(&release.sha256).unwrap()
     };
-    for (version, extra) in [("1.0.0", &[][..]), ("1.1.0", &["--gzip"][..])] {
+    // The gzip'd one on a channel of its own: on "stable" the fleet runs 1.0.0, which verifies
+    // nothing, and a signed gzip'd file would not unpack there (see fleet_safety::signing_keys).
+    for (version, extra) in [("1.0.0", &[][..]), ("1.1.0", &["--gzip", "--channel", "gz"][..])] {
         let mut args = vec!["--version", version];
         args.extend_from_slice(extra);
         let (out, stdout, stderr) = publish(&file, &args);
         assert!(out.status.success(), "{stdout}{stderr}");
-        assert!(stdout.contains("signed: 260-byte signature trailer"), "{stdout}");
+        assert!(stdout.contains("260-byte signature trailer"), "{stdout}");
         let stored = newest();
         let key = keys.current(Family::Esp8266).unwrap().public();
         assert_eq!(signature::verify(&stored, &key), Ok(()), "{version} {extra:?}");
         let signed = signature::split(Family::Esp8266, &stored).unwrap();
-        assert_eq!(signed.body.starts_with(&[0x1F, 0x8B]), !extra.is_empty(), "gzip'd then signed");
+        assert_eq!(signed.body.starts_with(&[0x1F, 0x8B]), extra.contains(&"--gzip"), "gzip'd then signed");
     }
 
     // A file signed by another project's key is refused, not signed twice.
@@ -293,7 +295,7 @@ fn a_channel_that_requires_signatures_signs_every_publish_and_refuses_what_it_ca
     // With a key, a plain publish is signed without --sign.
     assert!(run(otaforge(p.path()).args(["key", "new"])).0.status.success());
     let (out, stdout, stderr) = publish_cli(&write("b.bin", 2), "1.1.0");
-    assert!(out.status.success() && stdout.contains("signed:"), "{stdout}{stderr}");
+    assert!(out.status.success() && stdout.contains("-byte signature trailer"), "{stdout}{stderr}");
     let keys = signing::load(p.path()).unwrap();
     let release = Store::open(p.path()).unwrap().releases(None).unwrap().remove(0);
     let stored = otaforge_store::Blobs::open(&p.path().join("blobs")).unwrap().get(&release.sha256).unwrap();

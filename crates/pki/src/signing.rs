@@ -192,12 +192,46 @@ impl Keys {
         }
     }
 
+    /// The private half of any key this project has for `family`, current or retired, by its
+    /// fingerprint: a carrier release is signed by the retired key the fleet still trusts.
+    pub fn private(&self, family: Family, fingerprint: &str) -> Result<Option<KeyRef<'_>>, PkiError> {
+        if let Some(k) = self.current(family).filter(|k| k.public().fingerprint() == fingerprint) {
+            return Ok(Some(KeyRef::Current(k)));
+        }
+        for (folder, public) in &self.retired {
+            if public.family == family && public.fingerprint() == fingerprint {
+                return Ok(read_key(&folder.join(family.key_file()), family)?.map(KeyRef::Retired));
+            }
+        }
+        Ok(None)
+    }
+
     /// Every public key this project has ever used for `family`, current first.
     pub fn all_public(&self, family: Family) -> Vec<PublicKey> {
         let mut keys: Vec<PublicKey> =
             self.current.iter().filter(|k| k.family == family).map(PrivateKey::public).collect();
         keys.extend(self.retired.iter().filter(|(_, k)| k.family == family).map(|(_, k)| k.clone()));
         keys
+    }
+}
+
+/// A private key found by [`Keys::private`]: the current one (already loaded) or a retired one
+/// (read from `retired/` for this use).
+#[derive(Debug)]
+pub enum KeyRef<'a> {
+    /// The family's current key.
+    Current(&'a PrivateKey),
+    /// A replaced key.
+    Retired(PrivateKey),
+}
+
+impl std::ops::Deref for KeyRef<'_> {
+    type Target = PrivateKey;
+    fn deref(&self) -> &PrivateKey {
+        match self {
+            KeyRef::Current(k) => k,
+            KeyRef::Retired(k) => k,
+        }
     }
 }
 

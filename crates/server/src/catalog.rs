@@ -33,12 +33,35 @@ pub struct ReleaseView {
     stamp: Option<BlobStamp>,
 }
 
+/// What a device that installed `bytes` runs, when that is not the file itself: the image without
+/// its signature trailer (the updater cuts it off), unpacked when gzip'd (eboot unpacks it). The
+/// MD5 a device reports is of that image, so this is how a signed or compressed release is
+/// recognised by its MD5 and not only by the version the device reports.
+fn installed_image(meta: &Release, bytes: &[u8]) -> Option<Vec<u8>> {
+    use otaforge_firmware::{gzip, signature};
+    use otaforge_pki::signing::Family;
+    let family = match meta.chip.as_deref() {
+        Some(c) if c.eq_ignore_ascii_case("ESP8266") => Family::Esp8266,
+        Some(_) => Family::Esp32,
+        None => return None,
+    };
+    let body =
+        meta.signed_by.as_ref().and_then(|_| signature::split(family, bytes)).map_or(bytes, |s| s.body);
+    if gzip::is_gzip(body) {
+        return gzip::unpack(body).0;
+    }
+    (body.len() != bytes.len()).then(|| body.to_vec())
+}
+
 impl ReleaseView {
     /// Wraps a stored release; `bytes` for releases a channel serves.
     pub fn new(meta: Release, bytes: Option<Arc<[u8]>>) -> ReleaseView {
         let mut md5_variants = vec![meta.md5.clone(), meta.md5_normalized.clone()];
         if let Some(b) = &bytes {
             md5_variants.extend(otaforge_firmware::device_md5s(b));
+            if let Some(installed) = installed_image(&meta, b) {
+                md5_variants.extend(otaforge_firmware::device_md5s(&installed));
+            }
         }
         md5_variants.sort();
         md5_variants.dedup();
@@ -86,6 +109,10 @@ pub struct ChannelView {
     pub sketch: Option<Arc<ReleaseView>>,
     /// Current filesystem release.
     pub filesystem: Option<Arc<ReleaseView>>,
+    /// After a key rotation: for each other key that signed sketch releases here, the newest
+    /// release it signed (with its bytes), offered to devices whose firmware verifies with that
+    /// key (see `decision::keys`).
+    pub carriers: Vec<Arc<ReleaseView>>,
 }
 
 /// Everything the server answers from.
@@ -102,6 +129,33 @@ pub struct Catalog {
     pub unreadable: Vec<BadRow>,
 }
 
+/// Per channel, the newest sketch release signed by each key other than the one that signed the
+/// current release: the carriers devices on older keys need (releases older than the current one
+/// only; a newer one would be a rollback artefact).
+fn carrier_ids(channels: &[Channel], metas: &[Release]) -> HashMap<String, Vec<i64>> {
+    let mut out = HashMap::new();
+    for c in channels {
+        let Some(current) = c.current_sketch.and_then(|id| metas.iter().find(|r| r.id == id)) else {
+            continue;
+        };
+        let mut newest: HashMap<&str, i64> = HashMap::new();
+        for r in metas.iter().filter(|r| r.channel == c.name && r.kind == otaforge_store::PayloadKind::Sketch)
+        {
+            if let Some(by) = r.signed_by.as_deref()
+                && Some(by) != current.signed_by.as_deref()
+                && r.id < current.id
+            {
+                let e = newest.entry(by).or_insert(r.id);
+                *e = (*e).max(r.id);
+            }
+        }
+        if !newest.is_empty() {
+            out.insert(c.name.clone(), newest.into_values().collect());
+        }
+    }
+    out
+}
+
 /// Stands in the allow-list for entries that cannot be read: it matches no MAC, and keeps the list
 /// from being empty (which would allow every device).
 const UNREADABLE_ENTRY: &str = "(unreadable entry)";
@@ -113,8 +167,13 @@ impl Catalog {
         let (channels, mut unreadable) = store.read_channels()?;
         let (metas, bad_releases) = store.read_releases(None)?;
         let (allowed, bad_macs) = store.read_allowed_macs()?;
-        let current: HashSet<i64> =
-            channels.iter().flat_map(|c| [c.current_sketch, c.current_fs]).flatten().collect();
+        let carriers = carrier_ids(&channels, &metas);
+        let current: HashSet<i64> = channels
+            .iter()
+            .flat_map(|c| [c.current_sketch, c.current_fs])
+            .flatten()
+            .chain(carriers.values().flatten().copied())
+            .collect();
         let mut releases = HashMap::new();
         for meta in metas {
             let old = previous.and_then(|p| p.releases.get(&meta.id));
@@ -133,7 +192,14 @@ impl Catalog {
             .map(|meta| {
                 let sketch = meta.current_sketch.and_then(|id| releases.get(&id).cloned());
                 let filesystem = meta.current_fs.and_then(|id| releases.get(&id).cloned());
-                (meta.name.clone(), ChannelView { meta, sketch, filesystem })
+                let carriers = carriers
+                    .get(&meta.name)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|id| releases.get(id).cloned())
+                    .filter(|r| r.disabled.is_none())
+                    .collect();
+                (meta.name.clone(), ChannelView { meta, sketch, filesystem, carriers })
             })
             .collect();
         // A channel whose settings cannot be read serves nothing (its rollout, pause or
@@ -149,7 +215,10 @@ impl Catalog {
                     require_signatures: false,
                     auth: None,
                 };
-                views.insert(name.clone(), ChannelView { meta, sketch: None, filesystem: None });
+                views.insert(
+                    name.clone(),
+                    ChannelView { meta, sketch: None, filesystem: None, carriers: Vec::new() },
+                );
             }
         }
         let mut allowed: HashSet<String> = allowed.into_iter().collect();

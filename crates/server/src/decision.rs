@@ -9,6 +9,8 @@
 //! A channel whose current release cannot be served (its file damaged, its row unreadable) offers
 //! nothing until that is fixed, and says why.
 
+mod keys;
+
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -138,11 +140,10 @@ fn decide_sketch(
     catalog: &Catalog,
     previous: Option<&Device>,
 ) -> Decision {
-    let Some(release) = &channel.sketch else {
+    let Some(target) = &channel.sketch else {
         return Decision::no(DeviceState::UpToDate, "nothing has been published on this channel yet");
     };
-    let r = &release.meta;
-    if let Some(chip) = &r.chip {
+    if let Some(chip) = &target.meta.chip {
         let release_family =
             if chip.eq_ignore_ascii_case("ESP8266") { Family::Esp8266 } else { Family::Esp32 };
         if release_family != dev.family {
@@ -153,7 +154,14 @@ fn decide_sketch(
         }
     }
     let device_version = dev.version.as_deref().and_then(|v| Version::parse(v).ok());
-    let running = catalog.running(&r.channel, dev.sketch_md5.as_deref(), device_version.as_ref());
+    let running = catalog.running(&target.meta.channel, dev.sketch_md5.as_deref(), device_version.as_ref());
+    // Only what the running firmware can verify: the current release, or a carrier toward it.
+    let (release, via) = match keys::verifiable(target, running.map(|r| &**r), channel) {
+        keys::Verifiable::Target => (target, None),
+        keys::Verifiable::Carrier(c) => (c, Some(target)),
+        keys::Verifiable::Nothing(why) => return Decision::no(DeviceState::Held, why),
+    };
+    let r = &release.meta;
     // Already running the current release (by MD5 or by version): never send it again.
     if running.is_some_and(|run| run.meta.id == r.id)
         || dev.sketch_md5.as_deref().is_some_and(|m| release.matches_md5(m))
@@ -188,6 +196,12 @@ fn decide_sketch(
                 r.version, p.attempts
             ),
         );
+    }
+    if let Some(why) = keys::unpackable(release, running.map(|r| &**r), dev.family) {
+        return Decision::no(DeviceState::Held, why);
+    }
+    if let Some(why) = gzip_too_new(release, dev) {
+        return Decision::no(DeviceState::Held, why);
     }
     if channel.meta.paused {
         return Decision::no(DeviceState::Held, format!("the rollout of {} is paused", r.version));
@@ -233,7 +247,43 @@ fn decide_sketch(
         (None, Some(run)) => format!("from {} (recognised by its MD5)", run.meta.version),
         (None, None) => "from an unknown version".to_string(),
     };
-    Decision { answer: Answer::Serve(release.clone()), reason: format!("update to {} {from}", r.version) }
+    let carrier = via.map_or(String::new(), |t| {
+        format!(
+            ", the carrier signed by the key this device verifies with ({} comes next: it is signed by the new key)",
+            t.meta.version
+        )
+    });
+    Decision {
+        answer: Answer::Serve(release.clone()),
+        reason: format!("update to {} {from}{carrier}", r.version),
+    }
+}
+
+/// Why a gzip'd release must not go to this device: its ESP8266 core predates gzip'd updates
+/// (2.7.0, esp8266/Arduino PR #6820), which would take the file for a broken image. The updater
+/// reports no core version, only the NONOS SDK's (`x-ESP8266-sdk-version`): cores before 2.6 ship
+/// SDK 2.2.1 or older, so an SDK older than 2.2.2 means too old a core. (A 2.7+ core built with
+/// the legacy 2.2.1 SDK is held too: the safe side. A 2.6 core reports 2.2.2 like 2.7 does and
+/// cannot be told apart.)
+fn gzip_too_new(release: &ReleaseView, dev: &DeviceRequest) -> Option<String> {
+    let gzip = release.bytes.as_deref().is_some_and(otaforge_firmware::gzip::is_gzip);
+    let sdk = dev.sdk_version.as_deref()?;
+    if dev.family != Family::Esp8266 || !gzip {
+        return None;
+    }
+    let numbers: Vec<u32> = sdk
+        .split(|c: char| !c.is_ascii_digit() && c != '.')
+        .next()?
+        .split('.')
+        .map_while(|n| n.parse().ok())
+        .collect();
+    if numbers.is_empty() || numbers.as_slice() >= [2, 2, 2].as_slice() {
+        return None;
+    }
+    Some(format!(
+        "{} is gzip'd and this device reports NONOS SDK {sdk}, which ships with ESP8266 cores older than 2.7.0: they cannot install gzip'd updates. Publish it uncompressed for such devices",
+        release.meta.version
+    ))
 }
 
 #[cfg(test)]

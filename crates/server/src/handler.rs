@@ -298,6 +298,8 @@ mod tests {
             flash_size: None,
             file_name: "a.bin".into(),
             notes: String::new(),
+            signed_by: None,
+            trusts: None,
         };
         let id = Store::open(dir).unwrap().publish(new).unwrap().id;
         let config = crate::ServeConfig {

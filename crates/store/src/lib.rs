@@ -57,6 +57,10 @@ pub enum StoreError {
     #[error("no release #{0}")]
     NoSuchRelease(i64),
     #[error(
+        "release #{release} is not signed and channel {channel} takes only signed releases: publish the file again with --sign"
+    )]
+    Unsigned { release: i64, channel: String },
+    #[error(
         "the database was written by a newer OTA Forge (schema {found}, this one knows {known}): upgrade OTA Forge"
     )]
     TooNew { found: i64, known: i64 },
@@ -350,6 +354,8 @@ mod tests {
                 flash_size: None,
                 file_name: String::new(),
                 notes: String::new(),
+                signed_by: None,
+                trusts: None,
             })
             .unwrap();
         dir

@@ -47,6 +47,12 @@ pub struct Release {
     pub file_name: String,
     pub notes: String,
     pub published_at: i64,
+    /// Fingerprint of the key whose signature the file carries (checked at publish); `None`:
+    /// unsigned.
+    pub signed_by: Option<String>,
+    /// Fingerprint of the key this release's firmware verifies its updates with; `None`: it
+    /// installs unsigned updates. A device running it accepts only releases `signed_by` that key.
+    pub trusts: Option<String>,
 }
 
 /// A release about to be published (already validated by `otaforge_actions::publish`).
@@ -63,6 +69,8 @@ pub struct NewRelease<'a> {
     pub flash_size: Option<u64>,
     pub file_name: String,
     pub notes: String,
+    pub signed_by: Option<String>,
+    pub trusts: Option<String>,
 }
 
 /// A channel: the release it serves and how it rolls out.
@@ -283,6 +291,8 @@ fn release_from_row(r: &Row<'_>) -> rusqlite::Result<Release> {
         file_name: r.get("file_name")?,
         notes: r.get("notes")?,
         published_at: r.get("published_at")?,
+        signed_by: r.get("signed_by")?,
+        trusts: r.get("trusts")?,
     })
 }
 
@@ -309,8 +319,8 @@ impl Store {
         let tx = self.conn.transaction()?;
         tx.execute(
             "INSERT INTO releases (channel, kind, version, chip, size, sha256, md5, md5_normalized,
-                                   flash_size, file_name, notes, published_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                                   flash_size, file_name, notes, published_at, signed_by, trusts)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             params![
                 new.channel,
                 new.kind.as_sql(),
@@ -323,7 +333,9 @@ impl Store {
                 new.flash_size.map(|v| v as i64),
                 new.file_name,
                 new.notes,
-                now_unix()
+                now_unix(),
+                new.signed_by,
+                new.trusts
             ],
         )?;
         let id = tx.last_insert_rowid();
@@ -395,6 +407,10 @@ impl Store {
         match to_channel {
             Some(target) if target != release.channel => {
                 validate_channel(target)?;
+                if release.signed_by.is_none() && self.channel(target)?.is_some_and(|c| c.require_signatures)
+                {
+                    return Err(StoreError::Unsigned { release: release.id, channel: target.to_string() });
+                }
                 let bytes = self
                     .blobs
                     .load(&release.sha256, release.size)
@@ -411,6 +427,8 @@ impl Store {
                     flash_size: release.flash_size,
                     file_name: release.file_name.clone(),
                     notes: format!("promoted from {} #{}", release.channel, release.id),
+                    signed_by: release.signed_by.clone(),
+                    trusts: release.trusts.clone(),
                 })
             }
             _ => {

@@ -96,6 +96,12 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE channels ADD COLUMN require_signatures INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 6: which key signed each release, and which key its firmware verifies updates with, so the
+    // server offers a device only what its running firmware can verify (issue 13).
+    r#"
+    ALTER TABLE releases ADD COLUMN signed_by TEXT;
+    ALTER TABLE releases ADD COLUMN trusts TEXT;
+    "#,
 ];
 
 /// Older versions kept channel passwords in clear (the `auth_password` column) and every

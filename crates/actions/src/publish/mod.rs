@@ -13,7 +13,7 @@ use otaforge_firmware::gzip;
 use otaforge_firmware::image::{self, ImageInfo};
 use otaforge_firmware::signature;
 use otaforge_firmware::synth::is_synthetic;
-use otaforge_pki::signing::{Family, Keys};
+use otaforge_pki::signing::{self, Family, Keys, Signer};
 use otaforge_protocol::version::Version;
 use otaforge_protocol::{DEMO_CHANNEL, is_demo_channel};
 use otaforge_store::{NewRelease, PayloadKind, Release, Store, StoreError, validate_channel};
@@ -113,6 +113,28 @@ pub enum PublishError {
     SignatureRequired(String),
     #[error("could not sign: {0}")]
     Sign(String),
+    #[error("cannot read the project's signing keys: {0}")]
+    Keys(otaforge_pki::PkiError),
+    #[error(
+        "devices that install this image would accept only updates signed by key {0}, which this project does not have: no later update could reach them. Bake the image with this project (otaforge bake puts its key in), or leave the key out"
+    )]
+    TrustsUnknownKey(String),
+    #[error(
+        "this image verifies updates with key {0}, which this project replaced: devices that install it would need the old key forever. Bake it again (otaforge bake puts the current key in)"
+    )]
+    TrustsRetiredKey(String),
+    #[error(
+        "devices on channel \"{channel}\" verify updates with key {key}, which this project does not hold (neither current nor in retired/): they would refuse anything signed here"
+    )]
+    FleetKeyMissing { channel: String, key: String },
+    #[error(
+        "the firmware channel \"{channel}\" serves verifies updates with key {key}: an unsigned release would reach none of its devices. Publish with --sign"
+    )]
+    FleetVerifies { channel: String, key: String },
+    #[error(
+        "devices on \"{channel}\" run {runs}, which checks no signatures: an ESP8266 bootloader unpacking a gzip'd file takes its last four bytes as the unpacked size, and a signed file ends with the signature's length, so they would boot a broken image (the server would hold them back). Publish this release uncompressed (drop --gzip): once devices run firmware that verifies, signed gzip'd releases reach them"
+    )]
+    SignedGzipToKeyless { channel: String, runs: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -129,6 +151,17 @@ pub struct Checked {
     pub version: Version,
     /// What could not be checked, or is worth knowing; none of it stops the publish.
     pub warnings: Vec<String>,
+    /// Fingerprint of the key whose signature the file carries.
+    pub signed_by: Option<String>,
+    /// Fingerprint of the key the image's firmware verifies its updates with.
+    pub trusts: Option<String>,
+}
+
+impl Checked {
+    /// Signed by one key and carrying another: the release that moves devices to a new key.
+    pub fn is_carrier(&self) -> bool {
+        matches!((&self.signed_by, &self.trusts), (Some(s), Some(t)) if s != t)
+    }
 }
 
 impl Checked {
@@ -172,14 +205,49 @@ pub fn check(store: &Store, bytes: Vec<u8>, req: PublishRequest) -> Result<Check
     let contents = unpacked.as_deref().unwrap_or(&bytes);
     let version = choose_version(contents, info.as_ref(), req.version.as_deref())?;
     let warnings = check_contents(store, contents, &req, info.is_some())?;
-    if req.sign_with.is_none() && store.channel(&req.channel)?.is_some_and(|c| c.require_signatures) {
-        return Err(PublishError::SignatureRequired(req.channel.clone()));
+    if req.sign_with.is_none() {
+        let channel = store.channel(&req.channel)?;
+        if channel.as_ref().is_some_and(|c| c.require_signatures) {
+            return Err(PublishError::SignatureRequired(req.channel.clone()));
+        }
+        if req.kind == PayloadKind::Sketch
+            && let Some(key) = fleet_key(store, channel.as_ref())?
+        {
+            return Err(PublishError::FleetVerifies { channel: req.channel.clone(), key });
+        }
     }
-    let (bytes, info) = match &req.sign_with {
-        Some(keys) => signed(bytes, info, keys)?,
-        None => (bytes, info),
+    let keys = match &req.sign_with {
+        Some(keys) => keys.clone(),
+        None => std::sync::Arc::new(signing::load(store.dir()).map_err(PublishError::Keys)?),
     };
-    let checked = Checked { bytes, request: req, image: info, version, warnings };
+    let family = info.as_ref().and_then(|i| i.chip).map(signature::family);
+    let trusts = match family {
+        Some(f) if req.kind == PayloadKind::Sketch => trusted_key(contents, f, &keys)?,
+        _ => None,
+    };
+    let (bytes, info, signed_by) = match (&req.sign_with, family) {
+        (Some(keys), _) => {
+            let with = signing_key_for(store, &req.channel, family, keys)?;
+            signed(bytes, info, with.as_deref())?
+        }
+        (None, Some(f)) => {
+            let by = signed_by_project(&bytes, f, &keys);
+            (bytes, info, by)
+        }
+        (None, None) => (bytes, info, None),
+    };
+    if family == Some(Family::Esp8266)
+        && signed_by.is_some()
+        && gzip::is_gzip(&bytes)
+        && let Some(current) = current_release(store, store.channel(&req.channel)?.as_ref())?
+        && current.trusts.is_none()
+    {
+        return Err(PublishError::SignedGzipToKeyless {
+            channel: req.channel.clone(),
+            runs: current.version,
+        });
+    }
+    let checked = Checked { bytes, request: req, image: info, version, warnings, signed_by, trusts };
     check_channel(store, &checked)?;
     Ok(checked)
 }
@@ -201,19 +269,100 @@ fn compressed(bytes: Vec<u8>, req: &PublishRequest) -> Result<(Vec<u8>, Option<V
     Ok((gzip::compress(&bytes), Some(bytes)))
 }
 
-/// The file with the family's signature appended (see [`signature`]), or as it is when the
-/// project's key already signed it.
+/// The key the image's firmware verifies updates with, refused when it is not the project's
+/// current key: devices that install it could never be updated from here again.
+fn trusted_key(contents: &[u8], family: Family, keys: &Keys) -> Result<Option<String>, PublishError> {
+    let Some(key) = signature::trusted_key(contents, family, &keys.all_public(family)) else {
+        return Ok(None);
+    };
+    let fp = key.fingerprint();
+    match keys.signer(&fp) {
+        Signer::Current => Ok(Some(fp)),
+        Signer::Retired => Err(PublishError::TrustsRetiredKey(fp)),
+        Signer::Unknown => Err(PublishError::TrustsUnknownKey(fp)),
+    }
+}
+
+/// Which key signs: the one the firmware the channel serves now verifies with (after a key
+/// rotation that is the retired key, and this release is the carrier), else the current key.
+/// `None` with no key to sign with (the caller says so).
+fn signing_key_for<'k>(
+    store: &Store,
+    channel: &str,
+    family: Option<Family>,
+    keys: &'k Keys,
+) -> Result<Option<signing::KeyRef<'k>>, PublishError> {
+    let Some(family) = family else { return Ok(None) };
+    let current = store.channel(channel)?;
+    let fleet = current_release(store, current.as_ref())?
+        .filter(|r| r.chip.as_deref().map(self::family) == Some(family_name(family)))
+        .and_then(|r| r.trusts);
+    if let Some(fp) = fleet {
+        return match keys.private(family, &fp).map_err(PublishError::Keys)? {
+            Some(key) => Ok(Some(key)),
+            None => Err(PublishError::FleetKeyMissing { channel: channel.into(), key: fp }),
+        };
+    }
+    Ok(keys.current(family).map(signing::KeyRef::Current))
+}
+
+/// The channel's current sketch release.
+fn current_release(
+    store: &Store,
+    channel: Option<&otaforge_store::Channel>,
+) -> Result<Option<Release>, PublishError> {
+    Ok(channel.and_then(|c| c.current_sketch).map(|id| store.release(id)).transpose()?)
+}
+
+/// Whether a sketch published to `channel` must be signed: the channel requires it, or the
+/// firmware it serves now verifies signatures. The CLI signs without being asked then; the app
+/// offers signing checked.
+pub fn signing_needed(store: &Store, channel: &str) -> Result<bool, PublishError> {
+    let c = store.channel(channel)?;
+    Ok(c.as_ref().is_some_and(|c| c.require_signatures) || fleet_key(store, c.as_ref())?.is_some())
+}
+
+/// The key the firmware a channel serves now verifies updates with, if it verifies any.
+fn fleet_key(
+    store: &Store,
+    channel: Option<&otaforge_store::Channel>,
+) -> Result<Option<String>, PublishError> {
+    Ok(current_release(store, channel)?.and_then(|r| r.trusts))
+}
+
+fn family_name(f: Family) -> &'static str {
+    match f {
+        Family::Esp8266 => "ESP8266",
+        Family::Esp32 => "ESP32",
+    }
+}
+
+/// The fingerprint of the project key (current or retired) whose signature the file ends with.
+fn signed_by_project(bytes: &[u8], family: Family, keys: &Keys) -> Option<String> {
+    let found = signature::split(family, bytes)?;
+    keys.all_public(family)
+        .into_iter()
+        .find(|k| k.verify(found.body, found.signature))
+        .map(|k| k.fingerprint())
+}
+
+/// A file after signing: its bytes, its inspection, and the signer's fingerprint.
+type SignedFile = (Vec<u8>, Option<ImageInfo>, Option<String>);
+
+/// The file with the family's signature by `key` appended (see [`signature`]), or as it is when
+/// that key already signed it.
 fn signed(
     bytes: Vec<u8>,
     info: Option<ImageInfo>,
-    keys: &Keys,
-) -> Result<(Vec<u8>, Option<ImageInfo>), PublishError> {
+    key: Option<&signing::PrivateKey>,
+) -> Result<SignedFile, PublishError> {
     let Some(mut info) = info else { return Err(PublishError::SignNotForThis) };
     let family = if info.chip.is_some_and(|c| c.is_esp8266()) { Family::Esp8266 } else { Family::Esp32 };
-    let key = keys.current(family).ok_or(PublishError::NoSigningKey(family))?;
+    let key = key.ok_or(PublishError::NoSigningKey(family))?;
+    let fp = key.public().fingerprint();
     if let Some(found) = signature::split(family, &bytes) {
         return if key.public().verify(found.body, found.signature) {
-            Ok((bytes, Some(info)))
+            Ok((bytes, Some(info), Some(fp)))
         } else {
             Err(PublishError::SignedByOther(family))
         };
@@ -221,7 +370,7 @@ fn signed(
     let signed = signature::sign(&bytes, key).map_err(|e| PublishError::Sign(e.to_string()))?;
     info.signature_len = Some(signed.len() - bytes.len());
     info.size = signed.len();
-    Ok((signed, Some(info)))
+    Ok((signed, Some(info), Some(fp)))
 }
 
 /// What the channel allows now: a newer version than it serves, for the same chip. Run again at
@@ -312,6 +461,8 @@ pub fn publish(store: &mut Store, checked: &Checked) -> Result<Release, PublishE
         flash_size: checked.image.as_ref().and_then(|i| i.flash_size_bytes),
         file_name: checked.request.file_name.clone(),
         notes: checked.request.notes.clone(),
+        signed_by: checked.signed_by.clone(),
+        trusts: checked.trusts.clone(),
     })?;
     Ok(release)
 }

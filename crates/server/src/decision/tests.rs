@@ -27,6 +27,8 @@ fn release(id: i64, version: &str, bytes: &[u8], kind: PayloadKind) -> Release {
         file_name: String::new(),
         notes: String::new(),
         published_at: 0,
+        signed_by: None,
+        trusts: None,
     }
 }
 
@@ -53,7 +55,10 @@ fn world(percent: u8, paused: bool) -> World {
         auth: None,
     };
     let mut channels = HashMap::new();
-    channels.insert("stable".into(), ChannelView { meta, sketch: Some(r2.clone()), filesystem: None });
+    channels.insert(
+        "stable".into(),
+        ChannelView { meta, sketch: Some(r2.clone()), filesystem: None, carriers: Vec::new() },
+    );
     let releases = HashMap::from([(1, r1), (2, r2)]);
     World {
         catalog: Catalog { channels, releases, allowed: Default::default(), unreadable: Vec::new() },
@@ -258,4 +263,148 @@ fn an_unreadable_row_is_named_in_the_answer() {
     let d = run(&w, &dev(Some("1.9"), None), None);
     assert_eq!(d.status(), 304);
     assert!(d.reason.contains("channel \"stable\" cannot be read"), "{}", d.reason);
+}
+
+/// A key rotation on channel "stable": 1 = "1.0" signed by and trusting K1; 2 = "1.1", the
+/// carrier (signed by K1, trusting K2); 3 = "2.0" signed by and trusting K2 (current).
+fn rotated(with_carrier: bool, current_signed: bool) -> World {
+    let mut w = world(100, false);
+    let keyed = |id, version: &str, tag, by: Option<&str>, trusts: &str, bytes: bool| {
+        let b = image(tag);
+        let mut meta = release(id, version, &b, PayloadKind::Sketch);
+        meta.signed_by = by.map(str::to_string);
+        meta.trusts = Some(trusts.to_string());
+        Arc::new(ReleaseView::new(meta, bytes.then(|| b.into())))
+    };
+    let r1 = keyed(1, "1.0", 1, Some("k1"), "k1", false);
+    let r2 = keyed(2, "1.1", 2, Some("k1"), "k2", true);
+    let r3 = keyed(3, "2.0", 3, current_signed.then_some("k2"), "k2", true);
+    let channel = w.catalog.channels.get_mut("stable").unwrap();
+    channel.meta.current_sketch = Some(3);
+    channel.sketch = Some(r3.clone());
+    channel.carriers = if with_carrier { vec![r2.clone()] } else { Vec::new() };
+    w.catalog.releases = HashMap::from([(1, r1), (3, r3)]);
+    if with_carrier {
+        w.catalog.releases.insert(2, r2);
+    }
+    w
+}
+
+#[test]
+fn a_device_on_the_old_key_is_offered_the_carrier_then_the_release_signed_by_the_new_key() {
+    let w = rotated(true, true);
+    let d = run(&w, &dev(Some("1.0"), None), None);
+    assert_eq!(served(&d), Some(2), "{}", d.reason);
+    assert!(d.reason.contains("carrier") && d.reason.contains("2.0 comes next"), "{}", d.reason);
+    let d = run(&w, &dev(Some("1.1"), None), None);
+    assert_eq!(served(&d), Some(3), "{}", d.reason);
+    // Firmware the server does not know: offered the current release (it refuses what it
+    // cannot verify itself).
+    let d = run(&w, &dev(Some("0.9"), None), None);
+    assert_eq!(served(&d), Some(3), "{}", d.reason);
+}
+
+#[test]
+fn a_device_is_never_offered_a_release_its_firmware_cannot_verify() {
+    let w = rotated(false, true);
+    let d = run(&w, &dev(Some("1.0"), None), None);
+    assert_eq!(d.status(), 304, "{}", d.reason);
+    assert!(matches!(d.answer, Answer::NoUpdate(DeviceState::Held)));
+    assert!(d.reason.contains("installs only updates signed by key k1"), "{}", d.reason);
+
+    let w = rotated(true, false);
+    let d = run(&w, &dev(Some("1.1"), None), None);
+    assert_eq!(d.status(), 304, "{}", d.reason);
+    assert!(d.reason.contains("2.0 is not signed"), "{}", d.reason);
+}
+
+#[test]
+fn a_channel_that_requires_signatures_serves_no_unsigned_release_published_before_it_did() {
+    let mut w = world(100, false);
+    w.catalog.channels.get_mut("stable").unwrap().meta.require_signatures = true;
+    let d = run(&w, &dev(Some("1.9"), None), None);
+    assert_eq!(d.status(), 304, "{}", d.reason);
+    assert!(d.reason.contains("takes only signed releases"), "{}", d.reason);
+}
+
+/// A gzip'd, signed ESP8266 release: the bootloader of a device that checks no signatures would
+/// take the signature's length word for the unpacked size, so only devices whose firmware is
+/// known to verify get it; a signed plain image still reaches everyone.
+#[test]
+fn a_signed_gzip_release_reaches_only_esp8266_devices_known_to_verify_signatures() {
+    let with_current = |bytes: Vec<u8>, keyless_history: bool| {
+        let mut w = world(100, false);
+        let mut meta = release(2, "1.10", &bytes, PayloadKind::Sketch);
+        meta.signed_by = Some("k1".into());
+        meta.trusts = Some("k1".into());
+        let r2 = Arc::new(ReleaseView::new(meta, Some(bytes.into())));
+        let mut old = release(1, "1.9", &w.old, PayloadKind::Sketch);
+        if !keyless_history {
+            old.signed_by = Some("k1".into());
+            old.trusts = Some("k1".into());
+        }
+        w.catalog.releases = HashMap::from([(1, Arc::new(ReleaseView::new(old, None))), (2, r2.clone())]);
+        w.catalog.channels.get_mut("stable").unwrap().sketch = Some(r2);
+        w
+    };
+    let mut gzip = vec![0x1f, 0x8b, 8, 0];
+    gzip.extend(std::iter::repeat_n(7u8, 4092));
+
+    let w = with_current(gzip.clone(), true);
+    let d = run(&w, &dev(Some("1.9"), None), None);
+    assert!(matches!(d.answer, Answer::NoUpdate(DeviceState::Held)), "{}", d.reason);
+    assert!(d.reason.contains("runs 1.9, which checks no signatures"), "{}", d.reason);
+    // Firmware the server does not know (flashed over USB): served, like any other release.
+    let d = run(&w, &dev(Some("0.5"), None), None);
+    assert_eq!(served(&d), Some(2), "{}", d.reason);
+
+    // The fleet verifies: served.
+    let w = with_current(gzip, false);
+    let d = run(&w, &dev(Some("1.9"), None), None);
+    assert_eq!(served(&d), Some(2), "{}", d.reason);
+
+    // Signed but not gzip'd: the keyless device gets it (the trailer sits after the image).
+    let w = with_current(image(2), true);
+    let d = run(&w, &dev(Some("1.9"), None), None);
+    assert_eq!(served(&d), Some(2), "{}", d.reason);
+}
+
+/// The device reports the MD5 of what it runs: for a signed release that is the image without
+/// its trailer, so it is recognised as current without a version.
+#[test]
+fn a_device_running_a_signed_release_is_recognised_by_the_md5_of_the_image_it_installed() {
+    let mut w = world(100, false);
+    let mut signed = w.new.clone();
+    signed.extend([0xA5; 256]);
+    signed.extend(256u32.to_le_bytes());
+    let mut meta = release(2, "1.10", &signed, PayloadKind::Sketch);
+    meta.signed_by = Some("k1".into());
+    let r2 = Arc::new(ReleaseView::new(meta, Some(signed.into())));
+    w.catalog.releases.insert(2, r2.clone());
+    w.catalog.channels.get_mut("stable").unwrap().sketch = Some(r2);
+    let d = run(&w, &dev(None, Some(md5(&w.new))), None);
+    assert!(matches!(d.answer, Answer::NoUpdate(DeviceState::UpToDate)), "{}", d.reason);
+    let d = run(&w, &dev(None, Some(md5(&w.old))), None);
+    assert_eq!(served(&d), Some(2), "{}", d.reason);
+}
+
+#[test]
+fn a_gzip_release_is_held_from_devices_whose_sdk_ships_with_cores_before_2_7() {
+    let mut w = world(100, false);
+    let mut gzip = vec![0x1f, 0x8b, 8, 0];
+    gzip.extend(std::iter::repeat_n(7u8, 4092));
+    let r2 = Arc::new(ReleaseView::new(release(2, "1.10", &gzip, PayloadKind::Sketch), Some(gzip.into())));
+    w.catalog.releases.insert(2, r2.clone());
+    w.catalog.channels.get_mut("stable").unwrap().sketch = Some(r2);
+    let with_sdk =
+        |sdk: Option<&str>| DeviceRequest { sdk_version: sdk.map(str::to_string), ..dev(Some("1.9"), None) };
+    for old in ["2.2.1(cfd48f3)", "2.0.0(e271380)", "1.5.3(aec24ac9)"] {
+        let d = run(&w, &with_sdk(Some(old)), None);
+        assert!(matches!(d.answer, Answer::NoUpdate(DeviceState::Held)), "{old}: {}", d.reason);
+        assert!(d.reason.contains("older than 2.7.0"), "{}", d.reason);
+    }
+    for new in [Some("2.2.2-dev(38a443e)"), Some("3.0.5"), None] {
+        let d = run(&w, &with_sdk(new), None);
+        assert_eq!(served(&d), Some(2), "{new:?}: {}", d.reason);
+    }
 }

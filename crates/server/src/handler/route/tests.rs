@@ -45,6 +45,8 @@ fn release(
         file_name: String::new(),
         notes: String::new(),
         published_at: 0,
+        signed_by: None,
+        trusts: None,
     };
     Arc::new(ReleaseView::new(meta, bytes.map(|_| b.into())))
 }
@@ -65,7 +67,7 @@ fn channel(
         require_signatures: false,
         auth,
     };
-    ChannelView { meta, sketch: sketch.cloned(), filesystem: fs.cloned() }
+    ChannelView { meta, sketch: sketch.cloned(), filesystem: fs.cloned(), carriers: Vec::new() }
 }
 
 /// "stable": ESP8266 sketch 1.10 (#2, 1.9 #1 before it) and filesystem image fs-1 (#5);
