@@ -1,5 +1,5 @@
 //! Virtual boards end to end: booting what was flashed, polling, updating themselves, failing
-//! the way real boards fail, fleets of them, and the demo.
+//! the way real boards fail, fleets of them, the demo, and signed updates.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -11,3 +11,5 @@ mod board;
 mod demo;
 mod failures;
 mod fleet;
+mod rotation;
+mod signed;

@@ -84,6 +84,7 @@ impl ResetReason {
 
 /// Where the firmware's settings came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // one per boot, never in a collection
 pub enum Settings {
     /// The config block holds baked settings.
     Baked(BakedSettings),
@@ -208,18 +209,29 @@ fn esp8266_sketch_size(flash: &Flash) -> Option<usize> {
 }
 
 /// eboot's `ACTION_COPY_RAW`; gzip'd updates are unpacked on the way, as eboot does.
+///
+/// eboot (`bootloaders/eboot/eboot.c`, `copy_raw`) takes the unpacked size from the last four
+/// bytes of the range it was given and writes that many unpacked bytes (the rest of the last
+/// sector 0xFF), however long the stream inside is. That is the gzip's ISIZE when the range is the
+/// gzip file; a signed file's trailer is kept out of the range only by an updater that verified it
+/// (see [`super::signature_check`]), so without a verifier eboot reads the signature's length word.
 fn eboot_copy(flash: &mut Flash, cmd: EbootCopy, limit: usize) -> Result<(), BootError> {
     let head = flash.read(cmd.src, 2.min(cmd.len))?;
     if head == [0x1F, 0x8B] {
         let packed = flash.read(cmd.src, cmd.len)?;
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&packed[..])
-            .take(limit as u64 + 1)
-            .read_to_end(&mut out)
-            .map_err(|e| BootError::Eboot(format!("the gzip'd update does not unpack: {e}")))?;
-        if cmd.dst + out.len() > limit {
+        let size_at = packed
+            .len()
+            .checked_sub(4)
+            .ok_or_else(|| BootError::Eboot("the gzip'd update is cut off".into()))?;
+        let unpacked = u32::from_le_bytes(packed[size_at..].try_into().expect("four bytes")) as usize;
+        if cmd.dst + unpacked > limit {
             return Err(BootError::Eboot("the unpacked update does not fit below the filesystem".into()));
         }
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&packed[..])
+            .take(unpacked as u64)
+            .read_to_end(&mut out)
+            .map_err(|e| BootError::Eboot(format!("the gzip'd update does not unpack: {e}")))?;
         flash.erase_range(cmd.dst, out.len())?;
         flash.write(cmd.dst, &out)?;
         return Ok(());

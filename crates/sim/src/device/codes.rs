@@ -70,6 +70,11 @@ pub mod update {
     /// ESP32: no OTA partition to write to, or the next one is the running one
     /// (`UpdateClass::begin`: `!_partition || _partition == esp_ota_get_running_partition()`).
     pub const ESP32_NO_PARTITION: i32 = 10;
+    /// ESP8266: `UPDATE_ERROR_SIGN`: the signature did not verify (any step of it: see
+    /// [`crate::device::signature_check`]).
+    pub const ESP8266_SIGN: i32 = 12;
+    /// ESP32: `UPDATE_ERROR_SIGN` (arduino-esp32 ≥ 3.3, built with `UPDATE_SIGN`).
+    pub const ESP32_SIGN: i32 = 14;
     /// ESP32: `Update.abort()` (or `end()` before all bytes came). arduino-esp32 master's
     /// `HTTPUpdate::runUpdate` calls `abort()` after a failed `writeStream`, so the updater's text
     /// is then "Aborted" while `getLastError()` keeps the stream error's number.
@@ -173,6 +178,7 @@ pub fn update_error_string(chip: Chip, code: i32) -> &'static str {
         (_, 6) => "Stream Read Timeout",
         (false, 7) => "MD5 Check Failed",
         (true, 10) => "Magic byte is not 0xE9",
+        (true, 12) => "Signature verification failed",
         (true, 13) => "No data supplied",
         (true, 15) => "Update already running",
         (false, 8) => "Wrong Magic Byte",
@@ -180,6 +186,7 @@ pub fn update_error_string(chip: Chip, code: i32) -> &'static str {
         (false, 10) => "Partition Could Not be Found",
         (false, 11) => "Bad Argument",
         (false, 12) => "Aborted",
+        (false, 14) => "Signature Verification Failed",
         _ => "UNKNOWN",
     }
 }
@@ -243,6 +250,16 @@ mod tests {
         assert_eq!(last_error_string(e, 0, ""), "");
         assert_eq!(update_error_string(e, 10), "Magic byte is not 0xE9");
         assert_eq!(update_error_string(Chip::Esp32, 8), "Wrong Magic Byte");
+        // The two cores number and word a refused signature differently.
+        assert_eq!(
+            last_error_string(e, 12, update_error_string(e, 12)),
+            "Update error: ERROR[12]: Signature verification failed"
+        );
+        assert_eq!(
+            last_error_string(Chip::Esp32, 14, update_error_string(Chip::Esp32, 14)),
+            "Update error: Signature Verification Failed"
+        );
+        assert_eq!(update_error_string(Chip::Esp32, 12), "Aborted");
         // -108 means different things on the two cores.
         assert_eq!(last_error_string(e, -108, ""), "Unauthorized (401)");
         assert_eq!(last_error_string(Chip::Esp32, -108, ""), "Partition Could Not be Found");

@@ -6,7 +6,7 @@
 use sha2::{Digest, Sha256};
 
 use otaforge_firmware::Chip;
-use otaforge_firmware::config_block::{BLOCK_LEN, BakedSettings, ConfigError, MAGIC};
+use otaforge_firmware::config_block::{BakedSettings, ConfigError, MAGIC};
 use otaforge_firmware::digest::{ARDUINO_LEN_OFFSET, CHECKSUM_SEED, xor_all};
 
 /// Checks the image whose header is at `at` in `bytes` (header `header_len` bytes: 8 for the
@@ -74,11 +74,11 @@ pub fn check_esp32(bytes: &[u8], chip: Chip) -> Result<(), String> {
 pub fn settings(image: &[u8]) -> Result<Option<BakedSettings>, ConfigError> {
     let head = u64::from_le_bytes(MAGIC[..8].try_into().expect("16-byte magic"));
     let mut at = 0;
-    while at + BLOCK_LEN <= image.len() {
+    while at + 20 <= image.len() {
         if u64::from_le_bytes(image[at..at + 8].try_into().expect("8 bytes")) == head
             && image[at..at + 16] == MAGIC[..]
         {
-            return BakedSettings::decode(&image[at..at + BLOCK_LEN]);
+            return BakedSettings::decode(&image[at..]);
         }
         at += 4;
     }

@@ -17,6 +17,7 @@ pub mod http;
 pub mod identity;
 pub mod image_check;
 pub mod partitions;
+pub mod signature_check;
 pub mod status;
 pub mod tls;
 pub mod updater;

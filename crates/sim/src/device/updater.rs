@@ -1,8 +1,9 @@
 //! One update check, step by step as `ESPhttpUpdate.update()` (ESP8266) and arduino-esp32's
 //! `httpUpdate.update()` take it: connect (TLS the device's way), send the headers, read the
 //! answer, check Content-Length, free space, the first bytes and the flash-size nibble, write the
-//! body to the OTA area while hashing it, check x-MD5, and arrange the switch to the new image
-//! (eboot's copy command, or otadata). Every failure ends with the code and words the core uses.
+//! body to the OTA area while hashing it, check x-MD5 and, when the firmware installed a verifier,
+//! the signature ([`super::signature_check`]), and arrange the switch to the new image (eboot's
+//! copy command, or otadata). Every failure ends with the code and words the core uses.
 //!
 //! One deliberate difference: a connection that closes mid-body fails at once with error 6,
 //! where the real updater waits out its stream timeout first (60 s on the ESP8266; on the ESP32
@@ -27,6 +28,7 @@ use super::codes::{self, update};
 use super::flash::{Flash, SECTOR};
 use super::http::{self, ReadFail, Report, Wire};
 use super::identity::Identity;
+use super::signature_check::{self, ESP32_SIGNATURE_SIZE};
 use super::status::{Activity, CheckFailure, CheckOutcome, Console};
 use super::tls::{self, BEARSSL_IN_OVERHEAD, TlsFailure};
 use otaforge_firmware::config_block::BakedSettings;
@@ -313,14 +315,16 @@ enum Target {
 }
 
 /// `Update.begin`, `setMD5`, `writeStream`, `end`.
-async fn write_update(
+async fn write_update<S: tokio::io::AsyncRead + Unpin>(
     c: &Check<'_>,
     m: Machine<'_>,
-    wire: &mut Wire<Tls>,
+    wire: &mut Wire<S>,
     size: usize,
     x_md5: Option<&str>,
 ) -> Result<(), Fail> {
     let chip = c.id.chip;
+    // The reference firmware calls `Update.installSignature` when its config block holds a key.
+    let verifier = signature_check::installed(chip, c.settings);
     let mut target = match &c.booted.layout {
         Layout::Esp8266(l) => {
             if *m.updater_stuck {
@@ -333,6 +337,10 @@ async fn write_update(
             Target::Esp8266 { start }
         }
         Layout::Esp32 { map, running } => {
+            // `begin`: a file too short for the signature trailer, before the partition lookup.
+            if verifier.is_some() && size < ESP32_SIGNATURE_SIZE {
+                return Err(Fail::update(c, update::SIZE));
+            }
             // UpdateClass::begin(U_FLASH): no next OTA slot, or only the running one, is error 10.
             let Some(slot) = map.next_update_slot(*running).filter(|s| s != running) else {
                 return Err(Fail::update(c, update::ESP32_NO_PARTITION));
@@ -394,7 +402,10 @@ async fn write_update(
         }
     }
     let computed = hex::encode(md5.finalize());
+    // The ESP8266 core neither computes nor compares the MD5 when a verifier is installed.
+    let md5_checked = !(chip.is_esp8266() && verifier.is_some());
     if let Some(exp) = expected
+        && md5_checked
         && exp != computed
     {
         let detail = if chip.is_esp8266() {
@@ -406,6 +417,12 @@ async fn write_update(
     }
     match target {
         Target::Esp8266 { start } => {
+            // The signature first, then `_verifyEnd`; eboot gets the image without the trailer.
+            let len = match &verifier {
+                Some(key) => signature_check::esp8266_end(m.flash, start, size, key)
+                    .map_err(|_| Fail::update(c, update::ESP8266_SIGN))?,
+                None => size,
+            };
             let head = m.flash.read(start, 4).map_err(|_| Fail::update(c, 3))?;
             if head[..2] != [0x1F, 0x8B] {
                 if head[0] != 0xE9 {
@@ -416,9 +433,15 @@ async fn write_update(
                     return Err(Fail { code: update::ESP8266_NEW_FLASH_CONFIG, detail, tls: None });
                 }
             }
-            m.rtc.eboot_copy = Some(EbootCopy { src: start, dst: 0, len: size });
+            m.rtc.eboot_copy = Some(EbootCopy { src: start, dst: 0, len });
         }
         Target::Esp32 { slot, map, held } => {
+            // After the MD5, before the first 16 bytes go in: the signature over the received
+            // bytes, the trailer read back from the slot.
+            if let Some(key) = &verifier {
+                signature_check::esp32_end(m.flash, slot.offset, size, &held, key)
+                    .map_err(|_| Fail::update(c, update::ESP32_SIGN))?;
+            }
             m.flash.write(slot.offset, &held).map_err(|_| Fail::update(c, 1))?;
             if m.flash.read(slot.offset, 1).map_err(|_| Fail::update(c, 3))?[0] != 0xE9 {
                 return Err(Fail::update(c, 3));
@@ -429,6 +452,22 @@ async fn write_update(
         }
     }
     Ok(())
+}
+
+/// Feeds `body` to the updater as the answer's body and runs `begin` to `end`, for tests: the
+/// failure's code and the updater's words.
+#[cfg(test)]
+pub(super) async fn feed(
+    c: &Check<'_>,
+    m: Machine<'_>,
+    body: &[u8],
+    x_md5: Option<&str>,
+) -> Result<(), (i32, String)> {
+    use tokio::io::AsyncWriteExt;
+    let (mut server, device) = tokio::io::duplex(body.len() + 1);
+    server.write_all(body).await.expect("the pipe holds the body");
+    let mut wire = Wire::new(device, c.id.chip);
+    write_update(c, m, &mut wire, body.len(), x_md5).await.map_err(|f| (f.code, f.detail))
 }
 
 /// `UpdateClass::writeStream`'s read of one buffer: `readBytes` (each byte waited for at most
