@@ -35,6 +35,8 @@ pub struct CertificateStep {
     local: Option<LocalHosts>,
     host_check: Option<(Host, bool, String)>,
     confirm_replace: bool,
+    /// The update-signing keys.
+    pub signing: super::signing_key::SigningKeySection,
 }
 
 impl CertificateStep {
@@ -51,6 +53,7 @@ impl CertificateStep {
             local: None,
             host_check: None,
             confirm_replace: false,
+            signing: super::signing_key::SigningKeySection::new(worker),
         }
     }
 
@@ -67,6 +70,7 @@ impl CertificateStep {
     }
 
     pub(super) fn on_event(&mut self, event: Event) {
+        let Some(event) = self.signing.on_event(event) else { return };
         match event {
             Event::Certificate(report) => {
                 if self.busy.is_some() && self.loaded {
@@ -150,6 +154,8 @@ impl CertificateStep {
             ui.separator();
             ui.label("No certificates in this project yet.");
         }
+        ui.separator();
+        self.signing.ui(ui, worker);
     }
 
     fn host_form(&mut self, ui: &mut egui::Ui, worker: &Worker) {

@@ -9,6 +9,7 @@ mod firmware;
 pub mod flash;
 pub mod serve;
 mod shell;
+pub mod signing_key;
 
 use std::path::PathBuf;
 

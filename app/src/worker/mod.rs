@@ -13,6 +13,9 @@ use tokio::sync::mpsc;
 
 mod flash;
 mod serve;
+mod signing_keys;
+
+pub use signing_keys::SigningKeyInfo;
 
 pub use flash::{FlashCommand, FlashEvent, ImageChoice, ImageSummary};
 pub use serve::{
@@ -56,6 +59,13 @@ pub enum Command {
         format: ExportFormat,
         /// Destination; `None` asks with a file dialog.
         to: Option<PathBuf>,
+    },
+    /// Read the project's update-signing keys.
+    LoadSigningKeys,
+    /// Make update-signing keys for both families; `replace` retires the current ones.
+    NewSigningKeys {
+        /// Replace existing keys (they move to `retired/`).
+        replace: bool,
     },
     /// Inspect a firmware file; with no path, ask with a file dialog.
     InspectFirmware(Option<PathBuf>),
@@ -129,6 +139,10 @@ pub enum Event {
         /// The verdict in one sentence.
         message: String,
     },
+    /// The project's update-signing keys (empty: none yet).
+    SigningKeys(Vec<SigningKeyInfo>),
+    /// Reading or making signing keys failed; nothing was changed.
+    SigningKeysFailed(String),
     /// The trust anchor was written.
     Exported(PathBuf),
     /// Export did not happen (cancelled or failed), with the reason.
@@ -262,6 +276,14 @@ impl Runner {
                     Err(e) => Event::CertificateFailed(e),
                 });
             }
+            Command::LoadSigningKeys => {
+                let result = blocking(move || signing_keys::load(&dir)).await;
+                self.emit(result.map_or_else(Event::SigningKeysFailed, Event::SigningKeys));
+            }
+            Command::NewSigningKeys { replace } => {
+                let result = blocking(move || signing_keys::generate(&dir, replace)).await;
+                self.emit(result.map_or_else(Event::SigningKeysFailed, Event::SigningKeys));
+            }
             Command::Generate { request, replace } => {
                 let result = blocking(move || pki::generate(&dir, &request, replace)).await;
                 self.emit(match result {
@@ -339,7 +361,8 @@ impl Runner {
                 };
                 let result = tokio::task::spawn_blocking(move || -> Result<Vec<PathBuf>, String> {
                     let s = settings::baked_settings(&dir, &form, true).map_err(|e| e.to_string())?;
-                    source::write_sketch_config(&sketch, &s).map_err(|e| e.to_string())
+                    let keys = settings::sketch_keys(&dir, &form).map_err(|e| e.to_string())?;
+                    source::write_sketch_config(&sketch, &s, &keys).map_err(|e| e.to_string())
                 })
                 .await
                 .unwrap_or_else(|e| Err(e.to_string()));

@@ -42,6 +42,11 @@ pub struct PublishDraft {
     pub version: String,
     /// Channel to publish to.
     pub channel: String,
+    /// Sign with the project's key (always done where the channel needs it: see
+    /// [`PublishCheck::must_sign`]).
+    pub sign: bool,
+    /// Compress with gzip (ESP8266 images).
+    pub gzip: bool,
 }
 
 /// What publishing a file would do, checked before anything is stored.
@@ -63,6 +68,9 @@ pub struct PublishCheck {
     pub warnings: Vec<String>,
     /// What passed, holding the bytes read for this check; None when it was refused.
     pub checked: Option<Arc<publish::Checked>>,
+    /// The channel takes only signed firmware (it requires signatures, or what it serves verifies
+    /// them): the file is signed whatever the checkbox says, as `otaforge publish` does.
+    pub must_sign: bool,
 }
 
 /// The running server, as the window shows it.

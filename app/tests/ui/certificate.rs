@@ -68,3 +68,51 @@ fn existing_material_loads_at_start_and_replacing_asks_first() {
     assert!(h.query_by_label_contains("strands every device").is_none());
     assert_eq!(std::fs::read(dir.path().join("ca.pem")).unwrap(), ca_before, "cancel changes nothing");
 }
+
+/// The Signing key section: make the keys, see their fingerprints, rotate them (the old ones are
+/// kept in retired/, which the carrier release needs), copy a public key.
+#[test]
+fn signing_keys_are_made_shown_rotated_and_copied_from_the_certificate_step() {
+    use otaforge::ui::signing_key::{CONFIRM_REPLACE, NEW_KEYS, REPLACE_KEYS};
+    use otaforge_pki::signing::{self, Family};
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = app(dir.path());
+    step_until(&mut h, "the keys loaded", |h| h.state().certificate.signing.keys.is_some());
+    h.step();
+    h.get_by_label_contains("No signing keys yet");
+    h.get_by_label(NEW_KEYS).click_accesskit();
+    h.step();
+    step_until(&mut h, "the new keys", |h| {
+        h.state().certificate.signing.keys.as_ref().is_some_and(|k| k.len() == 2)
+    });
+    h.step();
+    let first = signing::load(dir.path()).unwrap();
+    for family in Family::ALL {
+        let fp = first.current(family).unwrap().public().fingerprint();
+        h.get_by_label(&format!("{}…", &fp[..16]));
+        let mode = std::fs::metadata(dir.path().join(family.key_file())).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{family:?} private key");
+    }
+    h.get_by_label("Copy ESP8266 public key").click_accesskit();
+    h.step();
+    h.get_by_label_contains("ESP8266 public key (PEM) copied");
+
+    h.get_by_label(REPLACE_KEYS).click_accesskit();
+    h.step();
+    h.get_by_label_contains("moves them over");
+    h.get_by_label(CONFIRM_REPLACE).click_accesskit();
+    h.step();
+    let old = first.current(Family::Esp8266).unwrap().public().fingerprint();
+    step_until(&mut h, "the replaced keys", |h| {
+        h.state().certificate.signing.keys.as_ref().is_some_and(|k| k.iter().all(|k| k.retired == 1))
+    });
+    h.step();
+    let now = signing::load(dir.path()).unwrap();
+    let new = now.current(Family::Esp8266).unwrap().public().fingerprint();
+    assert_ne!(new, old);
+    h.get_by_label(&format!("{}…, 1 replaced", &new[..16]));
+    assert!(now.retired.iter().any(|(_, k)| k.fingerprint() == old), "the old key is kept for the carrier");
+    h.get_by_label_contains("carrier");
+}

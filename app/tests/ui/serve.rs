@@ -454,3 +454,76 @@ fn the_publish_dialog_refuses_what_would_strand_a_device_or_leak_a_secret() {
     }
     assert!(releases(project.path()).is_empty());
 }
+
+/// Signing and compressing from the window: ticked, the dialog says which key signs and how much
+/// smaller the download is; on a channel whose firmware verifies signatures the file is signed
+/// without being asked (as `otaforge publish` does) and the box cannot be cleared.
+#[test]
+fn the_publish_dialog_signs_and_compresses_and_signs_by_itself_where_devices_verify() {
+    use otaforge_firmware::config_block;
+    use otaforge_firmware::settings::{BakeForm, bake_image};
+    use otaforge_pki::signing::{self, Family};
+    let project = Project::new();
+    let keys = signing::generate(project.path(), &Family::ALL, false).unwrap();
+    let fp = keys.current(Family::Esp8266).unwrap().public().fingerprint();
+    let baked = |version: &str| {
+        let mut image = ImageBuilder::arduino_esp8266().target_size(200 * 1024).build();
+        config_block::reserve(&mut image).unwrap();
+        let form = BakeForm { host: "ota.test".into(), version: version.into(), ..BakeForm::default() };
+        bake_image(project.path(), &image, &form).unwrap().0
+    };
+    let publish =
+        |h: &mut egui_kittest::Harness<'static, otaforge::ui::OtaForgeApp>, name: &str, tick: &[&str]| {
+            let file = project.path().join(name);
+            std::fs::write(&file, baked(name.trim_end_matches(".bin"))).unwrap();
+            drop_file(h, &file);
+            step_until(h, "the version filled in", |h| {
+                h.state()
+                    .serve
+                    .dialog
+                    .as_ref()
+                    .and_then(|d| d.current_check())
+                    .is_some_and(|c| c.found_version.is_some())
+                    && h.state().serve.dialog.as_ref().is_some_and(|d| !d.version.is_empty())
+            });
+            h.step();
+            for label in tick {
+                h.get_by_label(label).click_accesskit();
+                h.step();
+            }
+            step_until(h, "a passed check", |h| {
+                h.state()
+                    .serve
+                    .dialog
+                    .as_ref()
+                    .and_then(|d| d.current_check())
+                    .is_some_and(|c| c.checked.is_some())
+            });
+            h.step();
+        };
+
+    let mut h = app(project.path());
+    open_serve(&mut h);
+    publish(&mut h, "1.1.0.bin", &[labels::SIGN, labels::GZIP]);
+    h.get_by_label_contains(&format!("signed by key {} (260-byte trailer)", &fp[..16]));
+    h.get_by_label_contains(&format!("accept only updates signed by key {}", &fp[..16]));
+    h.get_by_label_contains("% less)");
+    h.get_by_label(labels::PUBLISH).click();
+    step_until(&mut h, "the publish", |h| h.state().serve.dialog.is_none());
+    let first = releases(project.path()).pop().unwrap();
+    assert_eq!((first.signed_by.as_deref(), first.trusts.as_deref()), (Some(&fp[..]), Some(&fp[..])));
+    assert!(first.size < 200 * 1024, "stored gzip'd: {} bytes", first.size);
+    step_until(&mut h, "the release list", |h| !h.state().serve.releases.is_empty());
+    h.step();
+    h.get_by_label(&format!("signed by {0}, verifies {0}", &fp[..8]));
+
+    // The channel's firmware now verifies: nothing ticked, the file is signed all the same.
+    publish(&mut h, "1.2.0.bin", &[]);
+    h.get_by_label_contains("this channel takes only signed firmware");
+    assert!(h.get_by_label(labels::SIGN).accesskit_node().is_disabled());
+    h.get_by_label(&format!("signed by key {} (260-byte trailer)", &fp[..16]));
+    h.get_by_label(labels::PUBLISH).click();
+    step_until(&mut h, "the publish", |h| h.state().serve.dialog.is_none());
+    let second = releases(project.path()).into_iter().find(|r| r.version == "1.2.0").unwrap();
+    assert_eq!(second.signed_by.as_deref(), Some(&fp[..]));
+}

@@ -40,6 +40,10 @@ pub mod labels {
     pub const VERSION: &str = "Version to publish";
     /// The channel field of the publish dialog.
     pub const CHANNEL: &str = "Publish to channel";
+    /// The publish dialog's signing checkbox.
+    pub const SIGN: &str = "Sign with this project's key";
+    /// The publish dialog's compression checkbox.
+    pub const GZIP: &str = "Compress (gzip; ESP8266 core 2.7.0 or newer)";
     /// The device list's filter field.
     pub const FILTER: &str = "Filter devices";
     /// Switches on a virtual device.

@@ -26,6 +26,10 @@ pub struct PublishDialog {
     pub version: String,
     /// Channel field.
     pub channel: String,
+    /// Sign checkbox.
+    pub sign: bool,
+    /// Compress checkbox.
+    pub gzip: bool,
     /// The latest check (maybe of an earlier draft).
     pub check: Option<PublishCheck>,
     /// A publish is under way.
@@ -41,6 +45,8 @@ impl PublishDialog {
             path,
             version: String::new(),
             channel: channel.to_string(),
+            sign: false,
+            gzip: false,
             check: None,
             busy: false,
             error: None,
@@ -50,7 +56,13 @@ impl PublishDialog {
 
     /// What the fields say now.
     pub fn draft(&self) -> PublishDraft {
-        PublishDraft { path: self.path.clone(), version: self.version.clone(), channel: self.channel.clone() }
+        PublishDraft {
+            path: self.path.clone(),
+            version: self.version.clone(),
+            channel: self.channel.clone(),
+            sign: self.sign,
+            gzip: self.gzip,
+        }
     }
 
     /// The check, if it is of what the fields say now.
@@ -106,6 +118,7 @@ impl PublishDialog {
                 changed |= ui.add_enabled(!self.busy, edit).labelled_by(label.id).changed();
                 ui.end_row();
             });
+            changed |= self.options(ui);
             if changed {
                 self.error = None;
                 worker.send(Command::Serve(ServeCommand::Check(self.draft())));
@@ -182,6 +195,67 @@ impl PublishDialog {
         );
     }
 
+    /// The sign and compress checkboxes; true when one changed. Where the channel takes only
+    /// signed firmware the sign box is ticked and cannot be cleared, saying why.
+    fn options(&mut self, ui: &mut egui::Ui) -> bool {
+        let must_sign = self.current_check().or(self.check.as_ref()).is_some_and(|c| c.must_sign);
+        let mut changed = false;
+        ui.horizontal(|ui| {
+            let mut sign = self.sign || must_sign;
+            let box_ = ui.add_enabled(!self.busy && !must_sign, egui::Checkbox::new(&mut sign, labels::SIGN));
+            if box_.changed() {
+                self.sign = sign;
+                changed = true;
+            }
+            if must_sign {
+                ui.label(RichText::new("(this channel takes only signed firmware)").small());
+            }
+        });
+        changed |= ui.add_enabled(!self.busy, egui::Checkbox::new(&mut self.gzip, labels::GZIP)).changed();
+        changed
+    }
+
+    /// What the stored release will be: signed by which key, compressed by how much.
+    fn outcome(ui: &mut egui::Ui, checked: &otaforge_actions::publish::Checked) {
+        let short = |fp: &str| fp[..fp.len().min(16)].to_string();
+        let image = checked.image.as_ref();
+        egui::Grid::new("publish-outcome").num_columns(2).spacing([12.0, 3.0]).show(ui, |ui| {
+            let signature = match (&checked.signed_by, image.and_then(|i| i.signature_len)) {
+                (Some(by), Some(len)) => format!("signed by key {} ({len}-byte trailer)", short(by)),
+                (Some(by), None) => format!("signed by key {}", short(by)),
+                (None, _) => "not signed".into(),
+            };
+            ui.label("Signature");
+            ui.label(RichText::new(signature).monospace());
+            ui.end_row();
+            if let Some(trusts) = &checked.trusts {
+                ui.label("Devices that install it");
+                let what = if checked.is_carrier() {
+                    format!("move to key {} (carrier release: signed by the replaced key)", short(trusts))
+                } else {
+                    format!("accept only updates signed by key {}", short(trusts))
+                };
+                ui.label(RichText::new(what).monospace());
+                ui.end_row();
+            }
+            if let Some(g) = image.and_then(|i| i.gzip.as_ref())
+                && let (Some(unpacked), Some(saved)) =
+                    (g.unpacked_len, g.percent_saved(checked.bytes().len()))
+            {
+                ui.label("Compressed");
+                ui.label(
+                    RichText::new(format!(
+                        "{} on the wire instead of {} ({saved:.0}% less)",
+                        bytes(checked.bytes().len() as u64),
+                        bytes(unpacked as u64)
+                    ))
+                    .monospace(),
+                );
+                ui.end_row();
+            }
+        });
+    }
+
     /// Shows the problems and warnings; true when the file can be published as the fields say.
     fn verdict(&self, ui: &mut egui::Ui) -> bool {
         let Some(check) = self.current_check() else {
@@ -195,6 +269,9 @@ impl PublishDialog {
         }
         for warning in &check.warnings {
             ui.colored_label(ui.visuals().warn_fg_color, format!("⚠ {warning}"));
+        }
+        if let Some(checked) = &check.checked {
+            Self::outcome(ui, checked);
         }
         if check.problems.is_empty() {
             ui.label("✔ Devices will accept this image: nothing has been published yet.");

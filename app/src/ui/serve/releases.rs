@@ -119,8 +119,8 @@ fn channel_ui(
     if let Some(current) = current {
         promote_row(ui, worker, name, current, targets);
     }
-    egui::Grid::new(("history", name)).num_columns(7).striped(true).spacing([14.0, 3.0]).show(ui, |ui| {
-        for h in ["#", "Version", "Chip", "Size", "Published (UTC)", "File", ""] {
+    egui::Grid::new(("history", name)).num_columns(8).striped(true).spacing([14.0, 3.0]).show(ui, |ui| {
+        for h in ["#", "Version", "Chip", "Size", "Published (UTC)", "File", "Signature", ""] {
             ui.label(RichText::new(h).small().strong());
         }
         ui.end_row();
@@ -141,12 +141,28 @@ fn channel_ui(
             ui.label(bytes(r.size));
             ui.label(clock(r.published_at));
             ui.label(&r.file_name);
+            ui.label(RichText::new(signature(r)).monospace());
             if !is_current && ui.button(format!("Make #{} current", r.id)).clicked() {
                 worker.send(Command::Serve(ServeCommand::Promote { id: r.id, to: None }));
             }
             ui.end_row();
         }
     });
+}
+
+/// "signed by / verifies with" as short fingerprints (`otaforge key show` prints the long ones):
+/// a carrier release is signed by one key and carries another.
+fn signature(r: &Release) -> String {
+    let short = |fp: &str| fp[..fp.len().min(8)].to_string();
+    let signed =
+        r.signed_by.as_deref().map_or("unsigned".to_string(), |by| format!("signed by {}", short(by)));
+    match r.trusts.as_deref() {
+        Some(t) if r.signed_by.as_deref().is_some_and(|by| by != t) => {
+            format!("{signed}, carries {} (carrier)", short(t))
+        }
+        Some(t) => format!("{signed}, verifies {}", short(t)),
+        None => signed,
+    }
 }
 
 /// Copies the channel's current release to another channel (a beta build promoted to stable).

@@ -10,7 +10,7 @@ use otaforge_actions::publish::{self as publish, PublishRequest};
 use otaforge_firmware as firmware;
 use otaforge_store::{Device, PayloadKind, Release, Store};
 
-fn request(draft: &PublishDraft) -> PublishRequest {
+fn request(draft: &PublishDraft, sign_with: Option<Arc<otaforge_pki::signing::Keys>>) -> PublishRequest {
     let version = Some(draft.version.trim()).filter(|v| !v.is_empty()).map(str::to_string);
     PublishRequest {
         channel: draft.channel.trim().to_string(),
@@ -18,8 +18,8 @@ fn request(draft: &PublishDraft) -> PublishRequest {
         version,
         notes: String::new(),
         file_name: draft.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-        gzip: false,
-        sign_with: None,
+        gzip: draft.gzip,
+        sign_with,
     }
 }
 
@@ -33,6 +33,7 @@ pub fn check_file(dir: &Path, draft: PublishDraft, devices: Vec<Device>) -> Publ
         problems: Vec::new(),
         warnings: Vec::new(),
         checked: None,
+        must_sign: false,
         draft,
     };
     let bytes = match std::fs::read(&check.draft.path) {
@@ -48,7 +49,6 @@ pub fn check_file(dir: &Path, draft: PublishDraft, devices: Vec<Device>) -> Publ
     check.inspection = firmware::report(&bytes).map(Box::new).map_err(|e| sentence(&e.to_string()));
     let info = check.inspection.as_ref().ok().map(|r| &r.image);
     check.found_version = firmware::carried_version::carried_version(&bytes, info).map(|(v, _)| v);
-    let req = request(&check.draft);
     let store = match Store::open(dir) {
         Ok(s) => s,
         Err(e) => {
@@ -56,6 +56,19 @@ pub fn check_file(dir: &Path, draft: PublishDraft, devices: Vec<Device>) -> Publ
             return check;
         }
     };
+    check.must_sign = publish::signing_needed(&store, check.draft.channel.trim()).unwrap_or(false);
+    let sign_with = if check.draft.sign || check.must_sign {
+        match otaforge_pki::signing::load(dir) {
+            Ok(keys) => Some(Arc::new(keys)),
+            Err(e) => {
+                check.problems.push(sentence(&e.to_string()));
+                return check;
+            }
+        }
+    } else {
+        None
+    };
+    let req = request(&check.draft, sign_with);
     check.current = store
         .channel(&req.channel)
         .ok()

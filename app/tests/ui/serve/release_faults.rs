@@ -59,7 +59,13 @@ fn what_is_published_is_what_was_checked_even_if_the_file_changed_since() {
         }
         panic!("no answer to {what}");
     };
-    let draft = PublishDraft { path: file.clone(), version: "1.0.0".into(), channel: "stable".into() };
+    let draft = PublishDraft {
+        path: file.clone(),
+        version: "1.0.0".into(),
+        channel: "stable".into(),
+        sign: false,
+        gzip: false,
+    };
     worker.send(Command::Serve(ServeCommand::Check(draft)));
     let ServeEvent::Checked(check) = next("the check") else { panic!("the check was not answered") };
     assert!(check.problems.is_empty(), "{:?}", check.problems);
