@@ -80,6 +80,11 @@ pub struct RolloutArgs {
     /// Take unsigned releases again.
     #[arg(long)]
     pub allow_unsigned: bool,
+    /// Compress the channel's ESP8266 releases: "always" gzips every sketch published here (eboot
+    /// unpacks it; cores 2.7.0 and later), "never" refuses and never serves gzip'd files (devices
+    /// on older cores), "per-publish" leaves it to publish --gzip.
+    #[arg(long, value_enum, value_name = "WHEN")]
+    pub gzip: Option<GzipArg>,
 }
 
 pub(super) fn publish_file(dir: &Path, args: PublishArgs) -> Result<()> {
@@ -153,6 +158,17 @@ fn needs_signing(store: &Store, channel: &str, filesystem: bool) -> Result<bool>
 
 fn requires_signatures(store: &Store, channel: &str) -> Result<bool> {
     Ok(store.channel(channel)?.is_some_and(|c| c.require_signatures))
+}
+
+/// `rollout --gzip`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum GzipArg {
+    /// Every ESP8266 sketch published to the channel is compressed.
+    Always,
+    /// None is: the channel's devices run cores older than 2.7.0.
+    Never,
+    /// As each publish says.
+    PerPublish,
 }
 
 /// A fingerprint as `otaforge key show` prints it.
@@ -384,6 +400,23 @@ pub(super) fn rollout(dir: &Path, args: RolloutArgs) -> Result<()> {
         (_, true) => Some(false),
         _ => None,
     };
+    if let Some(when) = args.gzip {
+        let policy = match when {
+            GzipArg::Always => otaforge_store::GzipPolicy::Always,
+            GzipArg::Never => otaforge_store::GzipPolicy::Never,
+            GzipArg::PerPublish => otaforge_store::GzipPolicy::PerPublish,
+        };
+        store.set_gzip(&args.channel, policy)?;
+        println!(
+            "Channel \"{}\": {}",
+            args.channel,
+            match when {
+                GzipArg::Always => "every ESP8266 release is gzip'd at publish (needs core 2.7.0 or newer)",
+                GzipArg::Never => "takes no gzip'd images and serves none (for cores older than 2.7.0)",
+                GzipArg::PerPublish => "gzip'd when publish --gzip asks",
+            }
+        );
+    }
     if args.require_signatures || args.allow_unsigned {
         store.set_require_signatures(&args.channel, args.require_signatures)?;
         println!(

@@ -320,3 +320,40 @@ fn a_channel_that_requires_signatures_signs_every_publish_and_refuses_what_it_ca
     publish::check(&store, esp8266_image(200_000, 3), PublishRequest::sketch("stable", Some("1.2.0")))
         .unwrap();
 }
+
+#[test]
+fn a_channel_set_to_gzip_always_compresses_every_publish_and_one_set_to_never_refuses_gzip() {
+    let p = Project::new();
+    let cli = |args: &[&str]| {
+        let (out, stdout, stderr) = run(otaforge(p.path()).args(args));
+        (out.status.success(), format!("{stdout}{stderr}"))
+    };
+    let write = |name: &str, bytes: &[u8]| {
+        let f = p.path().join(name);
+        std::fs::write(&f, bytes).unwrap();
+        f.to_str().unwrap().to_string()
+    };
+    p.publish(&esp8266_image(200_000, 41), "1.0.0", "stable");
+    let (ok, out) = cli(&["rollout", "--channel", "stable", "--gzip", "always"]);
+    assert!(ok && out.contains("every ESP8266 release is gzip'd"), "{out}");
+
+    // No --gzip, yet compressed: the channel says so.
+    let image = esp8266_image(200_000, 42);
+    let (ok, out) = cli(&["publish", &write("b.bin", &image), "--version", "1.1.0"]);
+    assert!(ok && out.contains("gzip'd:"), "{out}");
+    let release = Store::open(p.path()).unwrap().releases(None).unwrap().remove(0);
+    let stored = otaforge_store::Blobs::open(&p.path().join("blobs")).unwrap().get(&release.sha256).unwrap();
+    assert_eq!(otaforge_firmware::gzip::unpack(&stored).0.as_deref(), Some(&image[..]));
+
+    // Devices on old cores: nothing gzip'd goes in, asked for or already compressed.
+    let (ok, out) = cli(&["rollout", "--channel", "stable", "--gzip", "never"]);
+    assert!(ok && out.contains("takes no gzip'd images"), "{out}");
+    let c = write("c.bin", &esp8266_image(200_000, 43));
+    let (ok, out) = cli(&["publish", &c, "--version", "1.2.0", "--gzip"]);
+    assert!(!ok && out.contains("takes no gzip'd images") && out.contains("--gzip per-publish"), "{out}");
+    let (ok, out) = cli(&["publish", &write("d.bin", &stored), "--version", "1.2.0"]);
+    assert!(!ok && out.contains("takes no gzip'd images"), "{out}");
+    assert_eq!(release_count(&p), 2);
+    let (ok, out) = cli(&["publish", &c, "--version", "1.2.0"]);
+    assert!(ok && !out.contains("gzip'd:"), "{out}");
+}

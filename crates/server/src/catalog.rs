@@ -213,6 +213,7 @@ impl Catalog {
                     rollout_percent: 0,
                     paused: true,
                     require_signatures: false,
+                    gzip: Default::default(),
                     auth: None,
                 };
                 views.insert(

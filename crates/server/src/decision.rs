@@ -200,7 +200,7 @@ fn decide_sketch(
     if let Some(why) = keys::unpackable(release, running.map(|r| &**r), dev.family) {
         return Decision::no(DeviceState::Held, why);
     }
-    if let Some(why) = gzip_too_new(release, dev) {
+    if let Some(why) = gzip_too_new(release, dev, channel) {
         return Decision::no(DeviceState::Held, why);
     }
     if channel.meta.paused {
@@ -259,18 +259,26 @@ fn decide_sketch(
     }
 }
 
-/// Why a gzip'd release must not go to this device: its ESP8266 core predates gzip'd updates
+/// Why a gzip'd release must not go to this device: the channel is set to take none, or its
+/// ESP8266 core predates gzip'd updates
 /// (2.7.0, esp8266/Arduino PR #6820), which would take the file for a broken image. The updater
 /// reports no core version, only the NONOS SDK's (`x-ESP8266-sdk-version`): cores before 2.6 ship
 /// SDK 2.2.1 or older, so an SDK older than 2.2.2 means too old a core. (A 2.7+ core built with
 /// the legacy 2.2.1 SDK is held too: the safe side. A 2.6 core reports 2.2.2 like 2.7 does and
 /// cannot be told apart.)
-fn gzip_too_new(release: &ReleaseView, dev: &DeviceRequest) -> Option<String> {
+fn gzip_too_new(release: &ReleaseView, dev: &DeviceRequest, channel: &ChannelView) -> Option<String> {
     let gzip = release.bytes.as_deref().is_some_and(otaforge_firmware::gzip::is_gzip);
-    let sdk = dev.sdk_version.as_deref()?;
     if dev.family != Family::Esp8266 || !gzip {
         return None;
     }
+    if channel.meta.gzip == otaforge_store::GzipPolicy::Never {
+        return Some(format!(
+            "{} is gzip'd and this channel is set to take none (its devices run cores older than \
+             2.7.0): publish it uncompressed",
+            release.meta.version
+        ));
+    }
+    let sdk = dev.sdk_version.as_deref()?;
     let numbers: Vec<u32> = sdk
         .split(|c: char| !c.is_ascii_digit() && c != '.')
         .next()?

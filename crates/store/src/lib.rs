@@ -19,7 +19,7 @@ pub use blobs::{BlobProblem, BlobStamp, Blobs};
 pub use devices::{Device, DeviceState, RequestRecord, silent_since_update};
 pub use flashed::FlashedImage;
 pub use releases::{
-    BadRow, Channel, ChannelAuth, NewRelease, PayloadKind, Release, RowKey, validate_channel,
+    BadRow, Channel, ChannelAuth, GzipPolicy, NewRelease, PayloadKind, Release, RowKey, validate_channel,
 };
 
 /// File name of the database inside the project directory.

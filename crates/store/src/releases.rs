@@ -86,9 +86,43 @@ pub struct Channel {
     /// Every release published to the channel must carry a signature by the project's key
     /// (publishing signs it, or checks the one it has, and refuses what does not verify).
     pub require_signatures: bool,
+    /// Whether ESP8266 releases published here are gzip'd.
+    pub gzip: GzipPolicy,
     /// HTTP Basic credentials devices must send, if set.
     #[serde(skip)]
     pub auth: Option<ChannelAuth>,
+}
+
+/// Whether a channel's ESP8266 releases are compressed (eboot unpacks them; cores from 2.7.0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GzipPolicy {
+    /// As each publish says (`--gzip`).
+    #[default]
+    PerPublish,
+    /// Every ESP8266 sketch is compressed at publish.
+    Always,
+    /// Never: the channel's devices run cores older than 2.7.0. A gzip'd file is refused at
+    /// publish and never served.
+    Never,
+}
+
+impl GzipPolicy {
+    fn from_column(v: i64) -> GzipPolicy {
+        match v {
+            1 => GzipPolicy::Always,
+            2 => GzipPolicy::Never,
+            _ => GzipPolicy::PerPublish,
+        }
+    }
+
+    fn column(self) -> i64 {
+        match self {
+            GzipPolicy::PerPublish => 0,
+            GzipPolicy::Always => 1,
+            GzipPolicy::Never => 2,
+        }
+    }
 }
 
 /// The HTTP Basic credentials a channel requires: the user name, and the password only as a
@@ -207,7 +241,7 @@ fn column_words(e: &rusqlite::Error) -> String {
     };
     let wanted = |name: &str| match name {
         "id" | "size" | "flash_size" | "published_at" | "current_sketch" | "current_fs"
-        | "rollout_percent" | "paused" | "require_signatures" => "a whole number",
+        | "rollout_percent" | "paused" | "require_signatures" | "gzip" => "a whole number",
         _ => "text",
     };
     match e {
@@ -306,6 +340,7 @@ fn channel_from_row(r: &Row<'_>) -> rusqlite::Result<Channel> {
         rollout_percent: r.get::<_, i64>("rollout_percent")?.clamp(0, 100) as u8,
         paused: r.get::<_, i64>("paused")? != 0,
         require_signatures: r.get::<_, i64>("require_signatures")? != 0,
+        gzip: GzipPolicy::from_column(r.get("gzip")?),
         auth: user.zip(hash).map(|(user, password_hash)| ChannelAuth { user, password_hash }),
     })
 }
@@ -502,6 +537,15 @@ impl Store {
             "UPDATE channels SET require_signatures = ?1 WHERE name = ?2",
             params![required as i64, channel],
         )?;
+        Ok(self.channel(channel)?.expect("channel was just created"))
+    }
+
+    /// Sets whether the channel's ESP8266 releases are gzip'd. Releases it holds are unchanged.
+    pub fn set_gzip(&mut self, channel: &str, policy: GzipPolicy) -> Result<Channel, StoreError> {
+        validate_channel(channel)?;
+        self.conn.execute("INSERT OR IGNORE INTO channels (name) VALUES (?1)", params![channel])?;
+        self.conn
+            .execute("UPDATE channels SET gzip = ?1 WHERE name = ?2", params![policy.column(), channel])?;
         Ok(self.channel(channel)?.expect("channel was just created"))
     }
 

@@ -102,6 +102,11 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE releases ADD COLUMN signed_by TEXT;
     ALTER TABLE releases ADD COLUMN trusts TEXT;
     "#,
+    // 7: whether a channel's ESP8266 releases are gzip'd: 0 as each publish says, 1 always, 2 never
+    // (its devices run cores older than 2.7.0) (issue 13).
+    r#"
+    ALTER TABLE channels ADD COLUMN gzip INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// Older versions kept channel passwords in clear (the `auth_password` column) and every

@@ -16,7 +16,7 @@ use otaforge_firmware::synth::is_synthetic;
 use otaforge_pki::signing::{self, Family, Keys, Signer};
 use otaforge_protocol::version::Version;
 use otaforge_protocol::{DEMO_CHANNEL, is_demo_channel};
-use otaforge_store::{NewRelease, PayloadKind, Release, Store, StoreError, validate_channel};
+use otaforge_store::{GzipPolicy, NewRelease, PayloadKind, Release, Store, StoreError, validate_channel};
 
 /// Largest file accepted: the biggest ESP flash chip.
 pub const MAX_IMAGE_BYTES: usize = 16 * 1024 * 1024;
@@ -135,6 +135,10 @@ pub enum PublishError {
         "devices on \"{channel}\" run {runs}, which checks no signatures: an ESP8266 bootloader unpacking a gzip'd file takes its last four bytes as the unpacked size, and a signed file ends with the signature's length, so they would boot a broken image (the server would hold them back). Publish this release uncompressed (drop --gzip): once devices run firmware that verifies, signed gzip'd releases reach them"
     )]
     SignedGzipToKeyless { channel: String, runs: String },
+    #[error(
+        "channel \"{0}\" takes no gzip'd images (its devices run ESP8266 cores older than 2.7.0): publish the plain .bin, or allow gzip with otaforge rollout --channel {0} --gzip per-publish"
+    )]
+    GzipNever(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -185,8 +189,17 @@ pub fn check(store: &Store, bytes: Vec<u8>, req: PublishRequest) -> Result<Check
     if bytes.len() > MAX_IMAGE_BYTES {
         return Err(PublishError::TooLarge(bytes.len()));
     }
+    // The channel's setting: compress every ESP8266 sketch, or none (cores before 2.7.0).
+    let policy = store.channel(&req.channel)?.map(|c| c.gzip).unwrap_or_default();
+    if policy == GzipPolicy::Never && (req.gzip || gzip::is_gzip(&bytes)) {
+        return Err(PublishError::GzipNever(req.channel.clone()));
+    }
+    let gzip_wanted = req.gzip
+        || (policy == GzipPolicy::Always
+            && req.kind == PayloadKind::Sketch
+            && image::inspect(&bytes).is_ok_and(|i| i.chip == Some(otaforge_firmware::chip::Chip::Esp8266)));
     // With --gzip the plain image is kept: it is what the content checks read below.
-    let (bytes, plain) = if req.gzip { compressed(bytes, &req)? } else { (bytes, None) };
+    let (bytes, plain) = if gzip_wanted { compressed(bytes, &req)? } else { (bytes, None) };
     let info = match req.kind {
         PayloadKind::Sketch => {
             let info = image::inspect(&bytes)?;

@@ -52,6 +52,7 @@ fn world(percent: u8, paused: bool) -> World {
         rollout_percent: percent,
         paused,
         require_signatures: false,
+        gzip: Default::default(),
         auth: None,
     };
     let mut channels = HashMap::new();
@@ -407,4 +408,20 @@ fn a_gzip_release_is_held_from_devices_whose_sdk_ships_with_cores_before_2_7() {
         let d = run(&w, &with_sdk(new), None);
         assert_eq!(served(&d), Some(2), "{new:?}: {}", d.reason);
     }
+}
+
+#[test]
+fn a_channel_set_to_take_no_gzip_serves_no_gzipd_release() {
+    let mut w = world(100, false);
+    let mut gzip = vec![0x1f, 0x8b, 8, 0];
+    gzip.extend(std::iter::repeat_n(7u8, 4092));
+    let r2 = Arc::new(ReleaseView::new(release(2, "1.10", &gzip, PayloadKind::Sketch), Some(gzip.into())));
+    w.catalog.releases.insert(2, r2.clone());
+    let channel = w.catalog.channels.get_mut("stable").unwrap();
+    channel.sketch = Some(r2);
+    assert_eq!(served(&run(&w, &dev(Some("1.9"), None), None)), Some(2));
+    w.catalog.channels.get_mut("stable").unwrap().meta.gzip = otaforge_store::GzipPolicy::Never;
+    let d = run(&w, &dev(Some("1.9"), None), None);
+    assert!(matches!(d.answer, Answer::NoUpdate(DeviceState::Held)), "{}", d.reason);
+    assert!(d.reason.contains("set to take none"), "{}", d.reason);
 }

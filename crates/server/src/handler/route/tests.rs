@@ -65,6 +65,7 @@ fn channel(
         rollout_percent: 100,
         paused: false,
         require_signatures: false,
+        gzip: Default::default(),
         auth,
     };
     ChannelView { meta, sketch: sketch.cloned(), filesystem: fs.cloned(), carriers: Vec::new() }
