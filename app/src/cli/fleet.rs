@@ -10,7 +10,8 @@ use clap::Args;
 
 use otaforge_firmware::Chip;
 use otaforge_firmware::settings::BakeForm;
-use otaforge_sim::device::{DeviceOptions, Net, bake_reference_image, reference_image};
+use otaforge_firmware::synth::Filler;
+use otaforge_sim::device::{DeviceOptions, Net, bake_reference_image, reference_image_filled};
 use otaforge_sim::fleet::{Fleet, FleetOptions, FleetSummary, device_line};
 
 /// `otaforge sim fleet`.
@@ -85,12 +86,17 @@ pub struct ReferenceImageArgs {
     /// Where to write it.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
+    /// Fill it with bytes that compress about as a real build does (a third smaller gzip'd), not
+    /// random ones: for measuring gzip'd updates.
+    #[arg(long)]
+    pub compressible: bool,
 }
 
 /// Writes a stand-in for the built reference firmware: a real image layout with an unbaked
 /// config block, ready for `otaforge bake --image`.
 pub(super) fn write_reference_image(args: ReferenceImageArgs) -> Result<()> {
-    let image = reference_image(args.chip, &args.version, args.size);
+    let filler = if args.compressible { Filler::CodeLike } else { Filler::Random };
+    let image = reference_image_filled(args.chip, &args.version, args.size, filler);
     std::fs::write(&args.out, &image).with_context(|| format!("cannot write {}", args.out.display()))?;
     println!(
         "{}: {} bytes, {} reference image {} with an unbaked config block (bake it with: otaforge bake --image {} --out …)",

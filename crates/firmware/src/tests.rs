@@ -429,3 +429,22 @@ fn info_serialises() {
     assert_eq!(json["flash_mode"], "dio");
     assert_eq!(json["arduino"]["crc_valid"], true);
 }
+
+/// gzip on an image shaped like a real build (the builder's code-like filler: see
+/// `XorShift::fill_code_like`); random filler is the control, which gzip cannot shrink.
+#[test]
+fn an_image_shaped_like_a_real_build_compresses_by_about_a_third_and_random_bytes_do_not() {
+    use crate::synth::Filler;
+    for size in [300_000, 1_000_000] {
+        let realistic = ImageBuilder::arduino_esp8266().filler(Filler::CodeLike).target_size(size).build();
+        let random = ImageBuilder::arduino_esp8266().target_size(size).build();
+        let saved = |image: &[u8]| 100.0 * (1.0 - gzip::compress(image).len() as f64 / image.len() as f64);
+        let (r, c) = (saved(&realistic), saved(&random));
+        println!("{size}-byte image: gzip saves {r:.1}% (code-like), {c:.1}% (random control)");
+        assert!((25.0..45.0).contains(&r), "code-like: {r:.1}% saved");
+        assert!(c < 1.0, "random: {c:.1}% saved");
+        // And the compressed file is one the inspector passes, with the image inside intact.
+        let info = ok(&gzip::compress(&realistic));
+        assert!(info.is_valid(), "{:?}", info.problems());
+    }
+}

@@ -271,10 +271,24 @@ impl DeviceHandle {
 /// Different versions give different bytes. It is marked synthetic
 /// ([`otaforge_firmware::synth::SYNTHETIC_MARKER`]): it runs only on virtual boards.
 pub fn reference_image(chip: Chip, version: &str, size: usize) -> Vec<u8> {
+    reference_image_filled(chip, version, size, otaforge_firmware::synth::Filler::Random)
+}
+
+/// [`reference_image`] with its code made of `filler`: [`Filler::CodeLike`] compresses about as
+/// a real build does, for measuring gzip'd updates.
+///
+/// [`Filler::CodeLike`]: otaforge_firmware::synth::Filler::CodeLike
+pub fn reference_image_filled(
+    chip: Chip,
+    version: &str,
+    size: usize,
+    filler: otaforge_firmware::synth::Filler,
+) -> Vec<u8> {
     let mut image = ImageBuilder::for_chip(chip)
         .version(version)
         .project_name("otaforge_reference")
         .target_size(size)
+        .filler(filler)
         .build();
     let at = config_block::reserve(&mut image)
         .expect("synthetic images have a segment large enough for the block");
