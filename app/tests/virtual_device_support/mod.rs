@@ -89,6 +89,19 @@ pub fn log_text(d: &DeviceHandle) -> String {
     d.log().join("\n")
 }
 
+/// Waits (up to 30 s) for the device's first failed check and returns it.
+pub async fn first_failure(d: &DeviceHandle) -> otaforge_sim::device::CheckFailure {
+    use otaforge_sim::device::CheckOutcome;
+    let s = d
+        .wait_until(Duration::from_secs(30), |s| matches!(s.last_outcome, Some(CheckOutcome::Failed(_))))
+        .await
+        .unwrap_or_else(|s| panic!("no failed check: {s:?}\n{}", log_text(d)));
+    match s.last_outcome {
+        Some(CheckOutcome::Failed(f)) => f,
+        _ => unreachable!(),
+    }
+}
+
 /// The server's port.
 pub fn port(s: &RunningServer) -> u16 {
     s.tls_addr.port()

@@ -14,18 +14,6 @@ use virtual_device_support::*;
 
 const T: Duration = Duration::from_secs(30);
 
-/// Waits for the device's first failed check and returns it.
-async fn first_failure(d: &DeviceHandle) -> CheckFailure {
-    let s = d
-        .wait_until(T, |s| matches!(s.last_outcome, Some(CheckOutcome::Failed(_))))
-        .await
-        .unwrap_or_else(|s| panic!("no failed check: {s:?}\n{}", log_text(d)));
-    match s.last_outcome {
-        Some(CheckOutcome::Failed(f)) => f,
-        _ => unreachable!(),
-    }
-}
-
 fn assert_logged(d: &DeviceHandle, lines: &[&str]) {
     let log = log_text(d);
     for l in lines {

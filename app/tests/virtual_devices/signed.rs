@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use otaforge_firmware::settings::BakeForm;
 use otaforge_firmware::{Chip, md5_hex};
-use otaforge_sim::device::{CheckFailure, CheckOutcome, DeviceHandle, bake_reference_image};
+use otaforge_sim::device::{CheckOutcome, DeviceHandle, bake_reference_image};
 use otaforge_store::DeviceState;
 use support::Project;
 use virtual_device_support::*;
@@ -97,17 +97,6 @@ fn refusal(chip: Chip) -> (i32, &'static str) {
         (12, "Update error: ERROR[12]: Signature verification failed")
     } else {
         (14, "Update error: Signature Verification Failed")
-    }
-}
-
-async fn first_failure(d: &DeviceHandle) -> CheckFailure {
-    let s = d
-        .wait_until(T, |s| matches!(s.last_outcome, Some(CheckOutcome::Failed(_))))
-        .await
-        .unwrap_or_else(|s| panic!("no failed check: {s:?}\n{}", log_text(d)));
-    match s.last_outcome {
-        Some(CheckOutcome::Failed(f)) => f,
-        _ => unreachable!(),
     }
 }
 

@@ -112,17 +112,6 @@ async fn an_esp32_running_the_current_release_by_md5_is_answered_304() {
     server.shutdown().await;
 }
 
-async fn first_failure(d: &DeviceHandle) -> otaforge_sim::device::CheckFailure {
-    let s = d
-        .wait_until(T, |s| matches!(s.last_outcome, Some(CheckOutcome::Failed(_))))
-        .await
-        .unwrap_or_else(|s| panic!("no failed check: {s:?}\n{}", log_text(d)));
-    match s.last_outcome {
-        Some(CheckOutcome::Failed(f)) => f,
-        _ => unreachable!(),
-    }
-}
-
 fn esp32_options() -> DeviceOptions {
     let mut o = quick();
     o.net.dns = Some("127.0.0.1".parse().unwrap());
