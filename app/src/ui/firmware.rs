@@ -107,9 +107,16 @@ impl FirmwareStep {
                 self.input = Some((path, result));
                 self.baked = None;
             }
-            Event::FirmwareBaked { path, report } => {
+            Event::FirmwareBaked { path, report, signing_key } => {
                 self.busy = false;
-                self.message = Some((true, format!("Baked {} — every checksum fixed.", path.display())));
+                let key = match signing_key {
+                    Some(fp) => format!(
+                        " It installs only updates signed by this project's key {}… (publish signs them).",
+                        &fp[..16]
+                    ),
+                    None => " No signing key baked in: it installs updates without a signature check.".into(),
+                };
+                self.message = Some((true, format!("Baked {} — every checksum fixed.{key}", path.display())));
                 self.baked = Some((path, report));
             }
             Event::SketchConfigWritten(paths) => {

@@ -160,6 +160,8 @@ pub enum Event {
         path: PathBuf,
         /// The baked image's report.
         report: Box<FirmwareReport>,
+        /// Fingerprint of the public key baked in: the image installs only updates signed by it.
+        signing_key: Option<String>,
     },
     /// ota_config.h (and the block header) were written.
     SketchConfigWritten(Vec<PathBuf>),
@@ -334,18 +336,27 @@ impl Runner {
             }
             Command::BakeImage { input, output, form } => {
                 let out = output.clone();
-                let result = tokio::task::spawn_blocking(move || -> Result<Box<FirmwareReport>, String> {
+                type Baked = (Box<FirmwareReport>, Option<String>);
+                let result = tokio::task::spawn_blocking(move || -> Result<Baked, String> {
                     let bytes =
                         std::fs::read(&input).map_err(|e| format!("cannot read {}: {e}", input.display()))?;
-                    let (baked, _) = settings::bake_image(&dir, &bytes, &form).map_err(|e| e.to_string())?;
+                    let (baked, s) = settings::bake_image(&dir, &bytes, &form).map_err(|e| e.to_string())?;
+                    // The fingerprint is of the DER alone (the family does not enter it).
+                    let key = (!s.signing_key.is_empty()).then(|| {
+                        let fp = otaforge_pki::signing::PublicKey {
+                            family: otaforge_pki::signing::Family::Esp8266,
+                            spki_der: s.signing_key.clone(),
+                        };
+                        fp.fingerprint()
+                    });
                     otaforge_project::write_atomic(&out, &baked, otaforge_project::Secrecy::Secret)
                         .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
-                    firmware::report(&baked).map(Box::new).map_err(|e| e.to_string())
+                    Ok((firmware::report(&baked).map(Box::new).map_err(|e| e.to_string())?, key))
                 })
                 .await
                 .unwrap_or_else(|e| Err(e.to_string()));
                 self.emit(match result {
-                    Ok(report) => Event::FirmwareBaked { path: output, report },
+                    Ok((report, signing_key)) => Event::FirmwareBaked { path: output, report, signing_key },
                     Err(e) => Event::FirmwareFailed(e),
                 });
             }

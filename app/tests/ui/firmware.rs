@@ -12,6 +12,9 @@ fn dropping_a_reference_bin_then_baking_it() {
     let dir = tempfile::tempdir().unwrap();
     let hosts = vec![otaforge_pki::Host::parse("ota.test").unwrap()];
     otaforge_pki::generate(dir.path(), &otaforge_pki::IssueRequest::new(hosts), false).unwrap();
+    let keys =
+        otaforge_pki::signing::generate(dir.path(), &otaforge_pki::signing::Family::ALL, false).unwrap();
+    let key = keys.current(otaforge_pki::signing::Family::Esp8266).unwrap().public();
     let mut image = ImageBuilder::for_chip(Chip::Esp8266).target_size(120_000).build();
     config_block::reserve(&mut image).unwrap();
     let input = dir.path().join("reference.bin");
@@ -39,6 +42,12 @@ fn dropping_a_reference_bin_then_baking_it() {
     let settings = config_block::read(&std::fs::read(&baked_path).unwrap()).unwrap().unwrap();
     assert_eq!(settings.version, "1.2.3");
     assert_eq!(settings.ca_pem, std::fs::read_to_string(dir.path().join("ca.pem")).unwrap());
+    // The public signing key went in, and the step says what that means.
+    assert_eq!(settings.signing_key, key.spki_der);
+    h.get_by_label_contains(&format!(
+        "installs only updates signed by this project's key {}",
+        &key.fingerprint()[..16]
+    ));
 }
 
 #[test]
