@@ -66,10 +66,43 @@ pub fn unpack(bytes: &[u8]) -> (Option<Vec<u8>>, GzipContents) {
 }
 
 /// Compresses an image the way eboot can unpack it: one gzip member, deflate at level 9 with the
-/// standard 32 KiB window (what `gzip -9`, which the core's documentation uses, makes).
+/// standard 32 KiB window (what `gzip -9`, which the core's documentation uses, makes), padded to
+/// a whole number of 32-bit words (see [`pad_to_words`]).
 pub fn compress(image: &[u8]) -> Vec<u8> {
     let mut encoder =
         flate2::write::GzEncoder::new(Vec::with_capacity(image.len() / 2), flate2::Compression::best());
     encoder.write_all(image).expect("writing into a Vec cannot fail");
-    encoder.finish().expect("writing into a Vec cannot fail")
+    pad_to_words(encoder.finish().expect("writing into a Vec cannot fail"))
+}
+
+/// gzip header flags (RFC 1952, 2.3.1).
+const FHCRC: u8 = 0x02;
+const FEXTRA: u8 = 0x04;
+/// Subfield ID of the padding (RFC 1952, 2.3.1.1: any two bytes not registered).
+const PADDING_ID: [u8; 2] = *b"OF";
+
+/// Makes a gzip file's length a multiple of four by adding an extra field (FEXTRA) of the right
+/// size to its header, so a signature appended to it starts word-aligned.
+///
+/// Why: the ESP8266 Updater hashes a signed file by reading flash in 32-bit words; for a file
+/// whose length is not a multiple of four every released core (up to 3.1.2) hashes some bytes
+/// of the signature too, and refuses three of four signed gzip'd updates (esp8266/Arduino
+/// PR #9109, merged after 3.1.2). eboot's decompressor (uzlib's `uzlib_gzip_parse_header`) skips
+/// an extra field, the unpacked bytes and the trailer's ISIZE are unchanged. A file that already
+/// has an extra field or a header CRC is returned as it is.
+pub fn pad_to_words(mut gz: Vec<u8>) -> Vec<u8> {
+    if gz.len().is_multiple_of(4) || gz.len() < 18 || !is_gzip(&gz) || gz[3] & (FEXTRA | FHCRC) != 0 {
+        return gz;
+    }
+    // XLEN (2) + SI1 SI2 (2) + LEN (2) + data: 6 + k bytes.
+    let k = (4 - (gz.len() + 6) % 4) % 4;
+    let mut extra = Vec::with_capacity(6 + k);
+    extra.extend_from_slice(&((4 + k) as u16).to_le_bytes());
+    extra.extend_from_slice(&PADDING_ID);
+    extra.extend_from_slice(&(k as u16).to_le_bytes());
+    extra.resize(6 + k, 0);
+    gz[3] |= FEXTRA;
+    // The extra field comes right after the 10-byte fixed header, before any file name.
+    gz.splice(10..10, extra);
+    gz
 }

@@ -448,3 +448,39 @@ fn an_image_shaped_like_a_real_build_compresses_by_about_a_third_and_random_byte
         assert!(info.is_valid(), "{:?}", info.problems());
     }
 }
+
+/// Every gzip'd file OTA Forge makes is a whole number of words long (so a signature after it is
+/// word-aligned for the ESP8266 Updater's hash: esp8266/Arduino PR #9109), and still unpacks the
+/// way eboot does: uzlib skips the 10-byte header and the extra field, inflates, and takes the
+/// size from the trailer.
+#[test]
+fn gzip_files_are_padded_to_whole_words_and_eboot_still_unpacks_them() {
+    use std::io::{Read, Write};
+    let eboot_unpacks = |gz: &[u8]| -> Vec<u8> {
+        let mut at = 10;
+        if gz[3] & 0x04 != 0 {
+            at += 2 + u16::from_le_bytes([gz[10], gz[11]]) as usize;
+        }
+        let mut out = Vec::new();
+        flate2::read::DeflateDecoder::new(&gz[at..]).read_to_end(&mut out).unwrap();
+        let isize = u32::from_le_bytes(gz[gz.len() - 4..].try_into().unwrap()) as usize;
+        assert_eq!(isize, out.len(), "ISIZE, what eboot copies");
+        out
+    };
+    let mut residues = std::collections::BTreeSet::new();
+    for n in 0..24u64 {
+        let image = ImageBuilder::arduino_esp8266().seed(n + 1).target_size(20_000 + 13 * n as usize).build();
+        // A plain gzip of the same bytes, as `gzip -9` would make it: its length is anything.
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(&image).unwrap();
+        let plain = e.finish().unwrap();
+        residues.insert(plain.len() % 4);
+        for gz in [gzip::compress(&image), gzip::pad_to_words(plain.clone())] {
+            assert_eq!(gz.len() % 4, 0, "{} bytes", gz.len());
+            assert_eq!(eboot_unpacks(&gz), image);
+            assert_eq!(gzip::unpack(&gz).0.as_deref(), Some(&image[..]));
+            assert!(gz.len() <= plain.len() + 9);
+        }
+    }
+    assert_eq!(residues.len(), 4, "the unpadded lengths took every remainder: {residues:?}");
+}

@@ -380,6 +380,8 @@ fn signed(
             Err(PublishError::SignedByOther(family))
         };
     }
+    // The ESP8266 Updater hashes in 32-bit words: a gzip'd file is padded to whole words first.
+    let bytes = if family == Family::Esp8266 { gzip::pad_to_words(bytes) } else { bytes };
     let signed = signature::sign(&bytes, key).map_err(|e| PublishError::Sign(e.to_string()))?;
     info.signature_len = Some(signed.len() - bytes.len());
     info.size = signed.len();
