@@ -19,9 +19,9 @@ pub const DEMO: &str = otaforge_protocol::DEMO_CHANNEL;
 /// Size of the test images (a small sketch: quick, and still many TLS records).
 pub const IMAGE_SIZE: usize = 120 * 1024;
 
-/// The settings the project in `dir` bakes for host 127.0.0.1 and `port`.
-pub fn settings(dir: &std::path::Path, version: &str, port: u16) -> BakedSettings {
-    let form = BakeForm {
+/// The bake form for host 127.0.0.1 and `port`, on the demo channel.
+pub fn form(version: &str, port: u16) -> BakeForm {
+    BakeForm {
         host: "127.0.0.1".into(),
         port,
         version: version.into(),
@@ -29,8 +29,12 @@ pub fn settings(dir: &std::path::Path, version: &str, port: u16) -> BakedSetting
         channel: DEMO.into(),
         poll_interval_s: 10,
         ..Default::default()
-    };
-    baked_settings(dir, &form, true).expect("settings")
+    }
+}
+
+/// The settings the project in `dir` bakes for host 127.0.0.1 and `port`.
+pub fn settings(dir: &std::path::Path, version: &str, port: u16) -> BakedSettings {
+    baked_settings(dir, &form(version, port), true).expect("settings")
 }
 
 /// The reference image for `chip` of `size` bytes with `settings` baked in.

@@ -43,15 +43,7 @@ fn cli(dir: &Path, args: &[&str]) -> String {
 /// The reference image baked the way `otaforge bake` bakes it for the project in `dir` (with the
 /// project's current key for the chip's family, unless `no_key`), for 127.0.0.1:`port`.
 fn bake_for(dir: &Path, chip: Chip, version: &str, port: u16, no_key: bool) -> Vec<u8> {
-    let form = BakeForm {
-        host: "127.0.0.1".into(),
-        port,
-        version: version.into(),
-        channel: DEMO.into(),
-        poll_interval_s: 10,
-        no_signing_key: no_key,
-        ..Default::default()
-    };
+    let form = BakeForm { no_signing_key: no_key, ..form(version, port) };
     bake_reference_image(dir, chip, &form, IMAGE_SIZE).expect("bake")
 }
 
