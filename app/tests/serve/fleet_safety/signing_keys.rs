@@ -133,3 +133,36 @@ fn a_signed_gzip_release_is_refused_where_the_fleet_checks_no_signatures() {
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(stdout.contains("gzip'd:") && stdout.contains("signed by key"), "{stdout}");
 }
+
+#[test]
+fn a_gzip_signed_elsewhere_with_an_unaligned_length_is_published_with_a_warning() {
+    use std::io::Write;
+    let project = Project::new();
+    new_key(project.path(), false);
+    let keys = signing::load(project.path()).unwrap();
+    // What `gzip -9` and the core's signing.py make: no padding, so the signature starts wherever
+    // the gzip ends.
+    let image = keyed_image(&project, "1.0.0", &key_of(project.path()));
+    let mut unaligned = None;
+    for level in 1..=9 {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+        e.write_all(&image).unwrap();
+        let gz = e.finish().unwrap();
+        if gz.len() % 4 != 0 {
+            unaligned = Some(gz);
+            break;
+        }
+    }
+    let gz = unaligned.expect("some compression level gives an unaligned length");
+    let signed = signature::sign(&gz, keys.current(Family::Esp8266).unwrap()).unwrap();
+    let checked = check(&project, signed, "1.0.0").unwrap();
+    assert!(checked.warnings.iter().any(|w| w.contains("PR #9109")), "{:?}", checked.warnings);
+    // What OTA Forge compresses and signs itself is padded: no warning.
+    let store = Store::open(project.path()).unwrap();
+    let mut req = PublishRequest::sketch("stable", Some("1.0.0"));
+    req.gzip = true;
+    req.sign_with = Some(std::sync::Arc::new(keys));
+    let ours = publish::check(&store, image, req).unwrap();
+    assert!(!ours.warnings.iter().any(|w| w.contains("PR #9109")), "{:?}", ours.warnings);
+    assert_eq!(signature::split(Family::Esp8266, ours.bytes()).unwrap().body.len() % 4, 0);
+}

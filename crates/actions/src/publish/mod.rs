@@ -217,7 +217,7 @@ pub fn check(store: &Store, bytes: Vec<u8>, req: PublishRequest) -> Result<Check
         plain.or_else(|| info.as_ref().filter(|i| i.gzip.is_some()).and_then(|_| gzip::unpack(&bytes).0));
     let contents = unpacked.as_deref().unwrap_or(&bytes);
     let version = choose_version(contents, info.as_ref(), req.version.as_deref())?;
-    let warnings = check_contents(store, contents, &req, info.is_some())?;
+    let mut warnings = check_contents(store, contents, &req, info.is_some())?;
     if req.sign_with.is_none() {
         let channel = store.channel(&req.channel)?;
         if channel.as_ref().is_some_and(|c| c.require_signatures) {
@@ -249,6 +249,19 @@ pub fn check(store: &Store, bytes: Vec<u8>, req: PublishRequest) -> Result<Check
         }
         (None, None) => (bytes, info, None),
     };
+    if family == Some(Family::Esp8266)
+        && let Some(found) = signature::split(Family::Esp8266, &bytes)
+        && gzip::is_gzip(found.body)
+        && !found.body.len().is_multiple_of(4)
+    {
+        // Signed elsewhere (what OTA Forge signs it pads first: see gzip::pad_to_words).
+        warnings.push(format!(
+            "this gzip'd file is {} bytes, not a whole number of 32-bit words, and was signed as it is: \
+             released ESP8266 cores (up to 3.1.2) hash it with word reads and refuse about three in four \
+             such updates (esp8266/Arduino PR #9109). Publish the plain image with --gzip --sign instead",
+            found.body.len()
+        ));
+    }
     if family == Some(Family::Esp8266)
         && signed_by.is_some()
         && gzip::is_gzip(&bytes)
