@@ -271,14 +271,10 @@ pub(super) fn bake(dir: &Path, args: BakeArgs) -> Result<()> {
         };
         println!("  signing key: {why}; the firmware installs unsigned updates");
     } else {
-        let fp = otaforge_pki::signing::PublicKey {
-            family: otaforge_firmware::signature::family(info.chip.unwrap_or(otaforge_firmware::Chip::Esp32)),
-            spki_der: settings.signing_key.clone(),
-        }
-        .fingerprint();
+        let fp = otaforge_pki::signing::fingerprint(&settings.signing_key);
         println!(
             "  signing key {}: the firmware installs only updates signed by it (otaforge publish signs them)",
-            &fp[..16]
+            otaforge_pki::signing::short(&fp)
         );
     }
     if !settings.device_name.is_empty() || !settings.wifi_ssid.is_empty() {

@@ -1,5 +1,6 @@
 //! `otaforge key …`: the firmware signing keys, and signing or checking a file by hand.
 
+use otaforge_pki::signing::short;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -223,8 +224,4 @@ fn family_slug(family: Family) -> &'static str {
         Family::Esp8266 => "esp8266",
         Family::Esp32 => "esp32",
     }
-}
-
-fn short(fingerprint: &str) -> &str {
-    &fingerprint[..16.min(fingerprint.len())]
 }

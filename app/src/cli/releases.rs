@@ -1,5 +1,6 @@
 //! `otaforge publish`, `releases`, `devices`, `rollout`.
 
+use otaforge_pki::signing::short;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -169,11 +170,6 @@ pub enum GzipArg {
     Never,
     /// As each publish says.
     PerPublish,
-}
-
-/// A fingerprint as `otaforge key show` prints it.
-fn short(fingerprint: &str) -> &str {
-    &fingerprint[..fingerprint.len().min(16)]
 }
 
 /// "signed by / verifies with": each as a short fingerprint with "(old)" for a replaced key and

@@ -112,7 +112,7 @@ impl FirmwareStep {
                 let key = match signing_key {
                     Some(fp) => format!(
                         " It installs only updates signed by this project's key {}… (publish signs them).",
-                        &fp[..16]
+                        otaforge_pki::signing::short(&fp)
                     ),
                     None => " No signing key baked in: it installs updates without a signature check.".into(),
                 };

@@ -5,7 +5,7 @@
 use egui::RichText;
 
 use crate::worker::{Command, Event, SigningKeyInfo, Worker};
-use otaforge_pki::signing::Family;
+use otaforge_pki::signing::{self, Family};
 
 /// Button that makes the first keys (tests find it by this text).
 pub const NEW_KEYS: &str = "Generate signing keys";
@@ -76,16 +76,17 @@ impl SigningKeySection {
         }
         egui::Grid::new("signing-keys").num_columns(3).spacing([12.0, 4.0]).show(ui, |ui| {
             for k in keys {
-                let (name, algorithm) = match k.family {
-                    Family::Esp8266 => ("ESP8266", "RSA-2048"),
-                    Family::Esp32 => ("ESP32", "ECDSA P-256"),
+                let name = k.family.to_string();
+                let algorithm = match k.family {
+                    Family::Esp8266 => "RSA-2048",
+                    Family::Esp32 => "ECDSA P-256",
                 };
                 ui.label(format!("{name} ({algorithm})"));
                 let retired = match k.retired {
                     0 => String::new(),
                     n => format!(", {n} replaced"),
                 };
-                ui.label(RichText::new(format!("{}…{retired}", &k.fingerprint[..16])).monospace())
+                ui.label(RichText::new(format!("{}…{retired}", signing::short(&k.fingerprint))).monospace())
                     .on_hover_text(&k.fingerprint);
                 if ui.button(format!("Copy {name} public key")).clicked() {
                     ui.ctx().copy_text(k.pem.clone());

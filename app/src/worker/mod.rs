@@ -341,14 +341,8 @@ impl Runner {
                     let bytes =
                         std::fs::read(&input).map_err(|e| format!("cannot read {}: {e}", input.display()))?;
                     let (baked, s) = settings::bake_image(&dir, &bytes, &form).map_err(|e| e.to_string())?;
-                    // The fingerprint is of the DER alone (the family does not enter it).
-                    let key = (!s.signing_key.is_empty()).then(|| {
-                        let fp = otaforge_pki::signing::PublicKey {
-                            family: otaforge_pki::signing::Family::Esp8266,
-                            spki_der: s.signing_key.clone(),
-                        };
-                        fp.fingerprint()
-                    });
+                    let key = (!s.signing_key.is_empty())
+                        .then(|| otaforge_pki::signing::fingerprint(&s.signing_key));
                     otaforge_project::write_atomic(&out, &baked, otaforge_project::Secrecy::Secret)
                         .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
                     Ok((firmware::report(&baked).map(Box::new).map_err(|e| e.to_string())?, key))

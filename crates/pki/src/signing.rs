@@ -46,6 +46,12 @@ impl Family {
         }
     }
 
+    /// The family of a chip as releases name it ("ESP8266", "ESP32-C3", …): every ESP32-family
+    /// chip verifies the same way.
+    pub fn of_chip_name(chip: &str) -> Family {
+        if chip.eq_ignore_ascii_case("ESP8266") { Family::Esp8266 } else { Family::Esp32 }
+    }
+
     /// What the key is, in words.
     pub fn algorithm(self) -> &'static str {
         match self {
@@ -69,6 +75,17 @@ impl std::fmt::Display for Family {
             Family::Esp32 => "ESP32",
         })
     }
+}
+
+/// SHA-256 of a public key's SubjectPublicKeyInfo (DER), hex: the fingerprint releases, `key
+/// show` and the config block's key are known by (the family does not enter it).
+pub fn fingerprint(spki_der: &[u8]) -> String {
+    hex::encode(Sha256::digest(spki_der))
+}
+
+/// A fingerprint as people read it: its first 16 hex digits (what `otaforge key show` prints).
+pub fn short(fingerprint: &str) -> &str {
+    &fingerprint[..fingerprint.len().min(16)]
 }
 
 /// A public signing key: what devices hold and what signatures are checked against.
@@ -104,7 +121,7 @@ impl PublicKey {
 
     /// SHA-256 of the SubjectPublicKeyInfo, hex: how releases record who signed them.
     pub fn fingerprint(&self) -> String {
-        hex::encode(Sha256::digest(&self.spki_der))
+        fingerprint(&self.spki_der)
     }
 
     /// Checks `signature` over `message` as the family's device does.

@@ -40,11 +40,7 @@ pub struct ReleaseView {
 fn installed_image(meta: &Release, bytes: &[u8]) -> Option<Vec<u8>> {
     use otaforge_firmware::{gzip, signature};
     use otaforge_pki::signing::Family;
-    let family = match meta.chip.as_deref() {
-        Some(c) if c.eq_ignore_ascii_case("ESP8266") => Family::Esp8266,
-        Some(_) => Family::Esp32,
-        None => return None,
-    };
+    let family = Family::of_chip_name(meta.chip.as_deref()?);
     let body =
         meta.signed_by.as_ref().and_then(|_| signature::split(family, bytes)).map_or(bytes, |s| s.body);
     if gzip::is_gzip(body) {

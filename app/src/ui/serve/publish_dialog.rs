@@ -217,7 +217,7 @@ impl PublishDialog {
 
     /// What the stored release will be: signed by which key, compressed by how much.
     fn outcome(ui: &mut egui::Ui, checked: &otaforge_actions::publish::Checked) {
-        let short = |fp: &str| fp[..fp.len().min(16)].to_string();
+        let short = otaforge_pki::signing::short;
         let image = checked.image.as_ref();
         egui::Grid::new("publish-outcome").num_columns(2).spacing([12.0, 3.0]).show(ui, |ui| {
             let signature = match (&checked.signed_by, image.and_then(|i| i.signature_len)) {

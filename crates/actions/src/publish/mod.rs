@@ -189,17 +189,23 @@ pub fn check(store: &Store, bytes: Vec<u8>, req: PublishRequest) -> Result<Check
     if bytes.len() > MAX_IMAGE_BYTES {
         return Err(PublishError::TooLarge(bytes.len()));
     }
+    // The channel as it is now, and what it serves: read once, for every check below.
+    let channel = store.channel(&req.channel)?;
+    let current = current_release(store, channel.as_ref())?;
     // The channel's setting: compress every ESP8266 sketch, or none (cores before 2.7.0).
-    let policy = store.channel(&req.channel)?.map(|c| c.gzip).unwrap_or_default();
+    let policy = channel.as_ref().map(|c| c.gzip).unwrap_or_default();
     if policy == GzipPolicy::Never && (req.gzip || gzip::is_gzip(&bytes)) {
         return Err(PublishError::GzipNever(req.channel.clone()));
     }
-    let gzip_wanted = req.gzip
-        || (policy == GzipPolicy::Always
-            && req.kind == PayloadKind::Sketch
-            && image::inspect(&bytes).is_ok_and(|i| i.chip == Some(otaforge_firmware::chip::Chip::Esp8266)));
-    // With --gzip the plain image is kept: it is what the content checks read below.
-    let (bytes, plain) = if gzip_wanted { compressed(bytes, &req)? } else { (bytes, None) };
+    // With --gzip the plain image is kept: it is what the content checks read below. A channel
+    // set to always compress leaves what eboot cannot unpack (ESP32, filesystems) as it is.
+    let (bytes, plain) = if req.gzip {
+        compressed(bytes, req.kind, true)?
+    } else if policy == GzipPolicy::Always {
+        compressed(bytes, req.kind, false)?
+    } else {
+        (bytes, None)
+    };
     let info = match req.kind {
         PayloadKind::Sketch => {
             let info = image::inspect(&bytes)?;
@@ -219,12 +225,11 @@ pub fn check(store: &Store, bytes: Vec<u8>, req: PublishRequest) -> Result<Check
     let version = choose_version(contents, info.as_ref(), req.version.as_deref())?;
     let mut warnings = check_contents(store, contents, &req, info.is_some())?;
     if req.sign_with.is_none() {
-        let channel = store.channel(&req.channel)?;
         if channel.as_ref().is_some_and(|c| c.require_signatures) {
             return Err(PublishError::SignatureRequired(req.channel.clone()));
         }
         if req.kind == PayloadKind::Sketch
-            && let Some(key) = fleet_key(store, channel.as_ref())?
+            && let Some(key) = current.as_ref().and_then(|r| r.trusts.clone())
         {
             return Err(PublishError::FleetVerifies { channel: req.channel.clone(), key });
         }
@@ -240,7 +245,7 @@ pub fn check(store: &Store, bytes: Vec<u8>, req: PublishRequest) -> Result<Check
     };
     let (bytes, info, signed_by) = match (&req.sign_with, family) {
         (Some(keys), _) => {
-            let with = signing_key_for(store, &req.channel, family, keys)?;
+            let with = signing_key_for(current.as_ref(), &req.channel, family, keys)?;
             signed(bytes, info, with.as_deref())?
         }
         (None, Some(f)) => {
@@ -265,8 +270,7 @@ pub fn check(store: &Store, bytes: Vec<u8>, req: PublishRequest) -> Result<Check
     if family == Some(Family::Esp8266)
         && signed_by.is_some()
         && gzip::is_gzip(&bytes)
-        && let Some(current) = current_release(store, store.channel(&req.channel)?.as_ref())?
-        && current.trusts.is_none()
+        && let Some(current) = current.filter(|r| r.trusts.is_none())
     {
         return Err(PublishError::SignedGzipToKeyless {
             channel: req.channel.clone(),
@@ -279,14 +283,19 @@ pub fn check(store: &Store, bytes: Vec<u8>, req: PublishRequest) -> Result<Check
 }
 
 /// The file gzip'd for eboot, with the plain image it came from, when it is a plain ESP8266
-/// sketch image; left as it is (and no plain image) when it is gzip'd already.
-fn compressed(bytes: Vec<u8>, req: &PublishRequest) -> Result<(Vec<u8>, Option<Vec<u8>>), PublishError> {
-    if bytes.starts_with(&[0x1F, 0x8B]) {
+/// sketch image; left as it is (and no plain image) when it is gzip'd already, or when it is not
+/// an ESP8266 sketch and compression was not `required` (else that is refused).
+fn compressed(
+    bytes: Vec<u8>,
+    kind: PayloadKind,
+    required: bool,
+) -> Result<(Vec<u8>, Option<Vec<u8>>), PublishError> {
+    if gzip::is_gzip(&bytes) {
         return Ok((bytes, None));
     }
     let info = image::inspect(&bytes)?;
-    if req.kind != PayloadKind::Sketch || info.chip != Some(otaforge_firmware::chip::Chip::Esp8266) {
-        return Err(PublishError::GzipNotForThis);
+    if kind != PayloadKind::Sketch || info.chip != Some(otaforge_firmware::chip::Chip::Esp8266) {
+        return if required { Err(PublishError::GzipNotForThis) } else { Ok((bytes, None)) };
     }
     let problems = info.problems();
     if !problems.is_empty() {
@@ -313,16 +322,15 @@ fn trusted_key(contents: &[u8], family: Family, keys: &Keys) -> Result<Option<St
 /// rotation that is the retired key, and this release is the carrier), else the current key.
 /// `None` with no key to sign with (the caller says so).
 fn signing_key_for<'k>(
-    store: &Store,
+    current: Option<&Release>,
     channel: &str,
     family: Option<Family>,
     keys: &'k Keys,
 ) -> Result<Option<signing::KeyRef<'k>>, PublishError> {
     let Some(family) = family else { return Ok(None) };
-    let current = store.channel(channel)?;
-    let fleet = current_release(store, current.as_ref())?
-        .filter(|r| r.chip.as_deref().map(self::family) == Some(family_name(family)))
-        .and_then(|r| r.trusts);
+    let fleet = current
+        .filter(|r| r.chip.as_deref().map(Family::of_chip_name) == Some(family))
+        .and_then(|r| r.trusts.clone());
     if let Some(fp) = fleet {
         return match keys.private(family, &fp).map_err(PublishError::Keys)? {
             Some(key) => Ok(Some(key)),
@@ -345,22 +353,8 @@ fn current_release(
 /// offers signing checked.
 pub fn signing_needed(store: &Store, channel: &str) -> Result<bool, PublishError> {
     let c = store.channel(channel)?;
-    Ok(c.as_ref().is_some_and(|c| c.require_signatures) || fleet_key(store, c.as_ref())?.is_some())
-}
-
-/// The key the firmware a channel serves now verifies updates with, if it verifies any.
-fn fleet_key(
-    store: &Store,
-    channel: Option<&otaforge_store::Channel>,
-) -> Result<Option<String>, PublishError> {
-    Ok(current_release(store, channel)?.and_then(|r| r.trusts))
-}
-
-fn family_name(f: Family) -> &'static str {
-    match f {
-        Family::Esp8266 => "ESP8266",
-        Family::Esp32 => "ESP32",
-    }
+    Ok(c.as_ref().is_some_and(|c| c.require_signatures)
+        || current_release(store, c.as_ref())?.is_some_and(|r| r.trusts.is_some()))
 }
 
 /// The fingerprint of the project key (current or retired) whose signature the file ends with.

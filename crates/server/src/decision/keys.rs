@@ -13,6 +13,8 @@
 
 use std::sync::Arc;
 
+use otaforge_pki::signing::short;
+
 use super::super::catalog::{ChannelView, ReleaseView};
 
 /// What a device that runs `running` can install: `target`, a carrier release toward it, or
@@ -64,11 +66,6 @@ pub fn verifiable<'a>(
         run.meta.version,
         short(trusted)
     ))
-}
-
-/// The first 16 hex digits of a fingerprint, as `otaforge key show` prints them.
-pub fn short(fingerprint: &str) -> &str {
-    &fingerprint[..fingerprint.len().min(16)]
 }
 
 /// Why an ESP8266 device must not get `release`, a gzip'd image with a signature appended, when

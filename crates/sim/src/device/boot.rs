@@ -327,4 +327,4 @@ fn read_settings(image: &[u8]) -> Settings {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

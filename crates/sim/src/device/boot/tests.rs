@@ -4,7 +4,8 @@ use crate::device::reference_image;
 use otaforge_firmware::ImageBuilder;
 use otaforge_firmware::config_block;
 
-fn settings(version: &str) -> BakedSettings {
+/// Settings a test bakes (no Wi-Fi, no key), shared with the other device tests.
+pub(crate) fn settings(version: &str) -> BakedSettings {
     BakedSettings {
         host: "ota.test".into(),
         port: 3443,

@@ -28,18 +28,7 @@ fn private(chip: Chip, project: usize) -> &'static otaforge_pki::signing::Privat
 }
 
 fn settings(version: &str, key: &[u8]) -> BakedSettings {
-    BakedSettings {
-        host: "ota.test".into(),
-        port: 3443,
-        path: "/update".into(),
-        version: version.into(),
-        ca_pem: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into(),
-        poll_interval_s: 60,
-        tls_rx_buffer: 16384,
-        tls_tx_buffer: 512,
-        signing_key: key.to_vec(),
-        ..Default::default()
-    }
+    BakedSettings { signing_key: key.to_vec(), ..crate::device::boot::tests::settings(version) }
 }
 
 fn image(chip: Chip, version: &str, key: &[u8]) -> Vec<u8> {
