@@ -97,25 +97,33 @@ async fn run(dir: std::path::PathBuf, args: ServeArgs) -> Result<()> {
     use std::io::Write as _;
     let running = server::start(&dir, args.config()).await?;
     let mut events = running.subscribe();
+    // SIGTERM (systemd, kill) stops as cleanly as Ctrl-C: the inventory reaches the disk. Both
+    // handlers are in place before the first line, since whoever reads it may signal at once
+    // (before, a SIGTERM right after "Serving updates" killed the process uncleanly).
+    #[cfg(unix)]
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    #[cfg(unix)]
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    #[cfg(unix)]
+    let terminated = async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+    };
+    #[cfg(not(unix))]
+    let terminated = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    tokio::pin!(terminated);
     println!("Serving updates on https://{}{} (Ctrl-C stops)", running.tls_addr, args.path);
     if let Some(a) = running.http_addr {
         println!("Plain HTTP on http://{a}{}", args.path);
     }
     let mut last_progress: HashMap<u64, Instant> = HashMap::new();
-    // SIGTERM (systemd, kill) stops as cleanly as Ctrl-C: the inventory reaches the disk.
-    #[cfg(unix)]
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    #[cfg(unix)]
-    let terminated = async move { term.recv().await };
-    #[cfg(not(unix))]
-    let terminated = std::future::pending::<Option<()>>();
-    tokio::pin!(terminated);
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
     let mut lines = Vec::new();
     loop {
         tokio::select! {
-            _ = &mut ctrl_c => break,
             _ = &mut terminated => break,
             ev = events.recv() => {
                 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
