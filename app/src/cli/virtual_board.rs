@@ -1,6 +1,7 @@
 //! `otaforge sim board`: a whole virtual board on a pty. Flash it like a real one (`otaforge
 //! flash --port …`, esptool, the app's Flash step) and it boots what was flashed, polls the
-//! update server and updates itself; its serial log is printed here.
+//! update server and updates itself; its serial log is printed here, and goes out on the pty as a
+//! real board's would (`otaforge monitor --port …` at 115200 baud).
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -64,11 +65,12 @@ pub(super) fn board(dir: &Path, args: VirtualBoardArgs) -> Result<()> {
         let mut log = board.subscribe();
         println!("{}", board.port().display());
         eprintln!(
-            "Virtual {} board on {} (MAC {}, flash {}). Flash it, e.g.\n  otaforge flash FIRMWARE.bin --port {}\nand it boots, polls the update server and updates itself; its serial log follows. Ctrl-C stops it.",
+            "Virtual {} board on {} (MAC {}, flash {}). Flash it, e.g.\n  otaforge flash FIRMWARE.bin --port {}\nand it boots, polls the update server and updates itself; its serial log follows, and is on the port too:\n  otaforge monitor --port {}\nCtrl-C stops it.",
             args.chip.name(),
             board.port().display(),
             board.identity().sta_mac(),
             board.flash_path().display(),
+            board.port().display(),
             board.port().display()
         );
         let ctrl_c = tokio::signal::ctrl_c();

@@ -12,4 +12,5 @@ mod demo;
 mod failures;
 mod fleet;
 mod rotation;
+mod serial_log;
 mod signed;

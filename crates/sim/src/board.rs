@@ -2,7 +2,10 @@
 //! talks to on a pty) and the running side ([`crate::device`], the firmware that boots and
 //! updates itself), one chip with one MAC. While a flasher talks to the ROM the firmware is held
 //! in reset; when the flashing session ends and the chip leaves the bootloader, the board boots
-//! what was flashed, with the serial console continuing across boots.
+//! what was flashed, with the serial console continuing across boots. What the chip prints (the
+//! ROM's boot messages, the firmware's log: [`crate::device::Console`]) goes out on the pty while
+//! the firmware runs, at the rate it is printed at; while the ROM answers a flasher nothing else
+//! is sent.
 //!
 //! One limit, stated plainly: the running firmware's own flash writes (an OTA update) stay with
 //! the running side. The serial side keeps what was flashed over serial, so a flasher reading the
@@ -93,7 +96,7 @@ impl VirtualBoard {
             registry_dir: opts.registry_dir.clone(),
             ..SimOptions::default()
         })?);
-        let console = console_for(&id, opts.device.log_lines);
+        let console = console_for(&id, opts.device.log_lines).with_serial(serial.firmware_uart());
         let running = Arc::new(Mutex::new(None));
         let (stop, stop_rx) = watch::channel(false);
         let supervisor = tokio::spawn(supervise(
@@ -155,6 +158,12 @@ impl VirtualBoard {
         self.serial.reset_to_bootloader();
     }
 
+    /// The RST button with the boot pin released: the chip restarts and runs what its flash
+    /// holds, printing its boot messages again.
+    pub fn reset(&self) {
+        self.serial.reset_to_firmware();
+    }
+
     /// Waits until the status satisfies `pred` (at most `timeout`); `Err` with the last status.
     pub async fn wait_until(
         &self,
@@ -189,15 +198,24 @@ async fn supervise(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_millis(50));
+    // The serial side's `firmware_starts` the firmware was last started for.
+    let mut started = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => break,
         }
-        let state = serial.status().state;
-        let is_running = running.lock().unwrap_or_else(|p| p.into_inner()).is_some();
+        let st = serial.status();
+        let state = st.state;
+        let mut is_running = running.lock().unwrap_or_else(|p| p.into_inner()).is_some();
+        if is_running && state == DeviceState::RunningFirmware && started != Some(st.firmware_starts) {
+            // Reset while it ran: the running firmware stops, and starts again below.
+            halt(&running).await;
+            is_running = false;
+        }
         match (state, is_running) {
-            (DeviceState::RunningFirmware, false) => {
+            (DeviceState::RunningFirmware, false) if started != Some(st.firmware_starts) => {
+                started = Some(st.firmware_starts);
                 let bytes = serial.flash_contents();
                 let flash = match Flash::from_bytes(&bytes) {
                     Ok(f) => f,
@@ -216,7 +234,7 @@ async fn supervise(
                 device.external_reset();
                 *running.lock().unwrap_or_else(|p| p.into_inner()) = Some(device.spawn());
             }
-            (DeviceState::RunningFirmware, true) => {}
+            (DeviceState::RunningFirmware, _) => {}
             (_, true) => halt(&running).await,
             (DeviceState::Gone, false) => break,
             (_, false) => {}

@@ -9,8 +9,9 @@ use rand::Rng;
 use tokio::sync::watch;
 
 use super::boot::{self, Booted, ResetReason, Settings};
+use super::boot_messages::boot_messages;
 use super::codes;
-use super::status::{Activity, CheckFailure, CheckOutcome, DeviceEvent};
+use super::status::{Activity, CheckFailure, CheckOutcome, DeviceEvent, SKETCH_BAUD};
 use super::updater::{self, Check, Machine};
 use super::{Clock, VirtualDevice};
 use otaforge_firmware::config_block::BakedSettings;
@@ -37,6 +38,8 @@ pub(super) enum Exit {
 pub(super) async fn power_on(dev: &mut VirtualDevice, stop: &mut watch::Receiver<bool>) {
     loop {
         dev.console.update(|s| s.activity = Activity::Booting);
+        let (baud, rom) = boot_messages(dev.id.chip, dev.rtc.reset_reason);
+        dev.console.uart(baud, rom);
         let booted = match boot::boot(&mut dev.flash, &dev.id, &mut dev.rtc) {
             Ok(b) => b,
             Err(e) => {
@@ -63,6 +66,10 @@ async fn halt(dev: &VirtualDevice, why: String, stop: &mut watch::Receiver<bool>
 
 async fn run_firmware(dev: &mut VirtualDevice, booted: &Booted, stop: &mut watch::Receiver<bool>) -> Exit {
     let chip = dev.id.chip;
+    if !matches!(booted.settings, Settings::NotReference(_)) {
+        // setup(): Serial.begin(OTA_SERIAL_BAUD); Serial.println();
+        dev.console.uart(SKETCH_BAUD, "\r\n");
+    }
     let settings = match &booted.settings {
         Settings::Baked(s) => s.clone(),
         other => {

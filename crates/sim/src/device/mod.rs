@@ -9,6 +9,7 @@
 //! figures in the log are typical values.
 
 pub mod boot;
+pub mod boot_messages;
 pub mod codes;
 pub mod device_area;
 mod firmware;
@@ -29,7 +30,7 @@ use tokio::sync::{Notify, broadcast, watch};
 pub use boot::Esp8266Layout;
 pub use flash::Flash;
 pub use identity::Identity;
-pub use status::{Activity, CheckFailure, CheckOutcome, Console, DeviceEvent, DeviceStatus};
+pub use status::{Activity, CheckFailure, CheckOutcome, Console, DeviceEvent, DeviceStatus, SKETCH_BAUD};
 pub use updater::Net;
 
 use otaforge_firmware::config_block;

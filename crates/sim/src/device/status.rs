@@ -8,7 +8,11 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use super::tls::TlsFailure;
+use crate::serial::UartBytes;
 use otaforge_firmware::Chip;
+
+/// The reference sketches' `Serial.begin(OTA_SERIAL_BAUD)`.
+pub const SKETCH_BAUD: u32 = 115_200;
 
 /// How a failed check ended, as the reference firmware logs it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -122,7 +126,7 @@ pub struct Console {
     keep: usize,
     events: broadcast::Sender<DeviceEvent>,
     status: Arc<watch::Sender<DeviceStatus>>,
-    serial: Option<mpsc::UnboundedSender<Vec<u8>>>,
+    serial: Option<mpsc::UnboundedSender<UartBytes>>,
 }
 
 impl Console {
@@ -137,8 +141,9 @@ impl Console {
         }
     }
 
-    /// Also writes every log line, as bytes with `\r\n`, to `serial` (a board's UART).
-    pub fn with_serial(mut self, serial: mpsc::UnboundedSender<Vec<u8>>) -> Console {
+    /// Also prints every log line on `serial` (a board's UART) at [`SKETCH_BAUD`], and lets
+    /// [`Console::uart`] print there.
+    pub fn with_serial(mut self, serial: mpsc::UnboundedSender<UartBytes>) -> Console {
         self.serial = Some(serial);
         self
     }
@@ -146,9 +151,8 @@ impl Console {
     /// Logs a line the reference firmware prints (with its `[otaforge] ` prefix).
     pub fn log(&self, line: impl Into<String>) {
         let line = format!("[otaforge] {}", line.into());
-        if let Some(s) = &self.serial {
-            let _ = s.send(format!("{line}\r\n").into_bytes());
-        }
+        // OTA_LOG's format ends in "\n" alone (printf_P, no println).
+        self.uart(SKETCH_BAUD, format!("{line}\n"));
         self.keep_line(line);
     }
 
@@ -156,10 +160,16 @@ impl Console {
     /// show as ROM noise or silence), kept and sent like the others.
     pub fn raw(&self, line: impl Into<String>) {
         let line = line.into();
-        if let Some(s) = &self.serial {
-            let _ = s.send(format!("{line}\r\n").into_bytes());
-        }
+        self.uart(SKETCH_BAUD, format!("{line}\r\n"));
         self.keep_line(line);
+    }
+
+    /// Prints on the serial port only, at `baud`: what is not a log line, such as the ROM's boot
+    /// messages.
+    pub fn uart(&self, baud: u32, bytes: impl Into<Vec<u8>>) {
+        if let Some(s) = &self.serial {
+            let _ = s.send(UartBytes { baud, bytes: bytes.into() });
+        }
     }
 
     fn keep_line(&self, line: String) {

@@ -4,6 +4,8 @@
 //! - **Baud rate.** While the ROM auto-bauds, any host rate works. Once the device's rate is fixed
 //!   (a flasher stub runs, or CHANGE_BAUDRATE was answered), bytes a host sends at another rate
 //!   arrive as garbage and are dropped, so a host that forgets to switch fails as on hardware.
+//!   The same holds the other way: text the chip prints ([`Link::print`]) at a rate the host
+//!   does not read at is garbage to it, and is dropped.
 //! - **Throttling** (optional): bytes take `10 / baud` seconds each in either direction, so a
 //!   1 MB write takes as long as it would over a real adapter.
 
@@ -18,6 +20,16 @@ use super::slip;
 /// The pty went away (closed by a fault knob) or the simulator is stopping.
 #[derive(Debug)]
 pub struct LinkDown;
+
+/// Bytes the chip's UART sends while it runs its firmware, with the rate they are sent at: the
+/// ESP8266's ROM prints at 74880 baud, sketches at what `Serial.begin()` set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UartBytes {
+    /// The sender's baud rate.
+    pub baud: u32,
+    /// What it sends.
+    pub bytes: Vec<u8>,
+}
 
 /// A UART on a pty.
 pub struct Link {
@@ -130,6 +142,30 @@ impl Link {
         })
     }
 
+    /// Sends text the chip prints at `baud` (its ROM's rate, or the sketch's). A host reading at
+    /// another rate would see garbage; a pty would pass it clean, so it is dropped (false). Never
+    /// waits for a host that does not read: a UART's bytes are lost then too.
+    pub fn print(&mut self, baud: u32, text: &[u8]) -> Result<bool, LinkDown> {
+        let host = self.host_baud();
+        if !rates_match(baud, host) {
+            log::debug!(
+                "virtual device: {} bytes at {baud} baud while the host reads at {host}: garbage",
+                text.len()
+            );
+            return Ok(false);
+        }
+        if self.throttle {
+            self.tx_clock = self.tx_clock.max(Instant::now()) + byte_time(text.len(), baud);
+            sleep_until(self.tx_clock, &self.stop);
+        }
+        let pty = self.pty.as_mut().ok_or(LinkDown)?;
+        pty.write_all(text, Duration::ZERO).map_err(|e| {
+            log::debug!("virtual device: pty write failed: {e}");
+            LinkDown
+        })?;
+        Ok(true)
+    }
+
     /// Unplugs the device: closes the pty, so the host's next read or write fails.
     pub fn close(&mut self) {
         self.pty = None;
@@ -144,6 +180,13 @@ impl Link {
         }
     }
 
+    /// Drops what was sent to the host and not read yet.
+    pub fn discard_output(&mut self) {
+        if let Some(p) = self.pty.as_mut() {
+            p.discard_output();
+        }
+    }
+
     /// Waits out `d` of device-side work (a flash erase), unless stopping.
     pub fn busy(&self, d: Duration) {
         sleep_until(Instant::now() + d, &self.stop);
@@ -155,7 +198,7 @@ impl Link {
     }
 
     fn byte_time(&self, n: usize) -> Duration {
-        Duration::from_nanos(n as u64 * 10 * 1_000_000_000 / self.baud().max(300) as u64)
+        byte_time(n, self.baud())
     }
 
     fn pace_rx(&mut self, n: usize) {
@@ -173,6 +216,11 @@ impl Link {
         self.tx_clock = self.tx_clock.max(Instant::now()) + self.byte_time(n);
         sleep_until(self.tx_clock, &self.stop);
     }
+}
+
+/// How long `n` bytes take at `baud` (8N1: 10 bits each).
+fn byte_time(n: usize, baud: u32) -> Duration {
+    Duration::from_nanos(n as u64 * 10 * 1_000_000_000 / baud.max(300) as u64)
 }
 
 /// UARTs tolerate a few percent of rate error.
@@ -197,5 +245,30 @@ impl std::fmt::Debug for Link {
             .field("device_baud", &self.device_baud)
             .field("throttle", &self.throttle)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    use nix::sys::termios::{self, BaudRate, SetArg};
+
+    #[test]
+    fn printed_text_reaches_a_host_reading_at_its_rate_only() {
+        let pty = Pty::open().unwrap();
+        let mut host = std::fs::OpenOptions::new().read(true).write(true).open(pty.path()).unwrap();
+        let mut link = Link::new(pty, false, Arc::new(AtomicBool::new(false)));
+        let mut t = termios::tcgetattr(&host).unwrap();
+        termios::cfmakeraw(&mut t);
+        termios::cfsetspeed(&mut t, BaudRate::B115200).unwrap();
+        termios::tcsetattr(&host, SetArg::TCSANOW, &t).unwrap();
+
+        assert!(!link.print(74_880, b" ets Jan  8 2013,rst cause:2\r\n").unwrap(), "garbage at 115200");
+        assert!(link.print(115_200, b"[otaforge] hello\n").unwrap());
+        let mut got = [0u8; 17];
+        host.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"[otaforge] hello\n", "only the text at the host's rate");
     }
 }

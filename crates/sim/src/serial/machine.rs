@@ -36,10 +36,14 @@ pub(super) struct Machine {
     pub(super) flash_free_at: Instant,
     blocks_seen: u32,
     fail_seen: u32,
+    /// The chip left the bootloader and the firmware has not printed yet.
+    left_bootloader: bool,
 }
 
 /// How long a command may wait before the loop looks at the reset and stop flags again.
 const IDLE: Duration = Duration::from_millis(100);
+/// While the firmware runs: how long its printed text may wait before it goes out.
+const PRINT_EVERY: Duration = Duration::from_millis(20);
 
 impl Machine {
     pub(super) fn new(
@@ -66,6 +70,7 @@ impl Machine {
             flash_free_at: Instant::now(),
             blocks_seen: 0,
             fail_seen: 0,
+            left_bootloader: false,
         }
     }
 
@@ -75,7 +80,15 @@ impl Machine {
             if self.shared.reset.swap(false, Ordering::SeqCst) {
                 self.reboot(&mut link);
             }
-            let frame = match link.recv(Some(IDLE)) {
+            if self.shared.restart.swap(false, Ordering::SeqCst) {
+                link.discard_input();
+                self.run_firmware();
+            }
+            if self.print_firmware_output(&mut link).is_err() {
+                break;
+            }
+            let wait = if self.mode == Mode::RunningFirmware { PRINT_EVERY } else { IDLE };
+            let frame = match link.recv(Some(wait)) {
                 Ok(Some(f)) => f,
                 Ok(None) => continue,
                 Err(LinkDown) => break,
@@ -237,6 +250,7 @@ impl Machine {
 
     fn back_in_rom(&mut self, link: &mut Link) {
         self.mode = Mode::Rom;
+        self.left_bootloader = false;
         self.write = None;
         self.mem = MemLoad::default();
         link.set_device_baud(None);
@@ -245,9 +259,34 @@ impl Machine {
 
     /// Leaves the bootloader to run the flashed firmware: no more protocol answers.
     pub(super) fn run_firmware(&mut self) {
+        self.left_bootloader |= self.mode != Mode::RunningFirmware;
         self.mode = Mode::RunningFirmware;
         self.write = None;
-        self.set_state(DeviceState::RunningFirmware);
+        self.mem = MemLoad::default();
+        let mut s = self.shared.status.lock().unwrap_or_else(|e| e.into_inner());
+        s.state = DeviceState::RunningFirmware;
+        s.firmware_starts += 1;
+    }
+
+    /// Sends what the firmware printed, if it still runs. Anything else (the ROM or a stub
+    /// answers a flasher now) drops it: the firmware is held in reset, and its last words must
+    /// not land in the middle of the ROM protocol.
+    fn print_firmware_output(&mut self, link: &mut Link) -> Result<(), LinkDown> {
+        let mut uart = self.shared.uart.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(rx) = uart.as_mut() else { return Ok(()) };
+        while let Ok(out) = rx.try_recv() {
+            if self.mode != Mode::RunningFirmware {
+                continue;
+            }
+            if std::mem::take(&mut self.left_bootloader) {
+                // Flashers do not read the ROM's answer to "run the firmware"; on a real adapter
+                // it is gone once they close the port, but this pty stays open (the simulator
+                // holds it), so it goes now, before a monitor could read it as noise.
+                link.discard_output();
+            }
+            link.print(out.baud, &out.bytes)?;
+        }
+        Ok(())
     }
 
     /// Sends an answer with the status length of whatever runs now.

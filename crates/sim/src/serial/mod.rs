@@ -7,7 +7,8 @@
 //! espflash `ResetBeforeOperation::NoReset`).
 //!
 //! - [`slip`] and [`frame`]: the wire format.
-//! - [`pty`] and [`link`]: the pseudo-terminal and the UART on it (baud rate, throttling).
+//! - [`pty`] and [`link`]: the pseudo-terminal and the UART on it (baud rate, throttling), which
+//!   also carries what the running firmware prints ([`VirtualSerialDevice::firmware_uart`]).
 //! - [`flash_file`]: the SPI flash chip, in a file.
 //! - `machine`, `rom`, `stub`, `flash_write`, `registers`: what the chip does with each command.
 //! - [`esp8266`] and [`esp32c3`]: the two chips' facts (magic, efuses, SPI registers, ROM quirks).
@@ -32,6 +33,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use tokio::sync::mpsc;
+
+pub use link::UartBytes;
 pub use registry::{VirtualPort, running};
 
 use flash_file::FlashFile;
@@ -184,6 +188,8 @@ pub struct DeviceStatus {
     pub flash_blocks: u32,
     /// The UART's baud rate as last used.
     pub baud: u32,
+    /// How many times the chip left the bootloader, or was reset, to run its firmware.
+    pub firmware_starts: u32,
 }
 
 pub(crate) struct Shared {
@@ -191,6 +197,10 @@ pub(crate) struct Shared {
     pub(crate) status: Mutex<DeviceStatus>,
     pub(crate) stop: Arc<AtomicBool>,
     pub(crate) reset: AtomicBool,
+    /// A reset with the boot pin released was asked for.
+    pub(crate) restart: AtomicBool,
+    /// What the running firmware prints, sent while the chip runs it.
+    pub(crate) uart: Mutex<Option<mpsc::UnboundedReceiver<UartBytes>>>,
 }
 
 /// A running virtual device. Dropping it stops the simulator and removes its registry entry.
@@ -235,9 +245,12 @@ impl VirtualSerialDevice {
                 commands: Vec::new(),
                 flash_blocks: 0,
                 baud: 115_200,
+                firmware_starts: 0,
             }),
             stop: stop.clone(),
             reset: AtomicBool::new(false),
+            restart: AtomicBool::new(false),
+            uart: Mutex::new(None),
         });
         let registry_entry = match &opts.registry_dir {
             Some(dir) => {
@@ -318,6 +331,21 @@ impl VirtualSerialDevice {
         self.shared.reset.store(true, Ordering::SeqCst);
     }
 
+    /// Resets the chip with the boot pin released (the board's RST button): it leaves the
+    /// bootloader, or restarts, and runs its firmware.
+    pub fn reset_to_firmware(&self) {
+        self.shared.restart.store(true, Ordering::SeqCst);
+    }
+
+    /// The UART the running firmware prints to: what is sent here goes out on the pty, at the
+    /// rate it says, while the chip runs its firmware, and is dropped otherwise (so a flasher
+    /// talking to the ROM never reads it). A new call replaces the previous UART.
+    pub fn firmware_uart(&self) -> mpsc::UnboundedSender<UartBytes> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        *self.shared.uart.lock().unwrap_or_else(|e| e.into_inner()) = Some(rx);
+        tx
+    }
+
     /// Stops the simulator, closes the pty and removes the registry entry.
     pub fn stop(mut self) {
         self.shutdown();
@@ -364,5 +392,82 @@ fn default_mac(chip: Chip, flash: &Path) -> [u8; 6] {
         Chip::Esp8266 => [0x18, 0xFE, 0x34, h[0], h[1], h[2]],
         // Espressif's 24:0A:C4 / 7C:DF:A1 style: any Espressif OUI works for the C3.
         Chip::Esp32c3 => [0x7C, 0xDF, 0xA1, h[0], h[1], h[2]],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::time::Duration;
+
+    use nix::sys::termios::{self, BaudRate, SetArg};
+
+    /// A host on `dev`'s pty at 115200 baud; what it reads arrives on the receiver.
+    fn host(dev: &VirtualSerialDevice) -> (std::fs::File, std::sync::mpsc::Receiver<Vec<u8>>) {
+        let port = std::fs::OpenOptions::new().read(true).write(true).open(dev.pty_path()).unwrap();
+        let mut t = termios::tcgetattr(&port).unwrap();
+        termios::cfmakeraw(&mut t);
+        termios::cfsetspeed(&mut t, BaudRate::B115200).unwrap();
+        termios::tcsetattr(&port, SetArg::TCSANOW, &t).unwrap();
+        let mut reader = port.try_clone().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1024];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        (port, rx)
+    }
+
+    /// Reads until `done` holds for everything read, at most 10 s.
+    fn read_until(rx: &std::sync::mpsc::Receiver<Vec<u8>>, done: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut got = Vec::new();
+        while !done(&got) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(b) => got.extend(b),
+                Err(_) => panic!("read only {:?}", String::from_utf8_lossy(&got)),
+            }
+        }
+        got
+    }
+
+    fn contains(hay: &[u8], needle: &[u8]) -> bool {
+        hay.windows(needle.len()).any(|w| w == needle)
+    }
+
+    #[test]
+    fn the_firmwares_text_goes_out_only_while_it_runs() {
+        let dev = VirtualSerialDevice::spawn(SimOptions::default()).unwrap();
+        let (mut port, rx) = host(&dev);
+        let uart = dev.firmware_uart();
+        let text = |t: &str| UartBytes { baud: 115_200, bytes: t.as_bytes().to_vec() };
+        uart.send(text("[otaforge] held in reset\n")).unwrap();
+        // Two SYNCs: the text queued before the first is dealt with before the second is
+        // answered, so had it gone out it would sit among the answers.
+        let mut sync = vec![0x07, 0x07, 0x12, 0x20];
+        sync.extend([0x55; 32]);
+        let request = slip::encode(&frame::Request::encode(frame::op::SYNC, 0, &sync));
+        for _ in 0..2 {
+            port.write_all(&request).unwrap();
+        }
+        let frames = |b: &[u8]| slip::Decoder::new().feed(b).len();
+        let answers = read_until(&rx, |b| frames(b) >= 16);
+        assert!(!contains(&answers, b"held in reset"), "{:?}", String::from_utf8_lossy(&answers));
+
+        dev.reset_to_firmware();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while dev.status().state != DeviceState::RunningFirmware {
+            assert!(std::time::Instant::now() < deadline, "{:?}", dev.status());
+            std::thread::yield_now();
+        }
+        uart.send(text("[otaforge] running\n")).unwrap();
+        read_until(&rx, |b| contains(b, b"[otaforge] running\n"));
+        assert_eq!((dev.status().state, dev.status().firmware_starts), (DeviceState::RunningFirmware, 1));
     }
 }

@@ -103,6 +103,13 @@ impl Pty {
         Ok(())
     }
 
+    /// Throws away bytes sent to the host that it has not read yet.
+    pub fn discard_output(&mut self) {
+        if let Err(e) = termios::tcflush(&self._slave, termios::FlushArg::TCIFLUSH) {
+            log::debug!("virtual device: could not drop the host's unread bytes: {e}");
+        }
+    }
+
     /// Throws away bytes the host sent that were not read yet.
     pub fn discard_input(&mut self) {
         let mut buf = [0u8; 4096];
