@@ -3,6 +3,7 @@
 
 mod cert;
 mod demo;
+mod devices;
 mod firmware;
 mod flash;
 mod fleet;
@@ -19,6 +20,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub use cert::CertCommand;
+pub use devices::{DevicesArgs, DevicesCommand};
 pub use firmware::BakeArgs;
 pub use flash::{BoardArgs, DeviceSettingsArgs, FlashArgs, MonitorArgs, ProvisionArgs};
 pub use key::KeyCommand;
@@ -104,12 +106,8 @@ pub enum Commands {
         #[arg(long)]
         channel: Option<String>,
     },
-    /// List the devices that have checked in.
-    Devices {
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    /// List the devices that have checked in; rename or forget one.
+    Devices(DevicesArgs),
     /// Change a channel's rollout: share, pause/resume, promote, roll back, credentials, allow-list.
     Rollout(RolloutArgs),
     /// Virtual devices: a simulated ESP on a serial port, for trying the app without hardware.
@@ -145,7 +143,7 @@ pub fn run(dir: PathBuf, command: Commands) -> ExitCode {
         Commands::Check(args) => serve::check(&dir, args),
         Commands::Publish(args) => releases::publish_file(&dir, args),
         Commands::Releases { channel } => releases::releases(&dir, channel.as_deref()),
-        Commands::Devices { json } => releases::devices(&dir, json),
+        Commands::Devices(args) => devices::run(&dir, args),
         Commands::Rollout(args) => releases::rollout(&dir, args),
         Commands::Sim(cmd) => sim::run(&dir, cmd),
         Commands::Demo(args) => demo::demo(args),

@@ -1,4 +1,4 @@
-//! `otaforge publish`, `releases`, `devices`, `rollout`.
+//! `otaforge publish`, `releases`, `rollout`.
 
 use otaforge_pki::signing::short;
 use std::path::{Path, PathBuf};
@@ -269,50 +269,6 @@ pub(super) fn releases(dir: &Path, channel: Option<&str>) -> Result<()> {
         "(* = what the channel serves now{})",
         if disabled { "; disabled = what it cannot" } else { "" }
     );
-    Ok(())
-}
-
-pub(super) fn devices(dir: &Path, json: bool) -> Result<()> {
-    let store = Store::open(dir)?;
-    let devices = store.devices()?;
-    let now = otaforge_store::now_unix();
-    if json {
-        let rows: Vec<serde_json::Value> = devices
-            .iter()
-            .map(|d| {
-                let mut v = serde_json::to_value(d).unwrap_or_default();
-                v["silent_since_update"] = d.silent_since_update(now).into();
-                v
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(());
-    }
-    if devices.is_empty() {
-        println!("No device has checked in yet.");
-        return Ok(());
-    }
-    println!(
-        "{:<17}  {:<16}  {:<7}  {:<10}  {:<8}  {:<15}  {:<19}  why",
-        "MAC", "name", "chip", "version", "channel", "address", "state"
-    );
-    for d in devices {
-        let state = match d.silent_since_update(now) {
-            Some(_) => "silent since update",
-            None => d.state.label(),
-        };
-        println!(
-            "{:<17}  {:<16}  {:<7}  {:<10}  {:<8}  {:<15}  {:<19}  {}",
-            d.mac,
-            if d.name.is_empty() { "-" } else { &d.name },
-            d.family,
-            d.version.as_deref().unwrap_or("-"),
-            d.channel,
-            d.remote_ip,
-            state,
-            d.last_reason
-        );
-    }
     Ok(())
 }
 

@@ -191,6 +191,9 @@ impl eframe::App for OtaForgeApp {
         if self.step != Step::Flash {
             self.flash.hidden(&self.worker);
         }
+        if self.step == Step::Serve {
+            self.serve.devices.set_usb_board(self.flash.usb_board());
+        }
         egui::CentralPanel::default().show(ui, |ui| {
             if self.step == Step::Serve {
                 // Its lists scroll on their own, drawing only the rows on screen.
@@ -207,6 +210,12 @@ impl eframe::App for OtaForgeApp {
                 Step::Serve => {}
             });
         });
+        // "Open monitor" on a device row: the Flash step shows what its board prints.
+        if let Some(port) = self.serve.devices.take_monitor_request() {
+            self.step = Step::Flash;
+            self.flash.open_monitor(&port, &self.worker);
+            ui.ctx().request_repaint();
+        }
     }
 
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {

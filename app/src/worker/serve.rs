@@ -5,6 +5,7 @@
 //! sent at most ten times a second, so 50 downloads never flood the window with repaints.
 
 mod check;
+mod devices;
 mod forward;
 mod virtual_device;
 
@@ -125,6 +126,15 @@ pub enum ServeCommand {
     },
     /// A device's latest requests, with headers.
     History(String),
+    /// Name a device here (empty: clear the name); in the store and the running server.
+    Rename {
+        /// The device.
+        mac: String,
+        /// The name to show instead of the reported one.
+        name: String,
+    },
+    /// Forget a device (it reappears at its next check): from the store and the running server.
+    Forget(String),
     /// Switch on a virtual ESP8266 that polls the running server, and write a newer firmware
     /// for it to publish.
     TryVirtualDevice,
@@ -281,6 +291,8 @@ impl Runner {
                     Err(why) => self.emit(Event::Serve(ServeEvent::Failed(why))),
                 }
             }
+            ServeCommand::Rename { mac, name } => self.rename_device(mac, name).await,
+            ServeCommand::Forget(mac) => self.forget_device(mac).await,
             ServeCommand::History(mac) => {
                 if let Some(server) = self.server().await {
                     server.flush().await;

@@ -357,3 +357,50 @@ fn a_channel_set_to_gzip_always_compresses_every_publish_and_one_set_to_never_re
     let (ok, out) = cli(&["publish", &c, "--version", "1.2.0"]);
     assert!(ok && !out.contains("gzip'd:"), "{out}");
 }
+
+#[test]
+fn devices_lists_names_and_renames_and_forgets_by_mac() {
+    let p = Project::new();
+    let devices = |args: &[&str]| {
+        let (out, stdout, stderr) = run(otaforge(p.path()).arg("devices").args(args));
+        (out.status.success(), stdout, stderr)
+    };
+    let mac = "18:FE:34:00:AA:01";
+    {
+        let mut d =
+            otaforge_store::Device::new(mac, "ESP8266", "stable", "10.0.0.7", otaforge_store::now_unix());
+        d.name = "kitchen".into();
+        d.last_seen -= 30;
+        d.poll_interval_s = Some(3600);
+        Store::open(p.path()).unwrap().save_devices(&[d], &[]).unwrap();
+    }
+    let (ok, list, _) = devices(&[]);
+    assert!(ok && list.contains("kitchen") && list.contains("in 59 min"), "{list}");
+
+    // Any MAC spelling; the name given is shown, marked, over the reported one.
+    let (ok, out, err) = devices(&["rename", "18-fe-34-00-aa-01", "Kitchen shelf"]);
+    assert!(ok && out.contains("shown as \"Kitchen shelf\""), "{out}{err}");
+    let (_, list, _) = devices(&[]);
+    assert!(list.contains("Kitchen shelf *") && !list.contains(" kitchen "), "{list}");
+    let (_, json, _) = devices(&["--json"]);
+    assert!(
+        json.contains("\"user_name\": \"Kitchen shelf\"") && json.contains("\"name\": \"kitchen\""),
+        "{json}"
+    );
+    let (ok, out, _) = devices(&["rename", mac, ""]);
+    assert!(ok && out.contains("\"kitchen\""), "{out}");
+    assert_eq!(Store::open(p.path()).unwrap().device(mac).unwrap().unwrap().user_name, "");
+
+    let (ok, _, err) = devices(&["rename", mac, "two\nlines"]);
+    assert!(!ok && err.contains("control characters"), "{err}");
+    let (ok, _, err) = devices(&["rename", "18:FE:34:00:AA:02", "x"]);
+    assert!(!ok && err.contains("no device 18:FE:34:00:AA:02"), "{err}");
+
+    let (ok, out, err) = devices(&["forget", mac]);
+    assert!(ok && out.contains("reappears at its next check"), "{out}{err}");
+    assert!(Store::open(p.path()).unwrap().device(mac).unwrap().is_none());
+    let (ok, _, err) = devices(&["forget", mac]);
+    assert!(!ok && err.contains("no device"), "{err}");
+    let (ok, _, err) = devices(&["forget", "not-a-mac"]);
+    assert!(!ok && err.contains("not a MAC address"), "{err}");
+}

@@ -2,6 +2,7 @@
 //! drop bad files and see why nothing was published; start the server and watch a device that
 //! talks real HTTPS go from downloading to installed.
 
+mod devices_list;
 mod release_faults;
 use crate::support;
 use crate::ui_support;
@@ -156,7 +157,7 @@ fn a_device_row_goes_downloading_then_installed() {
         h.state().serve.devices.state_text(mac).is_some_and(|s| s.starts_with("downloading"))
     });
     h.step();
-    h.get_by_label_contains(mac);
+    h.get_by_label(mac);
     let shown = h.state().serve.devices.state_text(mac).unwrap();
     h.get_by_label(&shown);
 

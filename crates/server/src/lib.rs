@@ -330,6 +330,11 @@ impl RunningServer {
         self.shared.inventory.all()
     }
 
+    /// The live inventory itself (renaming and forgetting devices while the server runs).
+    pub fn inventory(&self) -> &inventory::Inventory {
+        &self.shared.inventory
+    }
+
     /// Stops accepting, gives the connections in flight up to [`SHUTDOWN_GRACE`] to finish (an
     /// answer a device already has is then in the inventory and the history), lets the
     /// inventory reach the disk, and returns.

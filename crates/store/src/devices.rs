@@ -66,7 +66,13 @@ impl DeviceState {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Device {
     pub mac: String,
+    /// The name the device reports (`?name=` on its check).
     pub name: String,
+    /// A name the user gave it (empty: none), shown instead of `name`. Saving a check-in writes
+    /// it only for a device new to the database, so it never undoes a rename
+    /// ([`Store::rename_device`]).
+    #[serde(default)]
+    pub user_name: String,
     /// "ESP8266" or "ESP32".
     pub family: String,
     pub ap_mac: Option<String>,
@@ -105,6 +111,7 @@ impl Device {
         Device {
             mac: mac.into(),
             name: String::new(),
+            user_name: String::new(),
             family: family.into(),
             ap_mac: None,
             chip_id: None,
@@ -139,6 +146,16 @@ impl Device {
             Some(old) if gap > old.saturating_mul(4).max(60) => Some(old),
             Some(old) => Some(((u64::from(old) * 3 + u64::from(gap)) / 4) as u32),
         };
+    }
+
+    /// The name to show: the user's, else the one the device reports (may be empty).
+    pub fn shown_name(&self) -> &str {
+        if self.user_name.is_empty() { &self.name } else { &self.user_name }
+    }
+
+    /// When its next check is due, from its usual interval (`None` until that is known).
+    pub fn next_check_at(&self) -> Option<i64> {
+        self.poll_interval_s.map(|s| self.last_seen + i64::from(s.max(1)))
     }
 
     /// Downloaded a release and has not checked in within twice its usual interval: the one sign
@@ -222,13 +239,26 @@ fn write_batch(
     devices: &[Device],
     requests: &[RequestRecord],
 ) -> Result<(), StoreError> {
+    // An upsert that leaves `user_name` alone: check-ins (and the server's memory of them) never
+    // undo a rename made meanwhile, by this process or another.
     let mut up = tx.prepare_cached(
-        "INSERT OR REPLACE INTO devices (mac, name, family, ap_mac, chip_id, chip_size, free_space,
+        "INSERT INTO devices (mac, name, family, ap_mac, chip_id, chip_size, free_space,
                sketch_size, sketch_md5, sketch_sha256, sdk_version, version, channel, remote_ip, first_seen,
                last_seen, last_status, last_reason, state, state_detail, target_release, fs_release, attempts,
-               poll_interval_s)
+               poll_interval_s, user_name)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-               ?20, ?21, ?22, ?23, ?24)",
+               ?20, ?21, ?22, ?23, ?24, ?25)
+             ON CONFLICT(mac) DO UPDATE SET name = excluded.name, family = excluded.family,
+               ap_mac = excluded.ap_mac, chip_id = excluded.chip_id, chip_size = excluded.chip_size,
+               free_space = excluded.free_space, sketch_size = excluded.sketch_size,
+               sketch_md5 = excluded.sketch_md5, sketch_sha256 = excluded.sketch_sha256,
+               sdk_version = excluded.sdk_version, version = excluded.version, channel = excluded.channel,
+               remote_ip = excluded.remote_ip, first_seen = excluded.first_seen,
+               last_seen = excluded.last_seen, last_status = excluded.last_status,
+               last_reason = excluded.last_reason, state = excluded.state,
+               state_detail = excluded.state_detail, target_release = excluded.target_release,
+               fs_release = excluded.fs_release, attempts = excluded.attempts,
+               poll_interval_s = excluded.poll_interval_s",
     )?;
     let i = |v: Option<u64>| v.map(|x| x as i64);
     for d in devices {
@@ -256,7 +286,8 @@ fn write_batch(
             d.target_release,
             d.fs_release,
             d.attempts,
-            d.poll_interval_s
+            d.poll_interval_s,
+            d.user_name
         ])?;
     }
     let mut log = tx.prepare_cached(
@@ -275,6 +306,7 @@ fn device_from_row(r: &Row<'_>) -> rusqlite::Result<Device> {
     Ok(Device {
         mac: r.get("mac")?,
         name: r.get("name")?,
+        user_name: r.get("user_name")?,
         family: r.get("family")?,
         ap_mac: r.get("ap_mac")?,
         chip_id: r.get("chip_id")?,

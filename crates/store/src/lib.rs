@@ -5,6 +5,7 @@
 //! change is one transaction: a publish is whole or absent, never half.
 
 mod blobs;
+mod device_edits;
 mod devices;
 mod flashed;
 mod releases;
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 
 pub use blobs::{BlobProblem, BlobStamp, Blobs};
+pub use device_edits::{USER_NAME_MAX, check_user_name};
 pub use devices::{Device, DeviceState, RequestRecord, silent_since_update};
 pub use flashed::FlashedImage;
 pub use releases::{

@@ -107,6 +107,10 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE channels ADD COLUMN gzip INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 8: a name the user gives a device, kept beside the one it reports (issue 14).
+    r#"
+    ALTER TABLE devices ADD COLUMN user_name TEXT NOT NULL DEFAULT '';
+    "#,
 ];
 
 /// Older versions kept channel passwords in clear (the `auth_password` column) and every
@@ -234,6 +238,35 @@ mod tests {
             .conn
             .execute("INSERT INTO flashed (mac, md5s, flashed_at) VALUES ('18:FE:34:00:00:01', '', 0)", [])
             .unwrap();
+    }
+
+    #[test]
+    fn a_database_before_user_names_gains_the_column_and_keeps_its_devices() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(crate::DB_FILE);
+        {
+            // Schema 7: devices with a reported name and no column for the user's.
+            let conn = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..7] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 7).unwrap();
+            conn.execute(
+                "INSERT INTO devices (mac, name, family, channel, remote_ip, first_seen, last_seen,
+                   last_status, last_reason, state, poll_interval_s)
+                 VALUES ('18:FE:34:00:00:01', 'kitchen', 'ESP8266', 'stable', '10.0.0.2', 1, 2, 304, '',
+                   'up_to_date', 60)",
+                [],
+            )
+            .unwrap();
+        }
+        let mut store = crate::Store::open(dir.path()).unwrap();
+        let version: i64 = store.conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(version, 8);
+        let d = store.device("18:FE:34:00:00:01").unwrap().expect("the device survives");
+        assert_eq!((d.name.as_str(), d.user_name.as_str(), d.poll_interval_s), ("kitchen", "", Some(60)));
+        assert!(store.rename_device(&d.mac, "Kitchen").unwrap());
+        assert_eq!(store.device(&d.mac).unwrap().unwrap().shown_name(), "Kitchen");
     }
 
     #[test]

@@ -256,6 +256,32 @@ impl FlashStep {
         }
     }
 
+    /// The board found (by Detect board or a flash) while its port is still listed, for the
+    /// device list's Open monitor.
+    pub fn usb_board(&self) -> Option<crate::ui::serve::UsbBoard> {
+        let b = self.board.as_ref()?;
+        let mac = b.mac.clone()?;
+        let listed = self.ports.as_ref()?.iter().any(|p| p.path == b.port);
+        listed.then(|| crate::ui::serve::UsbBoard {
+            mac,
+            port: b.port.clone(),
+            busy: self.running || self.detecting,
+        })
+    }
+
+    /// Shows what the board on `port` prints (asked from the device list).
+    pub(super) fn open_monitor(&mut self, port: &str, worker: &Worker) {
+        if self.monitoring && self.port == port {
+            return;
+        }
+        self.port = port.to_string();
+        self.monitoring = true;
+        self.monitor_note = None;
+        self.monitor.clear();
+        worker
+            .send(Command::Flash(FlashCommand::Monitor { port: port.to_string(), baud: self.monitor_baud }));
+    }
+
     pub(super) fn ui(&mut self, ui: &mut egui::Ui, worker: &Worker) {
         if !self.watching {
             self.watching = true;

@@ -3,7 +3,7 @@
 
 use egui::RichText;
 
-use super::devices::{DeviceTable, state_text};
+use super::devices::{DeviceTable, next_check, state_text};
 use super::{bytes, clock};
 use crate::worker::{Command, ServeCommand, Worker};
 use otaforge_store::{Device, RequestRecord, now_unix};
@@ -45,6 +45,7 @@ fn device_fields(ui: &mut egui::Ui, d: &Device, state: &str) {
             ui.add(egui::Label::new(RichText::new(v).monospace()).selectable(true));
             ui.end_row();
         };
+        row("Name", name_words(d));
         row("State", state.to_string());
         row("Last answer", format!("{} — {}", d.last_status, d.last_reason));
         row("Chip", format!("{} {}", d.family, d.chip_id.as_deref().unwrap_or("")));
@@ -57,7 +58,19 @@ fn device_fields(ui: &mut egui::Ui, d: &Device, state: &str) {
         row("SDK", d.sdk_version.clone().unwrap_or_default());
         row("First seen (UTC)", clock(d.first_seen));
         row("Last seen (UTC)", clock(d.last_seen));
+        let (due, when) = next_check(d, now_unix());
+        row("Next check", if d.next_check_at().is_some() { format!("{due} ({when})") } else { when });
     });
+}
+
+/// The name shown, and where it comes from.
+fn name_words(d: &Device) -> String {
+    match (d.user_name.as_str(), d.name.as_str()) {
+        ("", "") => "none reported (Rename… gives it one)".into(),
+        ("", reported) => format!("{reported} (reported by the device)"),
+        (given, "") => format!("{given} (named here; the device reports none)"),
+        (given, reported) => format!("{given} (named here; the device reports \"{reported}\")"),
+    }
 }
 
 fn history(ui: &mut egui::Ui, requests: &[RequestRecord]) {

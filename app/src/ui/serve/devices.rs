@@ -1,14 +1,22 @@
-//! The device list: every device that checked in, what it runs and where it stands — sortable,
-//! filterable, drawn row by row only for the rows on screen (1,000 devices cost what 20 do) — and
-//! a detail window with the device's request history and headers.
+//! The device list: every device that checked in, what it runs, when it is next due and where it
+//! stands — sortable, filterable, drawn row by row only for the rows on screen (10,000 devices
+//! cost what 20 do), in an order polls do not shuffle ([`order`]) — with each row's actions
+//! ([`actions`]) and a detail window with the device's request history.
+
+mod actions;
+mod order;
+mod row;
 
 use std::collections::HashMap;
 
 use egui::RichText;
 
-use super::{ago, labels};
-use crate::worker::{Command, Download, ServeCommand, Worker};
+use super::labels;
+use crate::worker::{Download, Worker};
 use otaforge_store::{Device, DeviceState, RequestRecord, now_unix};
+
+pub use actions::{Action, button_label};
+pub use row::{next_check, state_text};
 
 /// A device not heard from for this long is shown offline (devices poll hourly by default).
 pub const OFFLINE_AFTER_SECS: i64 = 3 * 3600;
@@ -16,8 +24,10 @@ pub const OFFLINE_AFTER_SECS: i64 = 3 * 3600;
 /// Columns the list sorts by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Column {
-    /// MAC and name.
+    /// MAC.
     Device,
+    /// The name shown (the user's, else the reported one).
+    Name,
     /// Chip family.
     Chip,
     /// Version running.
@@ -25,6 +35,8 @@ pub enum Column {
     /// Last check-in.
     #[default]
     LastSeen,
+    /// When the next check-in is due.
+    NextCheck,
     /// Address.
     Ip,
     /// Where it stands.
@@ -33,14 +45,18 @@ pub enum Column {
 
 impl Column {
     /// Columns with their widths; the last one takes what is left.
-    const ALL: [(Column, &'static str, f32); 6] = [
-        (Column::Device, "Device", 250.0),
-        (Column::Chip, "Chip", 64.0),
-        (Column::Version, "Version", 64.0),
-        (Column::LastSeen, "Last seen", 82.0),
+    const ALL: [(Column, &'static str, f32); 8] = [
+        (Column::Device, "MAC", 132.0),
+        (Column::Name, "Name", 140.0),
+        (Column::Chip, "Chip", 60.0),
+        (Column::Version, "Version", 60.0),
+        (Column::LastSeen, "Last seen", 76.0),
+        (Column::NextCheck, "Next check", 104.0),
         (Column::Ip, "IP", 96.0),
         (Column::State, "State", 0.0),
     ];
+    /// The … button's column, first in every row.
+    const ACTIONS_WIDTH: f32 = 20.0;
 }
 
 /// Where a device stands, as the list groups it (its stored state, or offline).
@@ -86,6 +102,18 @@ impl Shown {
     ];
 }
 
+/// A board the Flash step found on a serial port, by its chip's MAC: the device whose MAC it is
+/// can have its serial monitor opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsbBoard {
+    /// Station MAC the chip reported.
+    pub mac: String,
+    /// The port it is on.
+    pub port: String,
+    /// A flash or detection holds the port.
+    pub busy: bool,
+}
+
 /// What the list remembers between runs.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
@@ -103,9 +131,20 @@ pub struct DeviceTable {
     progress: HashMap<String, f32>,
     /// Names given here (virtual devices), by MAC.
     names: HashMap<String, String>,
-    /// Indices into `devices`, filtered and sorted.
+    /// Indices into `devices`, filtered and in display order.
     view: Vec<usize>,
+    /// The MACs of `view` while new data waits to be merged into it (see [`order`]).
+    order: Vec<String>,
+    /// Sort and filter afresh before the next frame.
     dirty: bool,
+    /// New data since the order was last brought up to date.
+    fresh: bool,
+    /// The order kept is no longer sorted (the user can sort again).
+    pub stale: bool,
+    usb: Option<UsbBoard>,
+    renaming: Option<actions::Renaming>,
+    forgetting: Option<String>,
+    monitor_request: Option<String>,
     /// The device whose detail window is open.
     pub selected: Option<String>,
     /// The selected device's requests, newest first.
@@ -120,7 +159,14 @@ impl DeviceTable {
             progress: HashMap::new(),
             names: HashMap::new(),
             view: Vec::new(),
-            dirty: false,
+            order: Vec::new(),
+            dirty: true,
+            fresh: false,
+            stale: false,
+            usb: None,
+            renaming: None,
+            forgetting: None,
+            monitor_request: None,
             selected: None,
             history: None,
         }
@@ -155,6 +201,16 @@ impl DeviceTable {
         self.get(mac).map(|d| state_text(d, self.progress.get(mac).copied(), now_unix()))
     }
 
+    /// The board the Flash step knows to be on USB, if any (Open monitor needs its MAC to match).
+    pub fn set_usb_board(&mut self, board: Option<UsbBoard>) {
+        self.usb = board;
+    }
+
+    /// The port whose serial monitor the user asked to open, once.
+    pub fn take_monitor_request(&mut self) -> Option<String> {
+        self.monitor_request.take()
+    }
+
     pub(super) fn set_devices(&mut self, mut devices: Vec<Device>) {
         // Names given in this window (a virtual device's "(virtual)") stand over reported ones.
         for d in &mut devices {
@@ -162,15 +218,20 @@ impl DeviceTable {
                 d.name = name.clone();
             }
         }
+        if !self.fresh && !self.dirty {
+            // The order shown, by MAC, to merge the new data into (moved out: no copies).
+            self.order = self.view.iter().map(|&i| std::mem::take(&mut self.devices[i].mac)).collect();
+        }
         self.devices = devices;
-        self.dirty = true;
+        self.fresh = true;
     }
 
     /// Names a device in this window (the inventory keeps what devices report).
     pub(super) fn name(&mut self, mac: &str, name: &str) {
         self.names.insert(mac.to_string(), name.to_string());
-        let devices = std::mem::take(&mut self.devices);
-        self.set_devices(devices);
+        if let Some(d) = self.devices.iter_mut().find(|d| d.mac == mac) {
+            d.name = name.to_string();
+        }
     }
 
     pub(super) fn set_downloads(&mut self, downloads: &[Download]) {
@@ -181,41 +242,17 @@ impl DeviceTable {
         self.history = Some((mac.to_string(), requests));
     }
 
-    fn rebuild(&mut self) {
-        let now = now_unix();
-        let needle = self.form.filter.trim().to_lowercase();
-        let only = self.form.only;
-        let mut view: Vec<usize> = (0..self.devices.len())
-            .filter(|&i| {
-                let d = &self.devices[i];
-                only.is_none_or(|s| Shown::of(d, now) == s)
-                    && (needle.is_empty()
-                        || [&d.mac, &d.name, &d.remote_ip, &d.family, d.version.as_deref().unwrap_or("")]
-                            .iter()
-                            .any(|f| f.to_lowercase().contains(&needle)))
-            })
-            .collect();
-        let devices = &self.devices;
-        let key = |i: &usize| {
-            let d = &devices[*i];
-            match self.form.sort {
-                Column::Device => format!("{} {}", d.name, d.mac),
-                Column::Chip => d.family.clone(),
-                Column::Version => d.version.clone().unwrap_or_default(),
-                Column::LastSeen => format!("{:020}", i64::MAX - d.last_seen),
-                Column::Ip => d.remote_ip.clone(),
-                Column::State => Shown::of(d, now).label().to_string(),
-            }
-        };
-        view.sort_by_cached_key(key);
-        if self.form.ascending == (self.form.sort == Column::LastSeen) {
-            view.reverse();
+    /// Brings the order up to date: sorted afresh when asked, else merged with new data.
+    fn update_order(&mut self) {
+        if self.dirty {
+            self.rebuild();
+        } else if self.fresh {
+            self.merge();
         }
-        self.view = view;
-        self.dirty = false;
     }
 
     pub(super) fn ui(&mut self, ui: &mut egui::Ui, worker: &Worker) {
+        self.dialogs(ui.ctx(), worker);
         if self.devices.is_empty() {
             ui.label(
                 "No device has checked in yet. Start the server; devices flashed with firmware from step 2 \
@@ -223,6 +260,48 @@ impl DeviceTable {
             );
             return;
         }
+        self.filters(ui);
+        self.update_order();
+        ui.horizontal(|ui| {
+            ui.label(RichText::new(format!("{} of {} devices", self.view.len(), self.devices.len())).small());
+            if self.stale
+                && ui
+                    .small_button(labels::SORT_AGAIN)
+                    .on_hover_text("Rows keep their places while devices check in; this sorts them again")
+                    .clicked()
+            {
+                self.rebuild();
+            }
+        });
+        self.header(ui);
+        let height = ui.text_style_height(&egui::TextStyle::Body) + 4.0;
+        let now = now_unix();
+        let mut asked = None;
+        egui::ScrollArea::vertical().id_salt("devices").auto_shrink([false, false]).show_rows(
+            ui,
+            height,
+            self.view.len(),
+            |ui, rows| {
+                for i in rows {
+                    let d = &self.devices[self.view[i]];
+                    let cx = row::RowContext {
+                        progress: self.progress.get(&d.mac).copied(),
+                        now,
+                        height,
+                        usb: self.usb.as_ref(),
+                    };
+                    if let Some(a) = row::row(ui, d, &cx) {
+                        asked = Some(a);
+                    }
+                }
+            },
+        );
+        if let Some(a) = asked {
+            self.act(a, worker);
+        }
+    }
+
+    fn filters(&mut self, ui: &mut egui::Ui) {
         ui.horizontal(|ui| {
             let label = ui.label(labels::FILTER);
             let edit = egui::TextEdit::singleline(&mut self.form.filter)
@@ -242,11 +321,11 @@ impl DeviceTable {
                 .response
                 .labelled_by(label.id);
         });
-        if self.dirty {
-            self.rebuild();
-        }
-        ui.label(RichText::new(format!("{} of {} devices", self.view.len(), self.devices.len())).small());
+    }
+
+    fn header(&mut self, ui: &mut egui::Ui) {
         ui.horizontal(|ui| {
+            row::cell(ui, Column::ACTIONS_WIDTH, 18.0, |_| {});
             for (column, title, width) in Column::ALL {
                 let arrow = match (self.form.sort == column, self.form.ascending) {
                     (true, true) => " ⏶",
@@ -256,160 +335,18 @@ impl DeviceTable {
                 let width = if width == 0.0 { ui.available_width() } else { width };
                 let button =
                     egui::Button::new(RichText::new(format!("{title}{arrow}")).strong()).frame(false);
-                let header = cell(ui, width, 18.0, |ui| ui.add(button));
+                let header = row::cell(ui, width, 18.0, |ui| ui.add(button));
                 if header.on_hover_text(format!("Sort by {}", title.to_lowercase())).clicked() {
                     if self.form.sort == column {
                         self.form.ascending = !self.form.ascending;
                     } else {
                         self.form.sort = column;
-                        self.form.ascending = true;
+                        // Times newest first; everything else A to Z.
+                        self.form.ascending = column != Column::LastSeen;
                     }
                     self.rebuild();
                 }
             }
         });
-        let row_height = ui.text_style_height(&egui::TextStyle::Body) + 4.0;
-        let now = now_unix();
-        egui::ScrollArea::vertical().id_salt("devices").auto_shrink([false, false]).show_rows(
-            ui,
-            row_height,
-            self.view.len(),
-            |ui, rows| {
-                for i in rows {
-                    let d = &self.devices[self.view[i]];
-                    let progress = self.progress.get(&d.mac).copied();
-                    if let Some(mac) = row(ui, d, progress, now, row_height) {
-                        self.selected = Some(mac.clone());
-                        self.history = None;
-                        worker.send(Command::Serve(ServeCommand::History(mac)));
-                    }
-                }
-            },
-        );
-    }
-}
-
-/// One row; returns the MAC when the user opens its detail.
-fn row(ui: &mut egui::Ui, d: &Device, progress: Option<f32>, now: i64, height: f32) -> Option<String> {
-    let mut opened = None;
-    ui.horizontal(|ui| {
-        let [(_, _, w_dev), (_, _, w_chip), (_, _, w_ver), (_, _, w_seen), (_, _, w_ip), (_, _, w_state)] =
-            Column::ALL;
-        cell(ui, w_dev, height, |ui| {
-            if ui
-                .link(RichText::new(&d.mac).monospace())
-                .on_hover_text("Details and request history")
-                .clicked()
-            {
-                opened = Some(d.mac.clone());
-            }
-            if !d.name.is_empty() {
-                ui.add(egui::Label::new(RichText::new(&d.name).small()).truncate());
-            }
-        });
-        cell(ui, w_chip, height, |ui| ui.label(&d.family));
-        cell(ui, w_ver, height, |ui| ui.label(d.version.as_deref().unwrap_or("?")));
-        cell(ui, w_seen, height, |ui| ui.label(ago(d.last_seen)));
-        cell(ui, w_ip, height, |ui| ui.label(&d.remote_ip));
-        let w_state = if w_state == 0.0 { ui.available_width() } else { w_state };
-        cell(ui, w_state, height, |ui| {
-            let text = state_text(d, progress, now);
-            let color = match Shown::of(d, now) {
-                Shown::State(DeviceState::Failed | DeviceState::RolledBack) | Shown::SilentSinceUpdate => {
-                    ui.visuals().error_fg_color
-                }
-                Shown::State(DeviceState::Held) | Shown::Offline => ui.visuals().weak_text_color(),
-                _ => ui.visuals().text_color(),
-            };
-            ui.add(egui::Label::new(RichText::new(text).color(color)).truncate())
-        });
-    });
-    opened
-}
-
-/// A fixed-width, left-aligned cell, so rows line up with the header.
-fn cell<R>(ui: &mut egui::Ui, width: f32, height: f32, add: impl FnOnce(&mut egui::Ui) -> R) -> R {
-    ui.allocate_ui_with_layout(
-        egui::vec2(width, height),
-        egui::Layout::left_to_right(egui::Align::Center),
-        |ui| {
-            ui.set_width(width);
-            add(ui)
-        },
-    )
-    .inner
-}
-
-/// The State column in words.
-pub fn state_text(d: &Device, progress: Option<f32>, now: i64) -> String {
-    match (Shown::of(d, now), progress) {
-        (_, Some(f)) => format!("downloading {}%", (f * 100.0).floor() as u32),
-        (Shown::Offline, _) => format!("offline (last seen {})", ago(d.last_seen)),
-        (Shown::SilentSinceUpdate, _) => {
-            format!(
-                "silent since update (downloaded, last seen {}): it may not have come back",
-                ago(d.last_seen)
-            )
-        }
-        (Shown::State(state), None) => match state {
-            DeviceState::UpToDate => "up to date".into(),
-            DeviceState::Downloading => "downloading".into(),
-            DeviceState::Downloaded => "downloaded, restarting into it…".into(),
-            DeviceState::Installed => format!("{} ✔", d.state_detail.trim()).replace("  ", " "),
-            DeviceState::Failed => format!("failed: {}", d.state_detail),
-            DeviceState::RolledBack => format!("rolled back: {}", d.state_detail),
-            DeviceState::Held => format!("held back: {}", d.state_detail),
-        },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_state_column_says_where_a_device_stands() {
-        let now = now_unix();
-        let mut d = Device::new("18:FE:34:00:00:01", "ESP8266", "stable", "10.0.0.5", now);
-        assert_eq!(state_text(&d, None, now), "up to date");
-        assert_eq!(state_text(&d, Some(0.426), now), "downloading 42%");
-        d.state = DeviceState::Installed;
-        d.state_detail = "installed 1.2.0".into();
-        assert_eq!(state_text(&d, None, now), "installed 1.2.0 ✔");
-        d.state = DeviceState::Failed;
-        d.state_detail = "download broke off: the device stopped reading".into();
-        assert_eq!(state_text(&d, None, now), "failed: download broke off: the device stopped reading");
-        d.last_seen = now - OFFLINE_AFTER_SECS - 1;
-        assert_eq!(state_text(&d, None, now), "offline (last seen 3 h ago)");
-    }
-
-    #[test]
-    fn filter_and_sort() {
-        let now = now_unix();
-        let mut table = DeviceTable::new(Remembered::default());
-        let mut devices: Vec<Device> = (0..5)
-            .map(|i| {
-                let mut d =
-                    Device::new(&format!("18:FE:34:00:00:0{i}"), "ESP8266", "stable", "10.0.0.1", now - i);
-                d.version = Some(format!("1.{i}.0"));
-                d
-            })
-            .collect();
-        devices[3].state = DeviceState::Failed;
-        table.set_devices(devices);
-        table.rebuild();
-        assert_eq!(table.view, vec![0, 1, 2, 3, 4], "most recently seen first");
-        table.form.sort = Column::Version;
-        table.form.ascending = false;
-        table.rebuild();
-        assert_eq!(table.view, vec![4, 3, 2, 1, 0]);
-        table.form.filter = "1.2".into();
-        table.rebuild();
-        assert_eq!(table.view, vec![2]);
-        table.form.filter.clear();
-        table.form.only = Some(Shown::State(DeviceState::Failed));
-        table.rebuild();
-        assert_eq!(table.view, vec![3]);
-        assert_eq!(table.count_in(&[DeviceState::Failed]), 1);
     }
 }

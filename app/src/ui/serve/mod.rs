@@ -20,7 +20,7 @@ use crate::worker::{Command, Download, ServeCommand, ServeEvent, ServerInfo, Vir
 use otaforge_store::{Channel, DeviceState, Release};
 pub(crate) use words::{ago, bytes, clock, message};
 
-pub use devices::DeviceTable;
+pub use devices::{Action, Column, DeviceTable, UsbBoard, button_label};
 pub use log::EventLog;
 pub use publish_dialog::PublishDialog;
 
@@ -46,6 +46,22 @@ pub mod labels {
     pub const GZIP: &str = "Compress (gzip; ESP8266 core 2.7.0 or newer)";
     /// The device list's filter field.
     pub const FILTER: &str = "Filter devices";
+    /// A device row's actions: name it here.
+    pub const RENAME: &str = "Rename…";
+    /// …forget it (after a confirmation).
+    pub const FORGET: &str = "Forget…";
+    /// …open its detail with the request history.
+    pub const HISTORY: &str = "History";
+    /// …show what its board prints, when it is on USB.
+    pub const OPEN_MONITOR: &str = "Open monitor";
+    /// The rename dialog's field.
+    pub const NAME_FIELD: &str = "Name shown for this device";
+    /// The rename dialog's confirm button.
+    pub const SAVE_NAME: &str = "Save name";
+    /// The forget confirmation's button.
+    pub const FORGET_CONFIRM: &str = "Forget device";
+    /// Re-sorts the device list after polls moved devices out of order.
+    pub const SORT_AGAIN: &str = "Sort again";
     /// Switches on a virtual device.
     pub const TRY: &str = "Try without hardware";
     /// Opens the publish dialog with the virtual device's newer firmware.

@@ -324,6 +324,26 @@ impl Inventory {
         let _ = self.persist.send(Persist::Request(Box::new(record)));
     }
 
+    /// Shows device `mac` under the name the user gave it (empty: none). The store keeps it
+    /// ([`Store::rename_device`]; saving a check-in leaves it alone): this is the live copy.
+    /// Returns whether the device is held.
+    pub fn set_user_name(&self, mac: &str, name: &str) -> bool {
+        let mut map = self.lock();
+        let Some(mut device) = map.get(mac) else { return false };
+        device.user_name = name.to_string();
+        map.put(&device);
+        true
+    }
+
+    /// Forgets device `mac` until it checks in again (then it is recorded anew). Only memory:
+    /// [`Inventory::flush`], then [`Store::forget_device`], removes what is on disk, after any
+    /// save of it still queued. Returns whether it was held.
+    pub fn forget(&self, mac: &str) -> bool {
+        let held = self.lock().remove(mac);
+        self.silent_reported().remove(mac);
+        held
+    }
+
     /// Waits until everything recorded so far is on disk.
     pub async fn flush(&self) {
         let (tx, rx) = oneshot::channel();
@@ -391,6 +411,15 @@ impl DeviceMap {
         self.map.insert(key, slim);
     }
 
+    /// Removes a device; whether it was held.
+    pub fn remove(&mut self, mac: &str) -> bool {
+        let Some(slim) = mac_key(mac).and_then(|key| self.map.remove(&key)) else { return false };
+        if !slim.proven() {
+            self.unproven -= 1;
+        }
+        true
+    }
+
     /// Devices held that were never seen to install anything.
     pub fn unproven(&self) -> usize {
         self.unproven
@@ -454,6 +483,32 @@ mod tests {
             reason: "nothing has been published on this channel yet".into(),
             headers: String::new(),
         }
+    }
+
+    #[tokio::test]
+    async fn a_rename_shows_at_once_and_a_forgotten_device_comes_back_at_its_next_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let (events, _rx) = broadcast::channel(64);
+        let inventory = Inventory::start(dir.path(), &store, events, 1).unwrap();
+        let catalog = Catalog::load(&store, None).unwrap();
+        let mac = "18:FE:34:00:00:0A";
+        let check = || inventory.try_check_in(&request(mac), Some("hall"), "stable", "10.0.0.1", &catalog);
+        check().unwrap();
+        assert!(inventory.set_user_name(mac, "Hall light"));
+        let d = inventory.get(mac).unwrap();
+        assert_eq!((d.name.as_str(), d.shown_name()), ("hall", "Hall light"));
+        assert!(!inventory.set_user_name("18:FE:34:00:00:0B", "x"));
+
+        assert!(inventory.forget(mac));
+        assert!(inventory.get(mac).is_none() && inventory.all().is_empty());
+        assert!(!inventory.forget(mac));
+        inventory.flush().await;
+        store.forget_device(mac).unwrap();
+        // Its place is free again (the cap is one unproven device), and it comes back bare.
+        let back = check().expect("admitted again");
+        assert_eq!(back.user_name, "");
+        assert!(inventory.get(mac).is_some());
     }
 
     #[tokio::test]

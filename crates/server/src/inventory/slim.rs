@@ -149,6 +149,7 @@ impl<B: Shape> Compact<B> {
 /// inventory's logic and every caller keep working with the plain record.
 pub struct Slim {
     name: Option<Box<str>>,
+    user_name: Option<Box<str>>,
     family: Arc<str>,
     ap_mac: Option<Compact<MacKey>>,
     chip_id: Option<Compact<u32>>,
@@ -188,6 +189,7 @@ impl Slim {
     pub fn pack(d: &Device, words: &mut Interner) -> Box<Slim> {
         Box::new(Slim {
             name: (!d.name.is_empty()).then(|| Box::from(d.name.as_str())),
+            user_name: (!d.user_name.is_empty()).then(|| Box::from(d.user_name.as_str())),
             family: words.get(&d.family),
             ap_mac: Compact::opt(&d.ap_mac),
             chip_id: Compact::opt(&d.chip_id),
@@ -236,6 +238,7 @@ impl Slim {
         Device {
             mac: mac_text(key),
             name: self.name.as_deref().unwrap_or_default().to_owned(),
+            user_name: self.user_name.as_deref().unwrap_or_default().to_owned(),
             family: self.family.to_string(),
             ap_mac: self.ap_mac.as_ref().map(Compact::unpack),
             chip_id: self.chip_id.as_ref().map(Compact::unpack),
@@ -269,6 +272,7 @@ mod tests {
     fn device(mac: &str) -> Device {
         let mut d = Device::new(mac, "ESP8266", "stable", "192.168.1.20", 1_700_000_000);
         d.name = "kitchen".into();
+        d.user_name = "Kitchen shelf".into();
         d.ap_mac = Some("1A:FE:34:00:00:01".into());
         d.chip_id = Some("1234567".into());
         d.chip_size = Some(4 << 20);
