@@ -42,6 +42,7 @@ mod conn;
 mod delivery;
 mod ledger;
 mod route;
+mod sealed;
 mod streams;
 mod write;
 
@@ -49,6 +50,7 @@ use auth::authorized;
 use conn::Conn;
 use delivery::{FsRefusals, SendQueue};
 use route::{Facts, Known, Need, Routed, Step, route};
+use sealed::{Link, Tls};
 use streams::{Replay, WriteDeadline};
 use write::write;
 
@@ -113,10 +115,9 @@ async fn serve_tls(shared: &Arc<Shared>, mut tcp: TcpStream, mut conn: Conn) {
     // so that what rustls writes (the close_notify too) has it as well.
     let tcp = WriteDeadline::new(Replay::new(hello, tcp), shared.config.idle_timeout);
     match tokio::time::timeout_at(deadline.into(), acceptor.accept(tcp)).await {
-        Ok(Ok(mut stream)) => {
-            // Room for a whole step of a download (`write::CHUNK`) as records, so each step is
-            // encrypted in one go and leaves in one `writev`.
-            stream.get_mut().1.set_buffer_limit(Some(write::TLS_BUFFER));
+        Ok(Ok(stream)) => {
+            // A release is sealed here in steps of `write::CHUNK`, each leaving in one write.
+            let stream = Tls::new(stream, conn.record_size, write::CHUNK);
             serve_http(shared, stream, conn).await
         }
         Ok(Err(e)) => {
@@ -155,7 +156,7 @@ async fn read_client_hello<R: AsyncRead + Unpin>(r: &mut R, deadline: Instant) -
     }
 }
 
-async fn serve_http<S: AsyncRead + AsyncWrite + Unpin>(shared: &Arc<Shared>, mut stream: S, conn: Conn) {
+async fn serve_http<S: Link>(shared: &Arc<Shared>, mut stream: S, conn: Conn) {
     let cfg = &shared.config;
     let remote = conn.remote;
     let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
@@ -199,13 +200,7 @@ async fn linger<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
 /// One request: routed, its reply written, what happened recorded. Routing asks for the two
 /// facts that cost something (the credentials check, the device's check-in) only when the
 /// request gets that far.
-async fn respond<S: AsyncRead + AsyncWrite + Unpin>(
-    shared: &Arc<Shared>,
-    stream: &mut S,
-    req: &Request,
-    c: &Conn,
-    conn: u64,
-) {
+async fn respond<S: Link>(shared: &Arc<Shared>, stream: &mut S, req: &Request, c: &Conn, conn: u64) {
     let device = device::parse(req);
     let dev = device.as_ref().ok().and_then(Option::as_ref);
     let mac = dev.map(|d| d.sta_mac.clone());

@@ -72,6 +72,8 @@ impl TlsConfigs {
                 .map_err(|e| format!("server certificate and key do not fit together: {e}"))?;
             // rustls 0.23 counts the 5-byte record header in max_fragment_size.
             cfg.max_fragment_size = fragment.map(|f| f + 5);
+            // A release's answer is sealed by the server itself (handler::sealed).
+            cfg.enable_secret_extraction = true;
             Ok(Arc::new(cfg))
         };
         Ok(TlsConfigs {

@@ -5,22 +5,21 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::conn::Conn;
 use super::delivery::{Delivery, Lost, delivery};
 use super::route::{Body, Reply, Text};
+use super::sealed::Link;
 use crate::Shared;
 use crate::events::ServerEvent;
 use crate::http;
 
-/// Bytes handed to TLS per step of a download: four full records (or 128 of 512 bytes), which go
-/// out in one `writev` (one step per 16 KB record cost a syscall and a wake-up each). Progress is
+/// Bytes sealed per step of a download: four full records (or 128 of 512 bytes), which go out
+/// in one `write` (one step per 16 KB record cost a syscall and a wake-up each). Progress is
 /// measured after each step reaches the socket, so a device at 20 KB/s still shows it every few
 /// seconds; 256 KB steps measured no cheaper (bench/README.md).
-const CHUNK: usize = 64 * 1024;
-/// The TLS send buffer a connection gets: a step's records and their overhead.
-pub(super) const TLS_BUFFER: usize = CHUNK + 16 * 1024;
+pub(super) const CHUNK: usize = 64 * 1024;
 /// Progress events at most this often per download (and always at its end): a device on Wi-Fi
 /// takes seconds, so the app still sees it move, while a fast client costs no event per step.
 pub(super) const PROGRESS_EVERY: Duration = Duration::from_millis(250);
@@ -48,7 +47,7 @@ pub(super) enum Fate {
 }
 
 /// Writes `reply`. `conn` and `mac` name the download's events.
-pub(super) async fn write<S: AsyncRead + AsyncWrite + Unpin>(
+pub(super) async fn write<S: Link>(
     shared: &Shared,
     stream: &mut S,
     c: &Conn,
@@ -63,6 +62,12 @@ pub(super) async fn write<S: AsyncRead + AsyncWrite + Unpin>(
         }
         Reply::Release(body) => body,
     };
+    if !body.head_only {
+        // The answer's records are sealed here from the release's bytes (see `sealed`): rustls
+        // hands its keys over once nothing of its own is left to send.
+        let _ = stream.flush().await;
+        stream.seal_records();
+    }
     if http::write_head(stream, body.status, body.len, &body.headers).await.is_err() {
         return Written::Release(body, Fate::NoHead);
     }
