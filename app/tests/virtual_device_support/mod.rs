@@ -153,3 +153,26 @@ pub async fn cutting_proxy(target: std::net::SocketAddr, cut_after: usize) -> st
     });
     addr
 }
+
+/// Flashes `image` onto `board` over its pty with the app's flasher, as `otaforge flash` does.
+pub async fn flash_over_pty(board: &otaforge_sim::board::VirtualBoard, image: Vec<u8>) {
+    let port = board.port().display().to_string();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let mut req = otaforge_flash::FlashRequest::new(port, image);
+        req.connect_timeout = Duration::from_secs(10);
+        otaforge_flash::flash(&req, &otaforge_flash::Cancel::new(), &mut |_| {})
+    })
+    .await
+    .unwrap();
+    assert!(outcome.is_ok(), "{outcome:?}");
+}
+
+/// Publishes an ESP8266 reference 2.0.0 whose stored MD5 (what x-MD5 carries) no longer matches
+/// its file, so every download of it fails the device's MD5 check; the image.
+pub fn publish_with_wrong_md5(project: &crate::support::Project) -> Vec<u8> {
+    let v2 = reference_image(Chip::Esp8266, "2.0.0", IMAGE_SIZE);
+    project.publish(&v2, "2.0.0", DEMO);
+    let db = rusqlite::Connection::open(project.path().join("otaforge.db")).unwrap();
+    db.execute("UPDATE releases SET md5 = '00112233445566778899aabbccddeeff'", []).unwrap();
+    v2
+}

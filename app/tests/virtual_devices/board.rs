@@ -7,25 +7,12 @@ use crate::virtual_device_support;
 use std::time::Duration;
 
 use otaforge_firmware::Chip;
-use otaforge_flash::{self as flash, Cancel, FlashRequest};
 use otaforge_sim::board::{BoardOptions, VirtualBoard};
 use otaforge_sim::device::{Activity, CheckOutcome};
 use support::Project;
 use virtual_device_support::*;
 
 const T: Duration = Duration::from_secs(60);
-
-async fn flash_over_pty(board: &VirtualBoard, image: Vec<u8>) {
-    let port = board.port().display().to_string();
-    let outcome = tokio::task::spawn_blocking(move || {
-        let mut req = FlashRequest::new(port, image);
-        req.connect_timeout = Duration::from_secs(10);
-        flash::flash(&req, &Cancel::new(), &mut |_| {})
-    })
-    .await
-    .unwrap();
-    assert!(outcome.is_ok(), "{outcome:?}");
-}
 
 async fn board_updates(chip: Chip, number: u32) {
     let project = Project::new();

@@ -142,12 +142,7 @@ async fn an_expired_server_certificate_fails_with_bearssl_54() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_x_md5_fails_after_the_download_and_the_server_sees_a_rollback() {
     let project = Project::new();
-    let v2 = reference_image(Chip::Esp8266, "2.0.0", IMAGE_SIZE);
-    project.publish(&v2, "2.0.0", DEMO);
-    // The stored MD5 (what x-MD5 carries) no longer matches the file.
-    let db = rusqlite::Connection::open(project.path().join("otaforge.db")).unwrap();
-    db.execute("UPDATE releases SET md5 = '00112233445566778899aabbccddeeff'", []).unwrap();
-    drop(db);
+    let v2 = publish_with_wrong_md5(&project);
     let server = project.serve(|_| {}).await;
     let mut events = server.subscribe();
     let d = start(

@@ -12,25 +12,12 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use otaforge_firmware::{Chip, md5_hex};
-use otaforge_flash::{self as flash, Cancel, FlashRequest};
 use otaforge_sim::board::{BoardOptions, VirtualBoard};
-use otaforge_sim::device::{CheckOutcome, reference_image};
+use otaforge_sim::device::CheckOutcome;
 use support::Project;
 use virtual_device_support::*;
 
 const T: Duration = Duration::from_secs(60);
-
-async fn flash_over_pty(board: &VirtualBoard, image: Vec<u8>) {
-    let port = board.port().display().to_string();
-    let outcome = tokio::task::spawn_blocking(move || {
-        let mut req = FlashRequest::new(port, image);
-        req.connect_timeout = Duration::from_secs(10);
-        flash::flash(&req, &Cancel::new(), &mut |_| {})
-    })
-    .await
-    .unwrap();
-    assert!(outcome.is_ok(), "{outcome:?}");
-}
 
 /// `otaforge monitor --port PORT --baud BAUD`, its stdout collected line by line.
 struct Monitor {
@@ -217,12 +204,7 @@ async fn an_update_reaches_a_virtual_esp32c3s_serial_log_and_it_reboots_into_it(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_update_shows_the_updaters_error_on_the_serial_log() {
     let project = Project::new();
-    let v2 = reference_image(Chip::Esp8266, "2.0.0", IMAGE_SIZE);
-    project.publish(&v2, "2.0.0", DEMO);
-    // The stored MD5 (what x-MD5 carries) no longer matches the file: every download fails.
-    let db = rusqlite::Connection::open(project.path().join("otaforge.db")).unwrap();
-    db.execute("UPDATE releases SET md5 = '00112233445566778899aabbccddeeff'", []).unwrap();
-    drop(db);
+    let v2 = publish_with_wrong_md5(&project);
     let server = project.serve(|_| {}).await;
     let board =
         VirtualBoard::start(BoardOptions { device: quick(), ..BoardOptions::new(Chip::Esp8266, 0x40_0023) })
