@@ -55,21 +55,12 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Device, RequestRecord};
+    use crate::Device;
 
     fn checked_in(store: &mut Store, mac: &str, reported: &str) -> Device {
         let mut d = Device::new(mac, "ESP8266", "stable", "10.0.0.2", 100);
         d.name = reported.into();
-        let q = RequestRecord {
-            at: 100,
-            mac: Some(mac.into()),
-            remote: "10.0.0.2".into(),
-            method: "GET".into(),
-            path: "/update".into(),
-            status: 304,
-            reason: "up to date".into(),
-            headers: String::new(),
-        };
+        let q = crate::devices::tests::request(Some(mac), 100);
         store.save_devices(std::slice::from_ref(&d), &[q]).unwrap();
         d
     }

@@ -402,10 +402,11 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn request(mac: Option<&str>, at: i64) -> RequestRecord {
+    /// A 304 answer to `mac` at `at`, as the history records it.
+    pub(crate) fn request(mac: Option<&str>, at: i64) -> RequestRecord {
         RequestRecord {
             at,
             mac: mac.map(String::from),

@@ -134,14 +134,7 @@ impl DeviceTable {
             }
             ui.small("Shown in this list and by otaforge devices; the device keeps the name it reports.");
             let enter = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
-            ui.horizontal(|ui| {
-                if ui.button(labels::SAVE_NAME).clicked() || enter {
-                    done = Some(true);
-                }
-                if ui.button(labels::CANCEL).clicked() {
-                    done = Some(false);
-                }
-            });
+            done = confirm_or_cancel(ui, labels::SAVE_NAME).or(enter.then_some(true));
         });
         if modal.should_close() && done.is_none() {
             done = Some(false);
@@ -165,14 +158,7 @@ impl DeviceTable {
                 "It leaves the inventory with the name given to it here and its request history. Nothing \
                  is sent to the device: if it still runs, it reappears at its next check, as a new device.",
             );
-            ui.horizontal(|ui| {
-                if ui.button(labels::FORGET_CONFIRM).clicked() {
-                    done = Some(true);
-                }
-                if ui.button(labels::CANCEL).clicked() {
-                    done = Some(false);
-                }
-            });
+            done = confirm_or_cancel(ui, labels::FORGET_CONFIRM);
         });
         if modal.should_close() && done.is_none() {
             done = Some(false);
@@ -188,4 +174,14 @@ impl DeviceTable {
             }
         }
     }
+}
+
+/// A dialog's two buttons: `Some(true)` when `confirm` was clicked, `Some(false)` for Cancel.
+fn confirm_or_cancel(ui: &mut egui::Ui, confirm: &str) -> Option<bool> {
+    ui.horizontal(|ui| {
+        let ok = ui.button(confirm).clicked();
+        let cancel = ui.button(labels::CANCEL).clicked();
+        (ok || cancel).then_some(ok)
+    })
+    .inner
 }
