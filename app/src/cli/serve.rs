@@ -11,60 +11,71 @@ use clap::Args;
 use otaforge_server::{self as server, EventKind, FragmentPolicy, ServeConfig, ServerEvent};
 
 /// `otaforge serve`.
+///
+/// Every option can also be set by its `OTAFORGE_*` environment variable (the packaged service
+/// reads them from /etc/otaforge/server.conf); an option on the command line wins over it.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on.
-    #[arg(long, default_value = "0.0.0.0")]
+    #[arg(long, env = "OTAFORGE_BIND", default_value = "0.0.0.0")]
     pub bind: IpAddr,
     /// HTTPS port.
-    #[arg(long, default_value_t = otaforge_protocol::DEFAULT_PORT)]
+    #[arg(long, env = "OTAFORGE_PORT", default_value_t = otaforge_protocol::DEFAULT_PORT)]
     pub port: u16,
     /// Also serve plain HTTP on this port (devices without TLS; not recommended).
-    #[arg(long, value_name = "PORT")]
+    #[arg(long, env = "OTAFORGE_HTTP_PORT", value_name = "PORT")]
     pub http_port: Option<u16>,
     /// Update path; <path>/<channel> selects a channel.
-    #[arg(long, default_value = otaforge_protocol::DEFAULT_PATH)]
+    #[arg(long, env = "OTAFORGE_PATH", default_value = otaforge_protocol::DEFAULT_PATH)]
     pub path: String,
     /// Send full 16 KB TLS records even to devices that advertise a smaller max_fragment_length
     /// (faster for ESP8266s with 16 KB receive buffers; breaks those built with setBufferSizes(512, 512)).
-    #[arg(long, conflicts_with = "record_size")]
+    /// Not with --record-size.
+    // `config` checks that, not clap: clap counts the variable as given even when it says false.
+    #[arg(long, env = "OTAFORGE_IGNORE_FRAGMENT_LENGTH")]
     pub ignore_fragment_length: bool,
     /// Send every device TLS records of at most this many bytes (512, 1024, 2048 or 4096), also
     /// those that do not advertise max_fragment_length (mbedTLS builds with small buffers); a
     /// device that asks for less still gets less.
-    #[arg(long, value_name = "BYTES")]
+    #[arg(long, env = "OTAFORGE_RECORD_SIZE", value_name = "BYTES")]
     pub record_size: Option<u16>,
     /// Seconds allowed for the TLS handshake and request head.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, env = "OTAFORGE_HEADER_TIMEOUT", default_value_t = 10)]
     pub header_timeout: u64,
     /// Seconds a client may take nothing of what it is sent (a download, an answer, the closing
     /// TLS shutdown) before its connection is dropped and its slot freed.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, env = "OTAFORGE_IDLE_TIMEOUT", default_value_t = 30)]
     pub idle_timeout: u64,
     /// Largest request head, bytes.
-    #[arg(long, default_value_t = 8192)]
+    #[arg(long, env = "OTAFORGE_MAX_HEADER_BYTES", default_value_t = 8192)]
     pub max_header_bytes: usize,
     /// Connections served at once.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, env = "OTAFORGE_MAX_CONNECTIONS", default_value_t = 512)]
     pub max_connections: usize,
     /// The port devices use, when a router or reverse proxy forwards it to --port: images
     /// baked for it can then be published.
-    #[arg(long, value_name = "PORT")]
+    #[arg(long, env = "OTAFORGE_PUBLIC_PORT", value_name = "PORT")]
     pub public_port: Option<u16>,
     /// Devices never seen to install anything that the inventory admits; further new MACs are
     /// answered 304 (no update) without being recorded (known devices are never evicted). New MACs are also
     /// limited to 20 a minute per address (loopback excepted).
-    #[arg(long, value_name = "N", default_value_t = server::inventory::DEFAULT_MAX_UNPROVEN_DEVICES)]
+    #[arg(long, env = "OTAFORGE_MAX_UNPROVEN_DEVICES", value_name = "N", default_value_t = server::inventory::DEFAULT_MAX_UNPROVEN_DEVICES)]
     pub max_unproven_devices: usize,
     /// The slowest a download may go on average (bytes/s) before its slot is freed: it gets
     /// --idle-timeout plus its size at this rate.
-    #[arg(long, value_name = "BYTES_PER_S", default_value_t = 1024)]
+    #[arg(long, env = "OTAFORGE_MIN_DOWNLOAD_RATE", value_name = "BYTES_PER_S", default_value_t = 1024)]
     pub min_download_rate: u64,
 }
 
 impl ServeArgs {
-    fn config(&self) -> ServeConfig {
-        ServeConfig {
+    fn config(&self) -> Result<ServeConfig> {
+        if self.ignore_fragment_length && self.record_size.is_some() {
+            anyhow::bail!(
+                "--ignore-fragment-length (OTAFORGE_IGNORE_FRAGMENT_LENGTH) and --record-size \
+                 (OTAFORGE_RECORD_SIZE) contradict each other: use one"
+            );
+        }
+        Ok(ServeConfig {
             bind: self.bind,
             port: self.port,
             http_port: self.http_port,
@@ -81,7 +92,7 @@ impl ServeArgs {
             max_connections: self.max_connections,
             max_unproven_devices: self.max_unproven_devices,
             min_download_rate: self.min_download_rate,
-        }
+        })
     }
 }
 
@@ -95,7 +106,10 @@ pub(super) fn serve(dir: &Path, args: ServeArgs) -> Result<()> {
 
 async fn run(dir: std::path::PathBuf, args: ServeArgs) -> Result<()> {
     use std::io::Write as _;
-    let running = server::start(&dir, args.config()).await?;
+    let running = server::start(&dir, args.config()?).await.map_err(|e| match e {
+        server::ServeError::NoCertificates(dir) => anyhow::anyhow!(no_certificates(&dir)),
+        other => other.into(),
+    })?;
     let mut events = running.subscribe();
     // SIGTERM (systemd, kill) stops as cleanly as Ctrl-C: the inventory reaches the disk. Both
     // handlers are in place before the first line, since whoever reads it may signal at once
@@ -173,6 +187,43 @@ async fn run(dir: std::path::PathBuf, args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
+/// What to do when the project has no certificates yet, as the exact command for this binary and
+/// this project: under systemd (the packaged `otaforge-server` service) as the service's user,
+/// then a restart, since the service itself cannot be asked.
+fn no_certificates(dir: &Path) -> String {
+    let exe = std::env::args_os()
+        .next()
+        .and_then(|a| Path::new(&a).file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "otaforge".into());
+    let cert_new = format!("{exe} --dir {} cert new --host HOST", shell_word(&dir.to_string_lossy()));
+    // systemd sets INVOCATION_ID for every unit it runs, and USER for a unit with User=.
+    let unit = std::env::var_os("INVOCATION_ID").and_then(|_| systemd_unit());
+    match (unit, std::env::var("USER")) {
+        (Some(unit), Ok(user)) => format!(
+            "no certificates in {}. Make them as the service's user (HOST: the name or address devices \
+             will use), then restart the service:\n  sudo -u {user} {cert_new}\n  sudo systemctl restart {unit}",
+            dir.display()
+        ),
+        _ => format!("no certificates in {}: run \"{cert_new}\" first", dir.display()),
+    }
+}
+
+/// The systemd unit this process runs in, from its cgroup (`0::/system.slice/NAME.service`).
+fn systemd_unit() -> Option<String> {
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    cgroup.lines().filter_map(|l| l.rsplit('/').next()).find(|n| n.ends_with(".service")).map(str::to_owned)
+}
+
+/// `s` as one word for a POSIX shell: as it is when that is safe, else in single quotes.
+fn shell_word(s: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+:=@%,".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
 fn stamp() -> String {
     let now = time::OffsetDateTime::now_utc();
     format!("{:02}:{:02}:{:02}", now.hour(), now.minute(), now.second())
@@ -244,4 +295,17 @@ pub(super) fn check(dir: &Path, args: CheckArgs) -> Result<()> {
     }
     println!("Devices can update from this server.");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_word;
+
+    #[test]
+    fn shell_word_quotes_only_what_a_shell_would_split() {
+        assert_eq!(shell_word("/var/lib/otaforge"), "/var/lib/otaforge");
+        assert_eq!(shell_word("/home/me/my project"), "'/home/me/my project'");
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+        assert_eq!(shell_word(""), "''");
+    }
 }
