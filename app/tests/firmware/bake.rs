@@ -278,4 +278,22 @@ fn the_cli_reference_image_says_it_runs_only_on_virtual_boards() {
     );
     let image = std::fs::read(&out).unwrap();
     assert!(config_block::locate(&image).is_ok(), "the image has one config block to bake");
+    // The file says so too: whoever inspects it later is told.
+    let (o, stdout, stderr) = run(otaforge(p.path()).arg("inspect").arg(&out));
+    assert!(o.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("Runs on:    virtual boards only"), "{stdout}");
+    let (_, json, _) = run(otaforge(p.path()).args(["inspect", "--json"]).arg(&out));
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["virtual_boards_only"], true);
+    // A baked copy is no more real.
+    let baked = p.path().join("baked.bin");
+    let (o, _, stderr) = run(otaforge(p.path())
+        .args(["bake", "--image"])
+        .arg(&out)
+        .arg("--out")
+        .arg(&baked)
+        .args(["--channel", "demo", "--version", "1.0.0"]));
+    assert!(o.status.success(), "{stderr}");
+    let (_, stdout, _) = run(otaforge(p.path()).arg("inspect").arg(&baked));
+    assert!(stdout.contains("virtual boards only"), "{stdout}");
 }

@@ -5,4 +5,5 @@
 mod support;
 
 mod bake;
+mod build;
 mod sketches;

@@ -10,6 +10,7 @@
 //! `elf2bin.py` and `Esp.cpp`, and ESP-IDF's `esp_app_desc_t`; the code is written from those facts.
 
 pub mod baked_secrets;
+pub mod boards;
 pub mod carried_version;
 mod checksums;
 pub mod chip;
@@ -21,10 +22,13 @@ pub mod image;
 mod image_info;
 mod layout;
 pub mod nvs;
+pub mod reference_sketch;
 pub mod settings;
 pub mod signature;
 pub mod source;
 pub mod synth;
+pub mod toolchain;
+pub mod virtual_only;
 mod walk;
 
 pub use checksums::fix_checksums;

@@ -35,11 +35,13 @@ pub enum SourceError {
     #[error("cannot write {path}: {source}")]
     Write { path: PathBuf, source: std::io::Error },
     #[error(
-        "no toolchain found: install arduino-cli (https://arduino.github.io/arduino-cli/) and the core (arduino-cli core install esp8266:esp8266 or esp32:esp32), or PlatformIO (pip install platformio); the headers are written, so you can also build in the Arduino IDE"
+        "no toolchain found: install arduino-cli (https://arduino.github.io/arduino-cli/) and the core (arduino-cli core install esp8266:esp8266 --additional-urls https://arduino.esp8266.com/stable/package_esp8266com_index.json, or esp32:esp32 with https://espressif.github.io/arduino-esp32/package_esp32_index.json), or PlatformIO (https://docs.platformio.org/en/latest/core/installation/); the headers are written, so you can also build in the Arduino IDE"
     )]
     NoToolchain,
     #[error("the build failed (exit code {0:?}); see the log")]
     BuildFailed(Option<i32>),
+    #[error("{0}")]
+    MissingCore(String),
     #[error("the build was cancelled")]
     Cancelled,
     #[error("the build finished but no .bin was found under {0}")]
@@ -169,18 +171,30 @@ pub enum Toolchain {
     PlatformIo(PathBuf),
 }
 
-/// The first toolchain on PATH, if any.
+/// The first toolchain in the default places (PATH first; see
+/// [`super::toolchain::default_search_path`]), arduino-cli before PlatformIO.
 pub fn find_toolchain() -> Option<Toolchain> {
-    let path = std::env::var_os("PATH")?;
-    for dir in std::env::split_paths(&path) {
-        if dir.join("arduino-cli").is_file() {
-            return Some(Toolchain::ArduinoCli(dir.join("arduino-cli")));
-        }
-        if dir.join("pio").is_file() {
-            return Some(Toolchain::PlatformIo(dir.join("pio")));
-        }
-    }
-    None
+    super::toolchain::find_toolchains(&super::toolchain::default_search_path()).into_iter().next()
+}
+
+/// Where arduino-cli is told to put what it builds (`--output-dir`): `build/<FQBN, ':' as '.'>`
+/// in the sketch folder, where `--export-binaries` would, and which the reference `.gitignore`
+/// keeps out of git.
+pub fn arduino_output_dir(sketch: &Path, fqbn: &str) -> PathBuf {
+    let name: String = fqbn
+        .trim()
+        .chars()
+        .map(|c| {
+            if c == ':' {
+                '.'
+            } else if c.is_ascii_alphanumeric() || "._-=".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    sketch.join("build").join(name)
 }
 
 /// The build command for a sketch folder: `board` is an FQBN for arduino-cli or an environment
@@ -189,7 +203,9 @@ pub fn build_command(tc: &Toolchain, sketch: &Path, board: &str) -> Command {
     match tc {
         Toolchain::ArduinoCli(exe) => {
             let mut c = Command::new(exe);
-            c.args(["compile", "--fqbn", board, "--export-binaries"]).arg(sketch);
+            c.args(["compile", "--fqbn", board, "--output-dir"])
+                .arg(arduino_output_dir(sketch, board))
+                .arg(sketch);
             c
         }
         Toolchain::PlatformIo(exe) => {
@@ -205,6 +221,37 @@ pub fn build_command(tc: &Toolchain, sketch: &Path, board: &str) -> Command {
     }
 }
 
+/// Where the application image of a build lands: `<output dir>/<sketch>.ino.bin` for
+/// arduino-cli (beside it the bootloader, partition table and merged image), PlatformIO's
+/// `.pio/build/<environment>/firmware.bin`.
+pub fn built_image(tc: &Toolchain, sketch: &Path, board: &str) -> PathBuf {
+    match tc {
+        Toolchain::ArduinoCli(_) => {
+            let name = sketch.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            arduino_output_dir(sketch, board).join(format!("{name}.ino.bin"))
+        }
+        Toolchain::PlatformIo(_) => {
+            platformio_project(sketch).join(".pio/build").join(board).join("firmware.bin")
+        }
+    }
+}
+
+/// Fails with the command that installs it when arduino-cli lacks the core `fqbn` needs, before
+/// a build that would fail on it after a long wait. A `core list` that does not run is only noted.
+pub fn check_core(tc: &Toolchain, fqbn: &str, on_line: &mut dyn FnMut(String)) -> Result<(), SourceError> {
+    let Toolchain::ArduinoCli(exe) = tc else { return Ok(()) };
+    match super::toolchain::installed_cores(exe) {
+        Ok(installed) => match super::toolchain::missing_core(fqbn, &installed) {
+            Some(missing) => Err(SourceError::MissingCore(missing.message())),
+            None => Ok(()),
+        },
+        Err(why) => {
+            on_line(format!("(could not check the installed cores: {why})"));
+            Ok(())
+        }
+    }
+}
+
 /// Builds the sketch with `tc`, handing every line the toolchain prints to `on_line` as it comes,
 /// and returns the `.bin` it produced. Setting `cancel` stops the build (the toolchain is killed)
 /// within a fraction of a second.
@@ -215,6 +262,7 @@ pub fn build(
     on_line: &mut dyn FnMut(String),
     cancel: &AtomicBool,
 ) -> Result<PathBuf, SourceError> {
+    check_core(tc, board, on_line)?;
     let started = std::time::SystemTime::now();
     let mut command = build_command(tc, sketch, board);
     // Its own process group, so cancelling also stops the compilers the toolchain started.
@@ -264,12 +312,15 @@ pub fn build(
     if !status.success() {
         return Err(SourceError::BuildFailed(status.code()));
     }
-    let out = match tc {
-        Toolchain::ArduinoCli(_) => sketch.join("build"),
-        Toolchain::PlatformIo(_) => platformio_project(sketch).join(".pio/build").join(board),
-    };
+    let fresh = |t: std::time::SystemTime| t >= started - Duration::from_secs(2);
+    let expected = built_image(tc, sketch, board);
+    if std::fs::metadata(&expected).and_then(|m| m.modified()).is_ok_and(fresh) {
+        return Ok(expected);
+    }
+    // A core that names its output otherwise: the newest application image in the output folder.
+    let out = expected.parent().map(Path::to_path_buf).unwrap_or_default();
     match newest_bin(&out) {
-        Some((modified, bin)) if modified >= started - Duration::from_secs(2) => Ok(bin),
+        Some((modified, bin)) if fresh(modified) => Ok(bin),
         _ => Err(SourceError::NoBinary(out)),
     }
 }
@@ -302,76 +353,5 @@ fn newest_bin(dir: &Path) -> Option<(std::time::SystemTime, PathBuf)> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn platformio_builds_the_project_with_the_sketch_as_its_source() {
-        let dir = tempfile::tempdir().unwrap();
-        let sketch = dir.path().join("esp8266/otaforge_esp8266");
-        std::fs::create_dir_all(&sketch).unwrap();
-        std::fs::write(dir.path().join("platformio.ini"), "[env:nodemcuv2]\n").unwrap();
-        let c = build_command(&Toolchain::PlatformIo("pio".into()), &sketch, "nodemcuv2");
-        assert_eq!(c.get_current_dir(), Some(dir.path()));
-        let src = c.get_envs().find(|(k, _)| *k == "PLATFORMIO_SRC_DIR").and_then(|(_, v)| v).unwrap();
-        assert_eq!(Path::new(src), sketch.canonicalize().unwrap());
-        let c =
-            build_command(&Toolchain::ArduinoCli("arduino-cli".into()), &sketch, "esp8266:esp8266:nodemcuv2");
-        let args: Vec<_> = c.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
-        assert_eq!(args[..4], ["compile", "--fqbn", "esp8266:esp8266:nodemcuv2", "--export-binaries"]);
-    }
-
-    /// A stand-in for arduino-cli: prints progress, writes a .bin where the real one does.
-    #[cfg(unix)]
-    fn fake_arduino_cli(dir: &Path, body: &str) -> Toolchain {
-        use std::os::unix::fs::PermissionsExt;
-        let exe = dir.join("arduino-cli");
-        std::fs::write(&exe, format!("#!/bin/sh\n{body}\n")).unwrap();
-        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
-        Toolchain::ArduinoCli(exe)
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn builds_stream_their_log_and_return_the_new_bin() {
-        let dir = tempfile::tempdir().unwrap();
-        let sketch = dir.path().join("s");
-        std::fs::create_dir(&sketch).unwrap();
-        let tc = fake_arduino_cli(
-            dir.path(),
-            "echo Compiling sketch...; echo warning: x >&2; d=\"$5/build/esp8266.esp8266.nodemcuv2\"; mkdir -p \"$d\"; echo bin > \"$d/s.ino.bin\"; echo > \"$d/s.ino.bootloader.bin\"; echo Done",
-        );
-        let mut lines = Vec::new();
-        let bin =
-            build(&tc, &sketch, "esp8266:esp8266:nodemcuv2", &mut |l| lines.push(l), &AtomicBool::new(false))
-                .unwrap();
-        assert!(bin.ends_with("build/esp8266.esp8266.nodemcuv2/s.ino.bin"), "{}", bin.display());
-        assert!(
-            lines.contains(&"Compiling sketch...".to_string()) && lines.contains(&"warning: x".to_string())
-        );
-        assert!(lines.contains(&"Done".to_string()));
-
-        let failing = fake_arduino_cli(dir.path(), "echo 'error: no such board'; exit 3");
-        let r = build(&failing, &sketch, "x:y:z", &mut |_| {}, &AtomicBool::new(false));
-        assert!(matches!(r, Err(SourceError::BuildFailed(Some(3)))), "{r:?}");
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn cancel_stops_a_running_build_quickly() {
-        let dir = tempfile::tempdir().unwrap();
-        let tc = fake_arduino_cli(dir.path(), "echo started; sleep 30; echo never");
-        let cancel = std::sync::Arc::new(AtomicBool::new(false));
-        let c = cancel.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(300));
-            c.store(true, Ordering::Relaxed);
-        });
-        let t = std::time::Instant::now();
-        let mut lines = Vec::new();
-        let r = build(&tc, dir.path(), "a:b:c", &mut |l| lines.push(l), &cancel);
-        assert!(matches!(r, Err(SourceError::Cancelled)), "{r:?}");
-        assert!(t.elapsed() < Duration::from_secs(3), "cancel took {:?}", t.elapsed());
-        assert_eq!(lines, ["started"]);
-    }
-}
+#[path = "source_tests.rs"]
+mod tests;
