@@ -5,9 +5,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
+use otaforge_actions::channels::{self, Channels, UnknownChannel};
 use otaforge_firmware::config_block::{self, BakedSettings};
 use otaforge_firmware::settings::{self, BakeForm};
 use otaforge_firmware::{ImageInfo, inspect, source};
+use otaforge_store::Store;
 
 /// `otaforge bake`: settings from these options, the CA from the project.
 #[derive(Debug, Args)]
@@ -16,7 +18,7 @@ pub struct BakeArgs {
     #[arg(long, value_name = "DIR", conflicts_with = "image")]
     pub sketch: Option<PathBuf>,
     /// Build the sketch afterwards with arduino-cli or PlatformIO (needs --board).
-    #[arg(long, requires = "sketch")]
+    #[arg(long, requires = "sketch", requires = "board")]
     pub build: bool,
     /// Board: an FQBN for arduino-cli (esp8266:esp8266:nodemcuv2) or a PlatformIO environment.
     #[arg(long)]
@@ -36,9 +38,13 @@ pub struct BakeArgs {
     /// Update path.
     #[arg(long, default_value = otaforge_protocol::DEFAULT_PATH)]
     pub path: String,
-    /// Channel ("" = the default, /update).
-    #[arg(long, default_value = "")]
+    /// Channel the devices poll (<path>/<channel>). One that does not exist yet is refused
+    /// unless --create: devices baked for it would be answered "no such channel".
+    #[arg(long, default_value = otaforge_protocol::DEFAULT_CHANNEL)]
     pub channel: String,
+    /// Make the channel (empty until its first release) when it does not exist yet.
+    #[arg(long)]
+    pub create: bool,
     /// Firmware version the device reports (default for --image: the version the image carries).
     #[arg(long)]
     pub version: Option<String>,
@@ -60,11 +66,14 @@ pub struct BakeArgs {
     pub wifi_ssid: String,
     /// File holding its password (first line); else $OTAFORGE_WIFI_PASSWORD, else a prompt. Never
     /// needed: `otaforge provision` gives boards their Wi-Fi without putting it in firmware.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", requires = "wifi_ssid")]
     pub wifi_password_file: Option<PathBuf>,
     /// The built-in network is open: no password.
-    #[arg(long, conflicts_with = "wifi_password_file")]
+    #[arg(long, requires = "wifi_ssid", conflicts_with = "wifi_password_file")]
     pub open_network: bool,
+    /// Refused: a password on the command line is visible to every user of the machine.
+    #[arg(long, hide = true, value_name = "PASSWORD")]
+    pub wifi_password: Option<String>,
     /// Leave the project's signing key out: the firmware then installs unsigned updates. (With a
     /// key, `otaforge bake` puts its public half in and the firmware installs only signed ones.)
     #[arg(long)]
@@ -76,6 +85,7 @@ pub(super) fn inspect_file(dir: &Path, file: &Path, json: bool) -> Result<()> {
     let info = inspect(&bytes)?;
     let signed = signature_line(dir, &info, &bytes);
     let config = config_block::read(&bytes);
+    let virtual_only = otaforge_firmware::virtual_only::is_virtual_only(&bytes);
     if json {
         let cfg = match &config {
             Ok(Some(s)) => serde_json::json!({ "baked": true, "settings": redacted(s) }),
@@ -84,24 +94,33 @@ pub(super) fn inspect_file(dir: &Path, file: &Path, json: bool) -> Result<()> {
         };
         println!(
             "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({ "image": info, "config_block": cfg, "signature": signed })
-            )?
+            serde_json::to_string_pretty(&serde_json::json!({
+                "image": info, "config_block": cfg, "signature": signed, "virtual_boards_only": virtual_only
+            }))?
         );
     } else {
         print_info(&info);
+        if virtual_only {
+            use otaforge_firmware::virtual_only::{VIRTUAL_BOARDS_ONLY, WHY};
+            println!("Runs on:    {VIRTUAL_BOARDS_ONLY}: {WHY}");
+        }
         if let Some(line) = &signed {
             println!("Signed:     {line}");
         }
         match &config {
             Ok(Some(s)) => println!(
-                "Config:     baked: {}:{}{}{} version {} name \"{}\", CA {} bytes, Wi-Fi {}",
+                "Config:     baked: {}:{}{} version {} name \"{}\", channel \"{}\"{}, CA {} bytes, Wi-Fi {}",
                 s.host,
                 s.port,
                 s.path,
-                if s.channel.is_empty() { String::new() } else { format!("/{}", s.channel) },
                 s.version,
                 s.device_name,
+                s.channel_name(),
+                if s.channel.is_empty() {
+                    " (polled at the path itself: baked before it had a name)"
+                } else {
+                    ""
+                },
                 s.ca_pem.len(),
                 if s.wifi_ssid.is_empty() { "as built".to_string() } else { format!("\"{}\"", s.wifi_ssid) }
             ),
@@ -117,6 +136,7 @@ pub(super) fn inspect_file(dir: &Path, file: &Path, json: bool) -> Result<()> {
 
 fn redacted(s: &BakedSettings) -> BakedSettings {
     let mut s = s.clone();
+    s.channel = s.channel_name().to_string();
     if !s.wifi_password.is_empty() {
         s.wifi_password = "(set)".into();
     }
@@ -188,7 +208,7 @@ impl BakeArgs {
             host: self.host.clone().unwrap_or_default(),
             port: self.port,
             path: self.path.clone(),
-            channel: self.channel.clone(),
+            channel: channels::channel_or_default(self.channel.trim()).to_string(),
             version: self.version.clone().unwrap_or_default(),
             device_name: self.device_name.clone(),
             poll_interval_s: self.poll_interval,
@@ -202,6 +222,10 @@ impl BakeArgs {
 }
 
 pub(super) fn bake(dir: &Path, args: BakeArgs) -> Result<()> {
+    if args.wifi_password.is_some() {
+        bail!(super::flash::PASSWORD_ON_COMMAND_LINE);
+    }
+    let create = channel_to_create(dir, channels::channel_or_default(args.channel.trim()), args.create)?;
     let form = args.form()?;
     if let Some(sketch) = &args.sketch {
         if form.version.trim().is_empty() {
@@ -221,6 +245,9 @@ pub(super) fn bake(dir: &Path, args: BakeArgs) -> Result<()> {
             println!(
                 "Compiled in the project's public signing key: the firmware installs only updates signed by it."
             );
+        }
+        if let Some(channel) = &create {
+            create_channel(dir, channel)?;
         }
         if args.build {
             let board =
@@ -244,6 +271,9 @@ pub(super) fn bake(dir: &Path, args: BakeArgs) -> Result<()> {
     // Owner-only: the image may now hold a Wi-Fi password.
     otaforge_project::write_atomic(out, &baked, otaforge_project::Secrecy::Secret)
         .with_context(|| format!("cannot write {}", out.display()))?;
+    if let Some(channel) = &create {
+        create_channel(dir, channel)?;
+    }
     let info = inspect(&baked)?;
     println!(
         "Wrote {} ({} bytes, MD5 {}): every checksum fixed, settings baked:",
@@ -283,6 +313,37 @@ pub(super) fn bake(dir: &Path, args: BakeArgs) -> Result<()> {
              published; give boards their settings with otaforge flash --device-name … or otaforge provision."
         );
     }
+    Ok(())
+}
+
+/// The channel to create once the firmware is baked: `None` when it exists (the default and demo
+/// channels always do). One that does not is refused unless `create`: firmware polling a channel
+/// nothing serves would be told "no such channel" at every check.
+fn channel_to_create(dir: &Path, channel: &str, create: bool) -> Result<Option<String>> {
+    if channels::always_exists(channel) {
+        return Ok(None);
+    }
+    otaforge_store::validate_channel(channel)?;
+    let known = Channels::of(&Store::open(dir)?)?;
+    match (known.exists(channel), create) {
+        (true, _) => Ok(None),
+        (false, true) => Ok(Some(channel.to_string())),
+        (false, false) => bail!(UnknownChannel::new(
+            channel,
+            &known.all(),
+            format!(
+                "Check the name, or add --create to make it (empty until its first release), so devices baked \
+                 for it are answered: otaforge bake … --channel {channel} --create"
+            ),
+        )),
+    }
+}
+
+fn create_channel(dir: &Path, channel: &str) -> Result<()> {
+    Store::open(dir)?.set_rollout(channel, None, None)?;
+    println!(
+        "Created channel \"{channel}\": empty until its first release (otaforge publish FILE --channel {channel})"
+    );
     Ok(())
 }
 

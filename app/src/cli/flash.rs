@@ -24,7 +24,8 @@ pub struct FlashArgs {
     /// The chip: auto, esp8266, esp32, esp32c3, esp32s3 …
     #[arg(long, default_value = "auto", value_parser = parse_chip)]
     pub chip: ChipChoice,
-    /// Fastest baud rate to try; on failure it steps down to 460800, 230400, 115200.
+    /// Fastest baud rate to try (921600 is faster where the USB adapter keeps up); when the link
+    /// cannot keep up it steps down through 921600, 460800, 230400 and 115200.
     #[arg(long, default_value_t = flash::DEFAULT_BAUD)]
     pub baud: u32,
     /// Flash offset, e.g. 0x10000. Default: from the file (0x0 ESP8266 and merged images,
@@ -74,14 +75,25 @@ pub struct DeviceSettingsArgs {
     /// The network is open: no password.
     #[arg(long, requires = "wifi_ssid", conflicts_with = "wifi_password_file")]
     pub open_network: bool,
+    /// Refused: a password on the command line is visible to every user of the machine.
+    #[arg(long, hide = true, value_name = "PASSWORD")]
+    pub wifi_password: Option<String>,
 }
 
 /// The environment variable a Wi-Fi password may come from.
 pub const WIFI_PASSWORD_ENV: &str = "OTAFORGE_WIFI_PASSWORD";
 
+/// Why `--wifi-password PASSWORD` is refused, and what to use instead.
+pub(super) const PASSWORD_ON_COMMAND_LINE: &str = "--wifi-password is not taken: a password on the command line is visible \
+     to every user of this machine (ps, shell history). Put it in a file only you can read (--wifi-password-file FILE), \
+     in $OTAFORGE_WIFI_PASSWORD, or type it when asked";
+
 impl DeviceSettingsArgs {
     /// The settings asked for, checked; `None` when none were given.
     pub fn settings(&self) -> Result<Option<DeviceSettings>> {
+        if self.wifi_password.is_some() {
+            bail!(PASSWORD_ON_COMMAND_LINE);
+        }
         if self.device_name.is_none() && self.wifi_ssid.is_none() {
             return Ok(None);
         }
@@ -107,6 +119,10 @@ impl DeviceSettingsArgs {
 pub(super) fn wifi_password(file: Option<&Path>, ssid: &str) -> Result<String> {
     let prompt = format!("Wi-Fi password for \"{ssid}\": ");
     match super::secret::read_secret(file, WIFI_PASSWORD_ENV, &prompt, false)? {
+        // Empty would quietly mean an open network.
+        Some((password, source)) if password.is_empty() => bail!(
+            "the Wi-Fi password ({source}) is empty: for a network without a password give --open-network"
+        ),
         Some((password, _)) => Ok(password),
         None => bail!(
             "the Wi-Fi password: give it with --wifi-password-file FILE or ${WIFI_PASSWORD_ENV} (or --open-network)"
@@ -276,6 +292,8 @@ impl Bar {
 /// `otaforge flash`.
 pub fn flash(dir: &Path, args: FlashArgs) -> Result<()> {
     let image = std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    // What the user must still give is asked for before a board is looked for.
+    let device_settings = args.settings.settings()?;
     let port = pick_port(dir, args.port)?;
     let mut req = FlashRequest::new(&port, image);
     req.chip = args.chip.0;
@@ -288,7 +306,7 @@ pub fn flash(dir: &Path, args: FlashArgs) -> Result<()> {
         req.stub = flash::StubSource::None;
     }
     req.connect_timeout = Duration::from_secs(args.connect_timeout.max(1));
-    req.device_settings = args.settings.settings()?;
+    req.device_settings = device_settings;
     let cancel = Cancel::new();
     let done = cancel_on_ctrl_c(&cancel);
     let mut bar = Bar { tty: std::io::stderr().is_terminal(), last_tenth: None, drawn: false };
@@ -357,9 +375,10 @@ pub fn board(dir: &Path, args: BoardArgs) -> Result<()> {
 /// `otaforge monitor`.
 pub fn monitor(dir: &Path, args: MonitorArgs) -> Result<()> {
     let port = pick_port(dir, args.port)?;
-    eprintln!("Monitoring {port} at {} baud. Ctrl-C stops.", args.baud);
+    // Ctrl-C is caught before the line that invites it.
     let cancel = Cancel::new();
     let done = cancel_on_ctrl_c(&cancel);
+    eprintln!("Monitoring {port} at {} baud. Ctrl-C stops.", args.baud);
     let mut out = std::io::stdout();
     let result = flash::monitor::monitor(&port, args.baud, args.reset, &cancel, &mut |line| {
         let _ = writeln!(out, "{line}");

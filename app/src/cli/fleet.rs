@@ -122,7 +122,10 @@ pub(super) fn fleet(dir: &Path, args: FleetArgs) -> Result<()> {
     }
     let image = match &args.image {
         Some(path) => std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
-        None => bake_for_project(dir, &args)?,
+        None => {
+            require_channel(dir, &args.channel)?;
+            bake_for_project(dir, &args)?
+        }
     };
     let dns = match args.server.as_str() {
         "system" => None,
@@ -145,6 +148,27 @@ pub(super) fn fleet(dir: &Path, args: FleetArgs) -> Result<()> {
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(run(opts, &args))
+}
+
+/// The devices poll the channel they are baked for: one nothing serves is refused (this command
+/// publishes nothing, so it cannot start one).
+fn require_channel(dir: &Path, channel: &str) -> Result<()> {
+    use otaforge_actions::channels::{Channels, UnknownChannel, always_exists};
+    if always_exists(channel) {
+        return Ok(());
+    }
+    let known = Channels::of(&otaforge_store::Store::open(dir)?)?;
+    if !known.exists(channel) {
+        bail!(UnknownChannel::new(
+            channel,
+            &known.all(),
+            String::from(
+                "Check the name; the reference image may only be published to a demo channel (\"demo\", or a \
+                 \"demo-…\" one started with otaforge publish FILE --channel demo-NAME --create)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn bake_for_project(dir: &Path, args: &FleetArgs) -> Result<Vec<u8>> {

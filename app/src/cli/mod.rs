@@ -102,7 +102,7 @@ pub enum Commands {
     Publish(PublishArgs),
     /// List releases and what each channel serves.
     Releases {
-        /// Only this channel.
+        /// Only this channel (one that does not exist is refused, naming those that do).
         #[arg(long)]
         channel: Option<String>,
     },

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
+use otaforge_actions::channels::{self, Channels, UnknownChannel};
 use otaforge_actions::publish::{self as publish, PublishRequest};
 use otaforge_protocol::DEFAULT_CHANNEL;
 use otaforge_server::device::parse_mac;
@@ -19,9 +20,14 @@ pub struct PublishArgs {
     /// Version devices will be told (SemVer or dotted numbers); ESP32 images carry one already.
     #[arg(long)]
     pub version: Option<String>,
-    /// Channel (devices poll /update/<channel>; /update is "stable").
+    /// Channel: devices poll <path>/<channel> (the default channel also at <path> itself). One
+    /// that does not exist yet is refused unless --create.
     #[arg(long, default_value = DEFAULT_CHANNEL)]
     pub channel: String,
+    /// Start the channel with this release when it does not exist yet (without it, a mistyped
+    /// name is refused instead of becoming a channel no device polls).
+    #[arg(long)]
+    pub create: bool,
     /// Notes shown with the release.
     #[arg(long, default_value = "")]
     pub notes: String,
@@ -42,9 +48,13 @@ pub struct PublishArgs {
 /// `otaforge rollout`.
 #[derive(Debug, Args)]
 pub struct RolloutArgs {
-    /// Channel to change.
+    /// Channel to change; one that does not exist is refused unless --create.
     #[arg(long, default_value = DEFAULT_CHANNEL)]
     pub channel: String,
+    /// Make the channel when it does not exist (empty until its first release: set its rollout,
+    /// credentials or signature rule first), or let --promote copy a release into a new one.
+    #[arg(long)]
+    pub create: bool,
     /// Share of devices (0-100, by a stable hash of their MAC) offered the current release.
     #[arg(long)]
     pub percent: Option<u8>,
@@ -91,9 +101,10 @@ pub struct RolloutArgs {
 pub(super) fn publish_file(dir: &Path, args: PublishArgs) -> Result<()> {
     let bytes = std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
     let mut store = Store::open(dir)?;
-    let sign = args.sign || needs_signing(&store, &args.channel, args.filesystem)?;
+    let channel = channels::channel_or_default(&args.channel).to_string();
+    let sign = args.sign || needs_signing(&store, &channel, args.filesystem)?;
     let req = PublishRequest {
-        channel: args.channel,
+        channel: channel.clone(),
         kind: if args.filesystem { PayloadKind::Filesystem } else { PayloadKind::Sketch },
         version: args.version,
         notes: args.notes,
@@ -102,6 +113,18 @@ pub(super) fn publish_file(dir: &Path, args: PublishArgs) -> Result<()> {
         sign_with: if sign { Some(std::sync::Arc::new(otaforge_pki::signing::load(dir)?)) } else { None },
     };
     let checked = publish::check(&store, bytes, req)?;
+    // What is wrong with the file first; then the channel, before anything is stored.
+    let known = Channels::of(&store)?;
+    if !known.exists(&channel) && !args.create {
+        bail!(UnknownChannel::new(
+            &channel,
+            &known.all(),
+            format!(
+                "Check the name, or start it with this release: otaforge publish {} --channel {channel} --create",
+                args.file.display()
+            ),
+        ));
+    }
     for w in &checked.warnings {
         eprintln!("warning: {w}");
     }
@@ -191,6 +214,17 @@ fn key_column(keys: &otaforge_pki::signing::Keys, r: &otaforge_store::Release) -
 
 pub(super) fn releases(dir: &Path, channel: Option<&str>) -> Result<()> {
     let store = Store::open(dir)?;
+    let channel = channel.map(channels::channel_or_default);
+    if let Some(name) = channel {
+        let known = Channels::of(&store)?;
+        if !known.exists(name) {
+            bail!(UnknownChannel::new(
+                name,
+                &known.all(),
+                "Check the name (otaforge releases lists them all).".into()
+            ));
+        }
+    }
     // Rows that cannot be read are reported and left out; the rest is listed.
     let (channels, bad_channels) = store.read_channels()?;
     let (releases, bad_releases) = store.read_releases(channel)?;
@@ -290,8 +324,28 @@ fn channel_password(file: Option<&Path>, user: &str, channel: &str) -> Result<(S
     Ok((password, source))
 }
 
-pub(super) fn rollout(dir: &Path, args: RolloutArgs) -> Result<()> {
-    // The password first: a refused or mistyped one changes nothing.
+pub(super) fn rollout(dir: &Path, mut args: RolloutArgs) -> Result<()> {
+    args.channel = channels::channel_or_default(&args.channel).to_string();
+    let mut store = Store::open(dir)?;
+    // A channel comes into being with its first release, or with --create; a mistyped name here
+    // would otherwise make an empty channel that no device is ever sent to.
+    let known = Channels::of(&store)?;
+    // Promoting a release into the default or demo channel, which always exist, is no typo.
+    let promoted_into_implicit = args.promote.is_some() && channels::always_exists(&args.channel);
+    if !known.is_stored(&args.channel) && !args.create && !promoted_into_implicit {
+        let stored: Vec<&str> = known.stored.iter().map(String::as_str).collect();
+        bail!(UnknownChannel::new(
+            &args.channel,
+            &stored,
+            format!(
+                "Check the name. A channel starts with its first release (otaforge publish FILE --channel {0} \
+                 --create); add --create here to make it empty now, or to promote a release into it",
+                args.channel
+            ),
+        ));
+    }
+    let creating = !known.is_stored(&args.channel) && args.promote.is_none();
+    // The channel and the password before anything: a refused or mistyped one changes nothing.
     let credentials = match args.auth.as_deref() {
         None | Some("-") => None,
         Some(user) if user.contains(':') => bail!(
@@ -304,24 +358,6 @@ pub(super) fn rollout(dir: &Path, args: RolloutArgs) -> Result<()> {
             Some((user, channel_password(args.auth_password_file.as_deref(), user, &args.channel)?))
         }
     };
-    let mut store = Store::open(dir)?;
-    // A channel comes into being with its first release (a publish or a promote into it); a
-    // mistyped name here would otherwise make an empty channel that no device is ever sent to.
-    if args.promote.is_none() && store.channel(&args.channel)?.is_none() {
-        let known: Vec<String> = store.channels()?.into_iter().map(|c| format!("\"{}\"", c.name)).collect();
-        bail!(
-            "there is no channel \"{}\" ({}). A channel starts with its first release: \
-             otaforge publish FILE --channel {} (or --promote ID --channel {} here)",
-            args.channel,
-            if known.is_empty() {
-                "none yet: publish a release first".to_string()
-            } else {
-                format!("channels: {}", known.join(", "))
-            },
-            args.channel,
-            args.channel
-        );
-    }
     if let Some(id) = args.promote {
         let r = store.promote(id, Some(&args.channel))?;
         println!("\"{}\" now serves #{} {}", r.channel, r.id, r.version);
@@ -382,6 +418,9 @@ pub(super) fn rollout(dir: &Path, args: RolloutArgs) -> Result<()> {
         );
     }
     let c = store.set_rollout(&args.channel, args.percent, paused)?;
+    if creating {
+        println!("Created channel \"{}\": empty until its first release", c.name);
+    }
     let allowed = store.allowed_macs()?;
     println!(
         "Channel \"{}\": rollout {}%{}; {}",

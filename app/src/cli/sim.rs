@@ -72,6 +72,12 @@ fn serial(dir: &Path, args: SerialArgs) -> Result<()> {
         ..SimOptions::default()
     })
     .context("could not start the virtual device")?;
+    // Ctrl-C is caught before the path is printed: whoever reads it may stop us at once, and the
+    // registry entry must still go away.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [stop_signals::SIGINT, stop_signals::SIGTERM] {
+        stop_signals::register(signal, stop.clone())?;
+    }
     println!("{}", device.pty_path().display());
     eprintln!(
         "Virtual {} '{}' on {} (flash: {}{}). Flash it with no reset, e.g.\n  esptool --port {} --before no-reset --after no-reset flash-id\nCtrl-C stops.",
@@ -82,10 +88,6 @@ fn serial(dir: &Path, args: SerialArgs) -> Result<()> {
         if args.flash.is_none() { ", removed on exit" } else { "" },
         device.pty_path().display(),
     );
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [stop_signals::SIGINT, stop_signals::SIGTERM] {
-        stop_signals::register(signal, stop.clone())?;
-    }
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(100));
     }

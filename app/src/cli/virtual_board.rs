@@ -63,6 +63,8 @@ pub(super) fn board(dir: &Path, args: VirtualBoardArgs) -> Result<()> {
     runtime.block_on(async {
         let board = VirtualBoard::start(opts).context("could not start the virtual board")?;
         let mut log = board.subscribe();
+        // Ctrl-C is caught before the lines that invite it (a stop then ends the board cleanly).
+        let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
         println!("{}", board.port().display());
         eprintln!(
             "Virtual {} board on {} (MAC {}, flash {}). Flash it, e.g.\n  otaforge flash FIRMWARE.bin --port {}\nand it boots, polls the update server and updates itself; its serial log follows, and is on the port too:\n  otaforge monitor --port {}\nCtrl-C stops it.",
@@ -73,8 +75,6 @@ pub(super) fn board(dir: &Path, args: VirtualBoardArgs) -> Result<()> {
             board.port().display(),
             board.port().display()
         );
-        let ctrl_c = tokio::signal::ctrl_c();
-        tokio::pin!(ctrl_c);
         loop {
             tokio::select! {
                 e = log.recv() => match e {
@@ -82,7 +82,7 @@ pub(super) fn board(dir: &Path, args: VirtualBoardArgs) -> Result<()> {
                     Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                     Err(_) => break,
                 },
-                _ = &mut ctrl_c => break,
+                _ = interrupt.recv() => break,
             }
         }
         eprintln!("Stopping the virtual board.");

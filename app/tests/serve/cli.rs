@@ -227,7 +227,7 @@ fn publish_sign_stores_images_the_projects_key_verifies_gzipd_ones_signed_after_
     };
     // The gzip'd one on a channel of its own: on "stable" the fleet runs 1.0.0, which verifies
     // nothing, and a signed gzip'd file would not unpack there (see fleet_safety::signing_keys).
-    for (version, extra) in [("1.0.0", &[][..]), ("1.1.0", &["--gzip", "--channel", "gz"][..])] {
+    for (version, extra) in [("1.0.0", &[][..]), ("1.1.0", &["--gzip", "--channel", "gz", "--create"][..])] {
         let mut args = vec!["--version", version];
         args.extend_from_slice(extra);
         let (out, stdout, stderr) = publish(&file, &args);
@@ -261,7 +261,7 @@ fn publish_sign_stores_images_the_projects_key_verifies_gzipd_ones_signed_after_
         otaforge_firmware::ImageBuilder::esp32_app(otaforge_firmware::Chip::Esp32).build(),
     )
     .unwrap();
-    let (out, stdout, stderr) = publish(&esp32, &["--version", "1.0.0", "--channel", "esp32"]);
+    let (out, stdout, stderr) = publish(&esp32, &["--version", "1.0.0", "--channel", "esp32", "--create"]);
     assert!(out.status.success(), "{stdout}{stderr}");
     let key = keys.current(Family::Esp32).unwrap().public();
     assert_eq!(signature::verify(&newest(), &key), Ok(()));

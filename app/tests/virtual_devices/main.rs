@@ -9,6 +9,7 @@ mod virtual_device_support;
 mod basics;
 mod board;
 mod demo;
+mod docs;
 mod failures;
 mod fleet;
 mod rotation;

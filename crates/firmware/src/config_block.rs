@@ -119,7 +119,8 @@ pub struct BakedSettings {
     pub port: u16,
     /// Update path, e.g. `/update`.
     pub path: String,
-    /// Channel (appended to the path by the firmware when not empty).
+    /// Channel (appended to the path by the firmware when not empty). Images baked before the
+    /// default channel had one name carry "" for it: [`BakedSettings::channel_name`] reads both.
     pub channel: String,
     /// Firmware version the device reports.
     pub version: String,
@@ -143,6 +144,20 @@ pub struct BakedSettings {
     /// firmware installs whatever the server sends (format 2 blocks only).
     #[serde(default, with = "hex_bytes")]
     pub signing_key: Vec<u8>,
+}
+
+impl BakedSettings {
+    /// The channel the image's devices poll, by its one name: [`channel_or_default`].
+    pub fn channel_name(&self) -> &str {
+        channel_or_default(&self.channel)
+    }
+}
+
+/// A channel by its one name: `""` (what images baked before the default channel had a name
+/// carry, and what polls the update path itself) is the default channel,
+/// [`otaforge_protocol::DEFAULT_CHANNEL`].
+pub fn channel_or_default(channel: &str) -> &str {
+    if channel.is_empty() { otaforge_protocol::DEFAULT_CHANNEL } else { channel }
 }
 
 /// The key as hex in JSON (`inspect --json`, the fleet settings file).

@@ -137,7 +137,7 @@ pub enum DeviceSettingsError {
     #[error("the Wi-Fi network name is {0} bytes; Wi-Fi allows at most {SSID_MAX}")]
     SsidTooLong(usize),
     #[error(
-        "the Wi-Fi password is {0} characters; WPA2 takes 8 to 63 (or a 64-digit hex key). An open network has no password: leave it out"
+        "the Wi-Fi password is {0} characters; WPA2 takes 8 to 63 (or a 64-digit hex key). An open network has no password: leave it out (on the command line: --open-network)"
     )]
     PasswordLength(usize),
     #[error("the Wi-Fi password holds a character a device cannot send (control or non-ASCII)")]

@@ -17,7 +17,8 @@ pub struct BakeForm {
     pub port: u16,
     /// Update path.
     pub path: String,
-    /// Channel ("" = the default one).
+    /// Channel; "" (what forms saved before the default channel had one name hold) is the
+    /// default channel, and is baked by its name.
     pub channel: String,
     /// Version the device reports.
     pub version: String,
@@ -44,7 +45,7 @@ impl Default for BakeForm {
             host: String::new(),
             port: otaforge_protocol::DEFAULT_PORT,
             path: otaforge_protocol::DEFAULT_PATH.into(),
-            channel: String::new(),
+            channel: otaforge_protocol::DEFAULT_CHANNEL.into(),
             version: String::new(),
             device_name: String::new(),
             poll_interval_s: 3600,
@@ -69,7 +70,7 @@ pub enum SettingsError {
         "the server certificate does not cover \"{0}\": devices would fail the name check. Renew it with this host (otaforge cert renew --host {0})"
     )]
     NotCovered(String),
-    #[error("the server certificate names no host: give one")]
+    #[error("the server certificate names no host: give one with --host HOST")]
     NoHost,
     #[error("version: {0}")]
     Version(#[from] otaforge_protocol::version::VersionError),
@@ -109,7 +110,7 @@ pub fn baked_settings(
         host,
         port: form.port,
         path: form.path.clone(),
-        channel: form.channel.clone(),
+        channel: super::config_block::channel_or_default(form.channel.trim()).to_string(),
         version: form.version.trim().to_string(),
         device_name: form.device_name.clone(),
         wifi_ssid: form.wifi_ssid.clone(),

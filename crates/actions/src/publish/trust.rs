@@ -30,7 +30,7 @@ pub enum TrustError {
     )]
     OtherPath { image: String, server: String },
     #[error(
-        "the image polls channel \"{image}\", not \"{channel}\": devices that install it would move to \"{image}\". Publish it there, or bake it with --channel {channel}"
+        "the image polls channel \"{image}\", not \"{channel}\": devices that install it would move to \"{image}\". Publish it there (--channel {image}), or bake it with --channel {channel}"
     )]
     OtherChannel { image: String, channel: String },
 }
@@ -96,8 +96,8 @@ pub fn check(
             "The server has not run in this project yet: the image's port and path were not checked against it.".into(),
         ),
     }
-    let image_channel =
-        if b.channel.is_empty() { otaforge_protocol::DEFAULT_CHANNEL } else { b.channel.as_str() };
+    // An image baked before the default channel had one name carries "" for it.
+    let image_channel = b.channel_name();
     if image_channel != channel {
         return Err(TrustError::OtherChannel { image: image_channel.into(), channel: channel.into() });
     }
