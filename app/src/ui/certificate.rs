@@ -1,12 +1,14 @@
 //! Step 1, Certificate: choose the host devices will use, generate the CA and server certificate,
 //! see what devices will see, renew, export.
 
-use egui::{Color32, RichText};
-use time::OffsetDateTime;
+mod details;
+mod export;
 
-use super::StepStatus;
-use crate::worker::{Command, Event, ExportFormat, Worker};
-use otaforge_pki::{CertInfo, CertReport, Host, IssueRequest, KeyKind, TrustMode, local::LocalHosts};
+use super::{Step, StepStatus, widgets};
+use crate::worker::{Command, Event, Worker};
+use otaforge_pki::{CertReport, Host, IssueRequest, KeyKind, TrustMode, local::LocalHosts};
+
+pub use export::{EXPORT_HEADER, EXPORT_PEM, HEADER_FIELD, PEM_FIELD};
 
 /// Label of the button that makes the material (tests find it by this text).
 pub const GENERATE: &str = "Generate cert";
@@ -20,6 +22,7 @@ pub struct Remembered {
     hosts: String,
     key: KeyKind,
     pin_leaf: bool,
+    export: export::ExportPaths,
 }
 
 /// State of the Certificate step.
@@ -37,6 +40,7 @@ pub struct CertificateStep {
     confirm_replace: bool,
     /// The update-signing keys.
     pub signing: super::signing_key::SigningKeySection,
+    export: export::ExportSection,
 }
 
 impl CertificateStep {
@@ -44,6 +48,7 @@ impl CertificateStep {
         worker.send(Command::LoadCertificate { hosts: Vec::new() });
         worker.send(Command::DiscoverHosts);
         CertificateStep {
+            export: export::ExportSection::new(form.export.clone()),
             form,
             report: None,
             loaded: false,
@@ -58,7 +63,13 @@ impl CertificateStep {
     }
 
     pub(super) fn remembered(&self) -> Remembered {
-        self.form.clone()
+        Remembered { export: self.export.paths.clone(), ..self.form.clone() }
+    }
+
+    /// Whether the material has been read since the window opened (until then the sidebar shows
+    /// the mark it had when the window closed).
+    pub(super) fn known(&self) -> bool {
+        self.loaded
     }
 
     pub(super) fn status(&self) -> StepStatus {
@@ -69,10 +80,14 @@ impl CertificateStep {
         }
     }
 
-    pub(super) fn on_event(&mut self, event: Event) {
+    pub(super) fn on_event(&mut self, event: Event, worker: &Worker) {
         let Some(event) = self.signing.on_event(event) else { return };
+        let Some(event) = self.export.on_event(event) else { return };
         match event {
             Event::Certificate(report) => {
+                if report.is_some() {
+                    self.export.reload(worker);
+                }
                 if self.busy.is_some() && self.loaded {
                     self.notice = Some(match &report {
                         Some(r) if r.mode == TrustMode::PinLeaf => "Pinned certificate written.".into(),
@@ -101,11 +116,6 @@ impl CertificateStep {
             Event::HostChecked { host, reaches_here, message } => {
                 self.host_check = Some((host, reaches_here, message));
             }
-            Event::Exported(path) => {
-                self.notice = Some(format!("Exported to {}", path.display()));
-                self.error = None;
-            }
-            Event::ExportFailed(why) => self.notice = Some(why),
             _ => {}
         }
     }
@@ -149,17 +159,32 @@ impl CertificateStep {
         }
         if let Some(report) = &self.report {
             ui.separator();
-            details(ui, report);
+            details::details(ui, report);
+            ui.separator();
+            self.export.ui(ui, worker, report.mode);
         } else if self.loaded {
             ui.separator();
             ui.label("No certificates in this project yet.");
         }
         ui.separator();
         self.signing.ui(ui, worker);
+        ui.separator();
+        if let Some(report) = &self.report {
+            let host = report.server.dns_sans.first().map_or("this server", String::as_str);
+            widgets::next_step(
+                ui,
+                Step::Firmware,
+                &format!("bake the CA and the server's name ({host}) into your firmware."),
+            );
+        } else {
+            ui.label(
+                egui::RichText::new(format!("Next: type the host above and press \"{GENERATE}\".")).strong(),
+            );
+        }
     }
 
     fn host_form(&mut self, ui: &mut egui::Ui, worker: &Worker) {
-        ui.horizontal(|ui| {
+        ui.horizontal_wrapped(|ui| {
             let label = ui.label(HOST_FIELD);
             ui.add(
                 egui::TextEdit::singleline(&mut self.form.hosts)
@@ -209,7 +234,7 @@ impl CertificateStep {
                 });
             }
         }
-        ui.horizontal(|ui| {
+        ui.horizontal_wrapped(|ui| {
             ui.label("Key:");
             ui.radio_value(&mut self.form.key, KeyKind::EcdsaP256, "ECDSA P-256 (recommended)");
             ui.radio_value(&mut self.form.key, KeyKind::Rsa2048, "RSA 2048");
@@ -230,7 +255,7 @@ impl CertificateStep {
         let hosts = self.parsed_hosts();
         let idle = self.busy.is_none();
         let has_material = self.report.is_some();
-        ui.horizontal(|ui| {
+        ui.horizontal_wrapped(|ui| {
             let label = if has_material { "Replace CA…" } else { GENERATE };
             if ui.add_enabled(idle && hosts.is_ok(), egui::Button::new(label)).clicked() {
                 if has_material {
@@ -252,14 +277,6 @@ impl CertificateStep {
                     hosts: hosts.clone().ok(),
                     days: otaforge_pki::DEFAULT_SERVER_DAYS,
                 });
-            }
-            if has_material {
-                if ui.button("Export CA (PEM)…").clicked() {
-                    worker.send(Command::ExportAnchor { format: ExportFormat::Pem, to: None });
-                }
-                if ui.button("Export C header…").clicked() {
-                    worker.send(Command::ExportAnchor { format: ExportFormat::CHeader, to: None });
-                }
             }
         });
         if self.confirm_replace {
@@ -293,56 +310,4 @@ impl CertificateStep {
         self.confirm_replace = false;
         worker.send(Command::Generate { request, replace });
     }
-}
-
-fn details(ui: &mut egui::Ui, report: &CertReport) {
-    let now = OffsetDateTime::now_utc();
-    if !report.warnings.is_empty() {
-        for w in &report.warnings {
-            let color =
-                if w.is_blocking() { ui.visuals().error_fg_color } else { ui.visuals().warn_fg_color };
-            ui.colored_label(color, format!("⚠ {w}"));
-        }
-        ui.add_space(6.0);
-    } else {
-        ui.label(
-            RichText::new("✔ Ready: devices with this CA will accept the server.")
-                .color(Color32::from_rgb(60, 160, 80)),
-        );
-    }
-    if let Some(ca) = &report.ca {
-        cert_grid(ui, "CA certificate (baked into devices)", "ca", ca, now);
-        ui.add_space(6.0);
-    }
-    let title = match report.mode {
-        TrustMode::PrivateCa => "Server certificate",
-        TrustMode::PinLeaf => "Server certificate (pinned by devices)",
-    };
-    cert_grid(ui, title, "server", &report.server, now);
-    ui.add_space(4.0);
-    ui.small(format!("Files in {}", report.dir.display()));
-}
-
-fn cert_grid(ui: &mut egui::Ui, title: &str, id: &str, c: &CertInfo, now: OffsetDateTime) {
-    ui.strong(title);
-    egui::Grid::new(id).num_columns(2).spacing([12.0, 4.0]).striped(true).show(ui, |ui| {
-        row(ui, "Subject", &c.subject);
-        let names = c.names_text();
-        if !names.is_empty() {
-            row(ui, "Names", &names);
-        }
-        row(ui, "Key", &format!("{} ({})", c.key, c.signature));
-        row(
-            ui,
-            "Valid",
-            &format!("{} to {} ({} days left)", c.not_before.date(), c.not_after.date(), c.days_left(now)),
-        );
-        row(ui, "SHA-256", &c.sha256);
-    });
-}
-
-fn row(ui: &mut egui::Ui, name: &str, value: &str) {
-    ui.label(name);
-    ui.add(egui::Label::new(RichText::new(value).monospace()).selectable(true).wrap());
-    ui.end_row();
 }

@@ -10,19 +10,26 @@ pub mod flash;
 pub mod serve;
 mod shell;
 pub mod signing_key;
+pub mod widgets;
 
 use std::path::PathBuf;
 
-use crate::worker::{Event, Worker};
+use crate::worker::{Event, FileDialogs, Worker};
 
 pub use certificate::CertificateStep;
 pub use firmware::FirmwareStep;
 pub use flash::FlashStep;
 pub use serve::ServeStep;
+pub use shell::MIN_TEXT_SIZE;
+
+/// Labels of the Certificate step's main controls (tests find them by these).
+pub mod certificate_labels {
+    pub use super::certificate::{EXPORT_HEADER, EXPORT_PEM, GENERATE, HEADER_FIELD, HOST_FIELD, PEM_FIELD};
+}
 
 /// Labels of the Firmware step's main controls.
 pub mod firmware_labels {
-    pub use super::firmware::{BAKE, WRITE_CONFIG};
+    pub use super::firmware::labels::*;
 }
 
 /// The app's steps, in the order a user takes them.
@@ -83,6 +90,8 @@ impl StepStatus {
 #[serde(default)]
 struct Remembered {
     step: Step,
+    /// The project, and its steps whose mark was ✔ when the window closed.
+    done: Option<(PathBuf, Vec<Step>)>,
     certificate: certificate::Remembered,
     firmware: firmware::Remembered,
     flash: flash::Remembered,
@@ -101,6 +110,8 @@ pub struct OtaForgeApp {
     pub flash: FlashStep,
     /// The Serve step.
     pub serve: ServeStep,
+    /// Steps done in an earlier session: their ✔ stands until the step itself knows better.
+    done_before: Vec<Step>,
 }
 
 impl OtaForgeApp {
@@ -108,28 +119,42 @@ impl OtaForgeApp {
     pub fn new(cc: &eframe::CreationContext<'_>, dir: PathBuf) -> std::io::Result<Self> {
         let remembered: Remembered =
             cc.storage.and_then(|s| eframe::get_value(s, eframe::APP_KEY)).unwrap_or_default();
+        shell::text_sizes(&cc.egui_ctx);
         let ctx = cc.egui_ctx.clone();
         let worker = Worker::start(dir, move || ctx.request_repaint())?;
         let certificate = CertificateStep::new(remembered.certificate, &worker);
         let firmware = FirmwareStep::new(remembered.firmware, &worker);
         let flash = FlashStep::new(remembered.flash);
         let serve = ServeStep::new(remembered.serve, &worker);
-        Ok(OtaForgeApp { worker, step: remembered.step, certificate, firmware, flash, serve })
+        // Marks are the project's: another project opened starts from its own state.
+        let done_before =
+            remembered.done.filter(|(d, _)| d == worker.dir()).map(|(_, s)| s).unwrap_or_default();
+        Ok(OtaForgeApp { worker, step: remembered.step, certificate, firmware, flash, serve, done_before })
     }
 
-    fn drain_events(&mut self) {
+    /// The step shown.
+    pub fn step(&self) -> Step {
+        self.step
+    }
+
+    /// Be a desktop where file dialogs can (or cannot) open, whatever the probe found.
+    pub fn set_file_dialogs(&mut self, dialogs: FileDialogs) {
+        self.worker.set_file_dialogs(dialogs);
+    }
+
+    /// Look for arduino-cli and PlatformIO only in `search` (a PATH-style list), as tests do.
+    pub fn set_toolchain_path(&mut self, search: std::ffi::OsString) {
+        self.firmware.set_toolchain_path(search, &self.worker);
+    }
+
+    fn drain_events(&mut self, ctx: &egui::Context) {
         while let Some(event) = self.worker.try_recv() {
             match event {
-                Event::FirmwareInspected { .. }
-                | Event::FirmwareBaked { .. }
-                | Event::SketchConfigWritten(_)
-                | Event::FirmwareFailed(_)
-                | Event::Toolchain(_)
-                | Event::BuildLog(_)
-                | Event::BuildFinished(_) => self.firmware.on_event(event),
+                Event::Browsed { field, outcome } => widgets::deliver(ctx, field, outcome),
+                Event::Firmware(event) => self.firmware.on_event(event),
                 Event::Serve(event) => self.serve.on_event(event, &self.worker),
                 Event::Flash(event) => self.flash.on_event(event),
-                other => self.certificate.on_event(other),
+                other => self.certificate.on_event(other, &self.worker),
             }
         }
     }
@@ -151,12 +176,20 @@ impl OtaForgeApp {
         }
     }
 
-    fn status(&self, step: Step) -> StepStatus {
-        match step {
-            Step::Certificate => self.certificate.status(),
-            Step::Firmware => self.firmware.status(),
-            Step::Serve => self.serve.status(),
-            Step::Flash => self.flash.status(),
+    /// The step's mark in the sidebar. Certificate and Serve read their state back when the
+    /// window opens, and say so once they have; Firmware and Flash have nothing to read back, so
+    /// a step done in an earlier session keeps its ✔ until it has something newer to show.
+    pub fn status(&self, step: Step) -> StepStatus {
+        let (live, known) = match step {
+            Step::Certificate => (self.certificate.status(), self.certificate.known()),
+            Step::Serve => (self.serve.status(), self.serve.known()),
+            Step::Firmware => (self.firmware.status(), false),
+            Step::Flash => (self.flash.status(), false),
+        };
+        if live == StepStatus::Todo && !known && self.done_before.contains(&step) {
+            StepStatus::Done
+        } else {
+            live
         }
     }
 
@@ -181,7 +214,7 @@ impl OtaForgeApp {
 
 impl eframe::App for OtaForgeApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
-        self.drain_events();
+        self.drain_events(ui.ctx());
         self.take_dropped_files(ui.ctx());
         if let Some(step) = shell::step_shortcut(ui.ctx()) {
             self.step = step;
@@ -194,6 +227,12 @@ impl eframe::App for OtaForgeApp {
         if self.step == Step::Serve {
             self.serve.devices.set_usb_board(self.flash.usb_board());
         }
+        // The image step 2 just baked or built is the one to flash (until the user picks another).
+        if let Some(image) = self.firmware.take_new_image() {
+            self.flash.preselect(image, &self.worker);
+        }
+        // …and the one step 4 offers to publish.
+        self.serve.offer_image(self.firmware.last_image());
         egui::CentralPanel::default().show(ui, |ui| {
             if self.step == Step::Serve {
                 // Its lists scroll on their own, drawing only the rows on screen.
@@ -210,6 +249,10 @@ impl eframe::App for OtaForgeApp {
                 Step::Serve => {}
             });
         });
+        if let Some(step) = widgets::take_goto(ui.ctx()) {
+            self.step = step;
+            ui.ctx().request_repaint();
+        }
         // "Open monitor" on a device row: the Flash step shows what its board prints.
         if let Some(port) = self.serve.devices.take_monitor_request() {
             self.step = Step::Flash;
@@ -225,6 +268,10 @@ impl eframe::App for OtaForgeApp {
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
         let remembered = Remembered {
             step: self.step,
+            done: Some((
+                self.worker.dir().clone(),
+                Step::ALL.into_iter().filter(|&s| self.status(s) == StepStatus::Done).collect(),
+            )),
             certificate: self.certificate.remembered(),
             firmware: self.firmware.remembered(),
             flash: self.flash.remembered(),

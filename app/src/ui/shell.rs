@@ -44,3 +44,17 @@ pub(super) fn drop_overlay(ctx: &egui::Context, step: Step) {
         egui::Color32::WHITE,
     );
 }
+
+/// The smallest text the app draws, in points (pixels at scale 1).
+pub const MIN_TEXT_SIZE: f32 = 11.0;
+
+/// egui's Small text style is 9 px, too small to read, and fingerprints and hints used it: every
+/// text style is raised to [`MIN_TEXT_SIZE`] here, where the app is built, so the real window and
+/// the headless tests (which build it the same way) draw the same sizes.
+pub(super) fn text_sizes(ctx: &egui::Context) {
+    ctx.all_styles_mut(|style| {
+        for font in style.text_styles.values_mut() {
+            font.size = font.size.max(MIN_TEXT_SIZE);
+        }
+    });
+}

@@ -4,6 +4,7 @@
 
 use egui::RichText;
 
+use super::widgets::{copy_button, copy_button_with};
 use crate::worker::{Command, Event, SigningKeyInfo, Worker};
 use otaforge_pki::signing::{self, Family};
 
@@ -86,12 +87,14 @@ impl SigningKeySection {
                     0 => String::new(),
                     n => format!(", {n} replaced"),
                 };
-                ui.label(RichText::new(format!("{}…{retired}", signing::short(&k.fingerprint))).monospace())
+                ui.horizontal(|ui| {
+                    ui.label(
+                        RichText::new(format!("{}…{retired}", signing::short(&k.fingerprint))).monospace(),
+                    )
                     .on_hover_text(&k.fingerprint);
-                if ui.button(format!("Copy {name} public key")).clicked() {
-                    ui.ctx().copy_text(k.pem.clone());
-                    self.notice = Some(format!("{name} public key (PEM) copied."));
-                }
+                    copy_button(ui, &format!("{name} signing key fingerprint"), &k.fingerprint);
+                });
+                copy_button_with(ui, "Copy public key", &format!("{name} public key (PEM)"), &k.pem);
                 ui.end_row();
             }
         });

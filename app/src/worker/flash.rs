@@ -46,6 +46,9 @@ pub struct ImageSummary {
     pub version: Option<String>,
     /// Things worth knowing.
     pub warnings: Vec<String>,
+    /// A stand-in (`otaforge sim reference-image`) that runs on virtual boards only: flashing it
+    /// to a real port is refused.
+    pub virtual_only: bool,
 }
 
 /// What the Flash step asks for.
@@ -53,8 +56,6 @@ pub struct ImageSummary {
 pub enum FlashCommand {
     /// Start (true) or stop (false) watching the serial ports; starting reports them at once.
     WatchPorts(bool),
-    /// Ask for a firmware file with a dialog, then check it.
-    PickImage,
     /// Check a firmware file.
     CheckImage(PathBuf),
     /// Start a virtual board to flash without hardware: its ROM answers on a pseudo-terminal,
@@ -167,14 +168,6 @@ impl Runner {
     pub(super) async fn flash(&self, command: FlashCommand) {
         match command {
             FlashCommand::WatchPorts(on) => self.watch_ports(on).await,
-            FlashCommand::PickImage => {
-                let picked = rfd::AsyncFileDialog::new()
-                    .add_filter("Firmware", &["bin", "elf"])
-                    .add_filter("Any file", &["*"]);
-                if let Some(h) = picked.pick_file().await {
-                    self.check_image(h.path().to_path_buf()).await;
-                }
-            }
             FlashCommand::CheckImage(path) => self.check_image(path).await,
             FlashCommand::AddVirtualDevice(chip) => self.add_virtual_board(chip).await,
             FlashCommand::Identify(port) => self.identify(port).await,
@@ -233,6 +226,7 @@ impl Runner {
         let result = tokio::task::spawn_blocking(move || -> Result<ImageSummary, String> {
             let bytes = std::fs::read(&p).map_err(|e| format!("Cannot read {}: {e}", p.display()))?;
             let size = bytes.len() as u64;
+            let virtual_only = otaforge_firmware::virtual_only::is_virtual_only(&bytes);
             let plan = flash::plan::plan(bytes, None).map_err(|e| e.to_string())?;
             Ok(ImageSummary {
                 description: plan.describe(),
@@ -240,6 +234,7 @@ impl Runner {
                 size,
                 version: plan.version,
                 warnings: plan.warnings,
+                virtual_only,
             })
         })
         .await

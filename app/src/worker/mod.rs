@@ -11,20 +11,22 @@ use std::sync::mpsc as std_mpsc;
 
 use tokio::sync::mpsc;
 
+pub mod file_dialogs;
+mod firmware;
 mod flash;
 mod serve;
 mod signing_keys;
 
+pub use file_dialogs::{BrowseOutcome, FileDialogs, FileField};
 pub use signing_keys::SigningKeyInfo;
 
+pub use firmware::{FirmwareCommand, FirmwareEvent, FoundToolchain};
 pub use flash::{FlashCommand, FlashEvent, ImageChoice, ImageSummary};
 pub use serve::{
     Download, LogEntry, LogKind, PublishCheck, PublishDraft, ServeCommand, ServeEvent, ServeSettings,
     ServerInfo, VirtualDeviceInfo, check_file,
 };
 
-use otaforge_firmware::settings::{self, BakeForm};
-use otaforge_firmware::{self as firmware, FirmwareReport, source};
 use otaforge_pki::{self as pki, CertReport, Host, IssueRequest, export, local};
 
 /// What the UI asks for.
@@ -53,13 +55,16 @@ pub enum Command {
     DiscoverHosts,
     /// Check where a host leads.
     CheckHost(Host),
-    /// Export the trust anchor; with no path, ask the user where with a file dialog.
+    /// Write the trust anchor to the path typed in its field (a file dialog only fills the field).
     ExportAnchor {
         /// PEM or C header.
         format: ExportFormat,
-        /// Destination; `None` asks with a file dialog.
-        to: Option<PathBuf>,
+        /// Destination.
+        to: PathBuf,
     },
+    /// Read the trust anchor's text, for the Copy button and the PEM shown in the window;
+    /// answered by [`Event::Anchor`].
+    ReadAnchor(ExportFormat),
     /// Read the project's update-signing keys.
     LoadSigningKeys,
     /// Make update-signing keys for both families; `replace` retires the current ones.
@@ -67,39 +72,20 @@ pub enum Command {
         /// Replace existing keys (they move to `retired/`).
         replace: bool,
     },
-    /// Inspect a firmware file; with no path, ask with a file dialog.
-    InspectFirmware(Option<PathBuf>),
-    /// Bake settings into a prebuilt image and write the result.
-    BakeImage {
-        /// The reference image.
-        input: PathBuf,
-        /// Where to write the baked copy.
-        output: PathBuf,
-        /// The settings.
-        form: BakeForm,
-    },
-    /// Write ota_config.h into a sketch folder; with no folder, ask with a dialog.
-    WriteSketchConfig {
-        /// The sketch folder.
-        dir: Option<PathBuf>,
-        /// The settings.
-        form: BakeForm,
-    },
-    /// Look for arduino-cli / PlatformIO.
-    FindToolchain,
-    /// Build a sketch folder with the toolchain on PATH; the log streams back as events.
-    BuildSketch {
-        /// The sketch folder.
-        dir: PathBuf,
-        /// FQBN (arduino-cli) or environment (PlatformIO).
-        board: String,
-    },
-    /// Stop the running build.
-    CancelBuild,
+    /// Firmware step (see `worker/firmware.rs`).
+    Firmware(FirmwareCommand),
     /// Flash step (see `worker/flash.rs`).
     Flash(FlashCommand),
     /// Serve step (see `worker/serve.rs`).
     Serve(ServeCommand),
+    /// Open `field`'s file dialog, starting from what is typed in it; answered by
+    /// [`Event::Browsed`]. A dialog only ever fills its field: the field acts.
+    Browse {
+        /// The field to fill.
+        field: FileField,
+        /// What the field holds now (the dialog starts beside it).
+        current: Option<PathBuf>,
+    },
 }
 
 /// Formats the trust anchor can be exported in.
@@ -144,39 +130,34 @@ pub enum Event {
     /// Reading or making signing keys failed; nothing was changed.
     SigningKeysFailed(String),
     /// The trust anchor was written.
-    Exported(PathBuf),
-    /// Export did not happen (cancelled or failed), with the reason.
-    ExportFailed(String),
-    /// A firmware file was read (or could not be, with the reason).
-    FirmwareInspected {
-        /// The file.
-        path: PathBuf,
-        /// The report, or why the file is not usable.
-        result: Result<Box<FirmwareReport>, String>,
-    },
-    /// A baked image was written.
-    FirmwareBaked {
+    Exported {
+        /// PEM or C header.
+        format: ExportFormat,
         /// Where.
         path: PathBuf,
-        /// The baked image's report.
-        report: Box<FirmwareReport>,
-        /// Fingerprint of the public key baked in: the image installs only updates signed by it.
-        signing_key: Option<String>,
     },
-    /// ota_config.h (and the block header) were written.
-    SketchConfigWritten(Vec<PathBuf>),
-    /// A firmware action failed; nothing was written.
-    FirmwareFailed(String),
-    /// The toolchain found on PATH (None: none).
-    Toolchain(Option<String>),
-    /// A line the build printed.
-    BuildLog(String),
-    /// The build ended: the .bin it made, or why not.
-    BuildFinished(Result<PathBuf, String>),
+    /// Export failed, with the reason; nothing was written.
+    ExportFailed(String),
+    /// The trust anchor's text (or why it cannot be read).
+    Anchor {
+        /// PEM or C header.
+        format: ExportFormat,
+        /// The text.
+        text: Result<String, String>,
+    },
+    /// Firmware step (see `worker/firmware.rs`).
+    Firmware(FirmwareEvent),
     /// Flash step (see `worker/flash.rs`).
     Flash(FlashEvent),
     /// Serve step (see `worker/serve.rs`).
     Serve(ServeEvent),
+    /// A field's file dialog closed (or could not open).
+    Browsed {
+        /// The field it was opened for.
+        field: FileField,
+        /// What came of it.
+        outcome: BrowseOutcome,
+    },
 }
 
 /// A running worker. Dropping it stops the runtime.
@@ -184,6 +165,7 @@ pub struct Worker {
     commands: mpsc::UnboundedSender<Command>,
     events: std_mpsc::Receiver<Event>,
     dir: PathBuf,
+    file_dialogs: Arc<std::sync::RwLock<FileDialogs>>,
 }
 
 impl Worker {
@@ -196,8 +178,10 @@ impl Worker {
             .thread_name("otaforge-worker")
             .enable_all()
             .build()?;
+        let file_dialogs = Arc::new(std::sync::RwLock::new(file_dialogs::probe()));
         let worker = Runner {
             dir: dir.clone(),
+            file_dialogs: file_dialogs.clone(),
             events: ev_tx,
             wake: Arc::new(wake),
             cancel_build: Arc::new(AtomicBool::new(false)),
@@ -208,7 +192,7 @@ impl Worker {
         std::thread::Builder::new()
             .name("otaforge-runtime".into())
             .spawn(move || runtime.block_on(worker.run(cmd_rx)))?;
-        Ok(Worker { commands: cmd_tx, events: ev_rx, dir })
+        Ok(Worker { commands: cmd_tx, events: ev_rx, dir, file_dialogs })
     }
 
     /// Queues a command; never blocks.
@@ -226,12 +210,24 @@ impl Worker {
     pub fn dir(&self) -> &PathBuf {
         &self.dir
     }
+
+    /// Whether a file dialog can open here (probed when the worker started).
+    pub fn file_dialogs(&self) -> FileDialogs {
+        self.file_dialogs.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Overrides the probe: tests use it to be a desktop without (or with) file dialogs.
+    pub fn set_file_dialogs(&self, dialogs: FileDialogs) {
+        *self.file_dialogs.write().unwrap_or_else(|p| p.into_inner()) = dialogs;
+    }
 }
 
 /// The runtime side of the worker: what every task it runs shares.
 #[derive(Clone)]
 struct Runner {
     dir: PathBuf,
+    /// Whether file dialogs can open (shared with [`Worker::file_dialogs`]).
+    file_dialogs: Arc<std::sync::RwLock<FileDialogs>>,
     events: std_mpsc::Sender<Event>,
     wake: Arc<dyn Fn() + Send + Sync>,
     /// Set to stop the running build.
@@ -315,131 +311,48 @@ impl Runner {
                     host,
                 });
             }
-            Command::InspectFirmware(path) => {
-                let path = match path {
-                    Some(p) => p,
-                    None => {
-                        match rfd::AsyncFileDialog::new().add_filter("Firmware", &["bin"]).pick_file().await {
-                            Some(h) => h.path().to_path_buf(),
-                            None => return,
-                        }
-                    }
-                };
-                let p = path.clone();
-                let result = tokio::task::spawn_blocking(move || {
-                    let bytes = std::fs::read(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-                    firmware::report(&bytes).map(Box::new).map_err(|e| e.to_string())
-                })
-                .await
-                .unwrap_or_else(|e| Err(e.to_string()));
-                self.emit(Event::FirmwareInspected { path, result });
+            Command::Firmware(command) => self.firmware(command).await,
+            Command::Browse { field, current } => {
+                let dialogs = self.file_dialogs.read().unwrap_or_else(|p| p.into_inner()).clone();
+                let outcome = file_dialogs::browse(field, &dialogs, current).await;
+                self.emit(Event::Browsed { field, outcome });
             }
-            Command::BakeImage { input, output, form } => {
-                let out = output.clone();
-                type Baked = (Box<FirmwareReport>, Option<String>);
-                let result = tokio::task::spawn_blocking(move || -> Result<Baked, String> {
-                    let bytes =
-                        std::fs::read(&input).map_err(|e| format!("cannot read {}: {e}", input.display()))?;
-                    let (baked, s) = settings::bake_image(&dir, &bytes, &form).map_err(|e| e.to_string())?;
-                    let key = (!s.signing_key.is_empty())
-                        .then(|| otaforge_pki::signing::fingerprint(&s.signing_key));
-                    otaforge_project::write_atomic(&out, &baked, otaforge_project::Secrecy::Secret)
-                        .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
-                    Ok((firmware::report(&baked).map(Box::new).map_err(|e| e.to_string())?, key))
-                })
-                .await
-                .unwrap_or_else(|e| Err(e.to_string()));
-                self.emit(match result {
-                    Ok((report, signing_key)) => Event::FirmwareBaked { path: output, report, signing_key },
-                    Err(e) => Event::FirmwareFailed(e),
-                });
-            }
-            Command::WriteSketchConfig { dir: sketch, form } => {
-                let sketch = match sketch {
-                    Some(d) => d,
-                    None => {
-                        match rfd::AsyncFileDialog::new().set_title("Sketch folder").pick_folder().await {
-                            Some(h) => h.path().to_path_buf(),
-                            None => return,
-                        }
-                    }
-                };
-                let result = tokio::task::spawn_blocking(move || -> Result<Vec<PathBuf>, String> {
-                    let s = settings::baked_settings(&dir, &form, true).map_err(|e| e.to_string())?;
-                    let keys = settings::sketch_keys(&dir, &form).map_err(|e| e.to_string())?;
-                    source::write_sketch_config(&sketch, &s, &keys).map_err(|e| e.to_string())
-                })
-                .await
-                .unwrap_or_else(|e| Err(e.to_string()));
-                self.emit(match result {
-                    Ok(paths) => Event::SketchConfigWritten(paths),
-                    Err(e) => Event::FirmwareFailed(e),
-                });
-            }
-            Command::FindToolchain => {
-                let found = tokio::task::spawn_blocking(source::find_toolchain).await.ok().flatten();
-                self.emit(Event::Toolchain(found.map(|t| match t {
-                    source::Toolchain::ArduinoCli(p) | source::Toolchain::PlatformIo(p) => {
-                        p.display().to_string()
-                    }
-                })));
-            }
-            Command::BuildSketch { dir: sketch, board } => {
-                self.cancel_build.store(false, Ordering::Relaxed);
-                let worker = self.clone();
-                let result = tokio::task::spawn_blocking(move || -> Result<PathBuf, String> {
-                    let tc = source::find_toolchain()
-                        .ok_or_else(|| source::SourceError::NoToolchain.to_string())?;
-                    let mut log = |line: String| worker.emit(Event::BuildLog(line));
-                    source::build(&tc, &sketch, &board, &mut log, &worker.cancel_build)
-                        .map_err(|e| e.to_string())
-                })
-                .await
-                .unwrap_or_else(|e| Err(e.to_string()));
-                if let Ok(bin) = &result {
-                    let writes = self.cert_writes.load(Ordering::SeqCst);
-                    Box::pin(self.handle(Command::InspectFirmware(Some(bin.clone())), writes)).await;
-                }
-                self.emit(Event::BuildFinished(result));
-            }
-            Command::CancelBuild => self.cancel_build.store(true, Ordering::Relaxed),
             Command::Flash(command) => self.flash(command).await,
             Command::Serve(command) => self.serve(command).await,
             Command::ExportAnchor { format, to } => {
                 let event = match self.export(format, to).await {
-                    Ok(Some(path)) => Event::Exported(path),
-                    Ok(None) => Event::ExportFailed("Export cancelled.".into()),
+                    Ok(path) => Event::Exported { format, path },
                     Err(e) => Event::ExportFailed(e),
                 };
                 self.emit(event);
             }
+            Command::ReadAnchor(format) => {
+                let text = self.anchor_text(format).await;
+                self.emit(Event::Anchor { format, text });
+            }
         }
     }
 
-    async fn export(&self, format: ExportFormat, to: Option<PathBuf>) -> Result<Option<PathBuf>, String> {
+    /// The trust anchor as `format` says.
+    async fn anchor_text(&self, format: ExportFormat) -> Result<String, String> {
         let dir = self.dir.clone();
-        let text = blocking(move || {
+        blocking(move || {
             let material = pki::Material::load(&dir)?.ok_or(pki::PkiError::NoMaterial { dir })?;
             match format {
                 ExportFormat::Pem => Ok(export::pem(&material).to_string()),
                 ExportFormat::CHeader => export::c_header(&material),
             }
         })
-        .await?;
-        let path = match to {
-            Some(p) => p,
-            None => {
-                let picked = rfd::AsyncFileDialog::new()
-                    .set_title("Export trust anchor")
-                    .set_file_name(format.file_name())
-                    .save_file()
-                    .await;
-                match picked {
-                    Some(handle) => handle.path().to_path_buf(),
-                    None => return Ok(None),
-                }
-            }
-        };
+        .await
+    }
+
+    /// Writes the trust anchor to `to`; a relative path is taken from the project folder.
+    async fn export(&self, format: ExportFormat, to: PathBuf) -> Result<PathBuf, String> {
+        if to.as_os_str().is_empty() {
+            return Err("Type where to write it (or use Browse…), then export.".into());
+        }
+        let text = self.anchor_text(format).await?;
+        let path = if to.is_relative() { self.dir.join(to) } else { to };
         let target = path.clone();
         tokio::task::spawn_blocking(move || {
             otaforge_project::write_atomic(&target, text.as_bytes(), otaforge_project::Secrecy::Public)
@@ -447,7 +360,7 @@ impl Runner {
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("Could not write {}: {e}", path.display()))?;
-        Ok(Some(path))
+        Ok(path)
     }
 }
 

@@ -95,9 +95,14 @@ fn signing_keys_are_made_shown_rotated_and_copied_from_the_certificate_step() {
         let mode = std::fs::metadata(dir.path().join(family.key_file())).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "{family:?} private key");
     }
-    h.get_by_label("Copy ESP8266 public key").click_accesskit();
+    h.get_by_label("Copy the ESP8266 public key (PEM)").click_accesskit();
     h.step();
-    h.get_by_label_contains("ESP8266 public key (PEM) copied");
+    let pem = first.current(Family::Esp8266).unwrap().public().to_pem();
+    assert_eq!(ui_support::copied(&h), vec![pem]);
+    let fp = first.current(Family::Esp8266).unwrap().public().fingerprint();
+    h.get_by_label("Copy the ESP8266 signing key fingerprint").click_accesskit();
+    h.step();
+    assert_eq!(ui_support::copied(&h), vec![fp]);
 
     h.get_by_label(REPLACE_KEYS).click_accesskit();
     h.step();

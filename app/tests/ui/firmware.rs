@@ -63,3 +63,67 @@ fn dropping_something_else_says_what_it_is() {
     h.get_by_label_contains("HTML page, not a firmware image");
     assert!(h.query_by_label(otaforge::ui::firmware_labels::BAKE).is_none(), "nothing to bake");
 }
+
+/// On a desktop where no file dialog can open, every path is typed: the reference image is
+/// inspected and baked, Browse says why it shows nothing, and the Flash step has the baked image.
+#[test]
+fn typed_paths_inspect_and_bake_and_the_flash_step_gets_the_image() {
+    use otaforge::ui::firmware_labels as labels;
+    let project = crate::support::Project::new();
+    let mut image = ImageBuilder::for_chip(Chip::Esp8266).target_size(120_000).build();
+    config_block::reserve(&mut image).unwrap();
+    let input = project.path().join("reference.bin");
+    std::fs::write(&input, &image).unwrap();
+    let mut h = ui_support::app_with(project.path(), egui::vec2(1000.0, 1400.0), None);
+    h.step();
+    ui_support::open_step(&mut h, "2. Firmware");
+    h.get_by_label(otaforge::ui::widgets::BROWSE).click_accesskit();
+    h.step();
+    h.get_by_label_contains("No file dialog can open here");
+
+    type_into(&mut h, labels::REFERENCE_IMAGE, &input.display().to_string());
+    ui_support::press(&mut h, labels::INSPECT);
+    step_until(&mut h, "the inspection", |h| h.state().firmware.input.is_some());
+    h.step();
+    h.get_by_label("present, not baked yet");
+    let output = project.path().join("fleet.bin");
+    h.get_by_label(labels::OUTPUT).focus();
+    h.step();
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    h.get_by_label(labels::OUTPUT).type_text(&output.display().to_string());
+    h.step();
+    type_into(&mut h, "Version", "2.0.0");
+    ui_support::press(&mut h, labels::BAKE);
+    step_until(&mut h, "the bake", |h| {
+        h.state().firmware.baked.is_some() || h.state().firmware.message.is_some()
+    });
+    assert_eq!(
+        h.state().firmware.baked.as_ref().map(|(p, _)| p.clone()),
+        Some(output.clone()),
+        "{:?}",
+        h.state().firmware.message
+    );
+    assert_eq!(config_block::read(&std::fs::read(&output).unwrap()).unwrap().unwrap().version, "2.0.0");
+
+    // Step 3 has it, checked, before the user opens it.
+    assert_eq!(h.state().flash.file(), output.display().to_string());
+    step_until(&mut h, "the Flash step's check", |h| h.state().flash.image.is_some());
+    ui_support::press(&mut h, "Go to Flash ➡");
+    h.step();
+    h.get_by_label_contains("✔ ESP8266 image at 0x0");
+}
+
+/// `otaforge sim reference-image` makes a stand-in: the step says it runs on virtual boards only.
+#[test]
+fn a_stand_in_for_virtual_boards_is_called_so() {
+    let project = crate::support::Project::new();
+    let input = project.path().join("sim-reference.bin");
+    std::fs::write(&input, otaforge_sim::device::reference_image(Chip::Esp8266, "1.0.0", 96 * 1024)).unwrap();
+    let mut h = app(project.path());
+    h.step();
+    drop_file(&mut h, &input);
+    step_until(&mut h, "the inspection", |h| h.state().firmware.input.is_some());
+    h.step();
+    h.get_by_label_contains("⚠ Runs on virtual boards only");
+    h.get_by_label(otaforge_firmware::virtual_only::VIRTUAL_BOARDS_ONLY);
+}

@@ -200,3 +200,47 @@ fn among_several_boards_the_app_and_the_cli_agree_and_the_app_says_so() {
     assert!(stderr.contains(&format!("several ports could be an ESP board ({first}, ")), "{stderr}");
     assert!(stderr.contains("--port"), "{stderr}");
 }
+
+/// A stand-in from `otaforge sim reference-image` goes to virtual boards only: with a real port
+/// chosen the step says why it will not flash and the button stays off; a virtual board's port
+/// (a pseudo-terminal) may have it.
+#[test]
+fn a_stand_in_for_virtual_boards_is_refused_for_a_real_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sim-reference.bin");
+    let chip = otaforge_firmware::Chip::Esp8266;
+    std::fs::write(&file, otaforge_sim::device::reference_image(chip, "1.0.0", 64 * 1024)).unwrap();
+    let mut h = app(dir.path());
+    open_flash(&mut h);
+    h.state_mut().flash.port.clear();
+    type_into(&mut h, labels::TYPED_PORT, "/dev/ttyUSB-otaforge-real");
+    choose_file(&mut h, &file);
+    h.get_by_label_contains("⚠ Runs on virtual boards only");
+    h.get_by_label_contains("✖ Not flashed: this image runs on virtual boards only");
+    assert!(h.get_by_label(labels::FLASH).accesskit_node().is_disabled());
+
+    let pair = nix::pty::openpty(None, None).unwrap();
+    let pty = nix::unistd::ttyname(&pair.slave).unwrap().display().to_string();
+    h.state_mut().flash.port = pty;
+    h.step();
+    assert!(h.query_by_label_contains("✖ Not flashed").is_none());
+    assert!(!h.get_by_label(labels::FLASH).accesskit_node().is_disabled());
+}
+
+/// No file dialog here: the image is typed, and Browse says why it shows nothing.
+#[test]
+fn the_image_is_typed_where_no_dialog_can_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("app.bin");
+    std::fs::write(&file, ImageBuilder::arduino_esp8266().target_size(16 * 1024).build()).unwrap();
+    let mut h = ui_support::app_with(dir.path(), egui::vec2(1000.0, 1400.0), None);
+    open_flash(&mut h);
+    h.get_by_label(otaforge::ui::widgets::BROWSE).click_accesskit();
+    h.step();
+    h.get_by_label_contains("No file dialog can open here");
+    type_into(&mut h, labels::FILE, &file.display().to_string());
+    h.key_press(egui::Key::Enter);
+    step_until(&mut h, "the file check", |h| h.state().flash.image.is_some());
+    h.step();
+    h.get_by_label_contains("✔ ESP8266 image at 0x0, 16 KiB");
+}

@@ -7,7 +7,14 @@ mod support;
 mod ui_support;
 
 mod certificate;
+mod copy;
+mod fake_toolchain;
+mod file_fields;
 mod firmware;
+mod firmware_build;
 mod flash;
+mod layout;
+mod restart;
 mod serve;
 mod snapshots;
+mod steps_2_3;

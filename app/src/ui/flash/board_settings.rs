@@ -35,14 +35,25 @@ impl OwnSettings {
 }
 
 impl FlashStep {
+    /// Folded away unless something is typed in it: most flashes need none of it.
     pub(super) fn own_settings_section(&mut self, ui: &mut egui::Ui, worker: &Worker) {
-        ui.label(RichText::new("This board's own settings").strong());
-        ui.label(
-            RichText::new(
-                "Kept in the board's settings area, outside the firmware: updates to the whole channel never \
-                 replace them, and they are never published. Leave empty to keep what the board has.",
+        let typed = !self.own.name.trim().is_empty() || !self.own.ssid.trim().is_empty();
+        egui::CollapsingHeader::new("This board's own settings: name, Wi-Fi (optional)")
+            .id_salt("own-settings-section")
+            .default_open(typed)
+            .show(ui, |ui| self.own_settings(ui, worker));
+    }
+
+    fn own_settings(&mut self, ui: &mut egui::Ui, worker: &Worker) {
+        ui.add(
+            egui::Label::new(
+                RichText::new(
+                    "Kept in the board's settings area, outside the firmware: updates to the whole channel \
+                     never replace them, and they are never published. Leave empty to keep what the board has.",
+                )
+                .small(),
             )
-            .small(),
+            .wrap(),
         );
         egui::Grid::new("own-settings").num_columns(2).show(ui, |ui| {
             let l = ui.label(labels::DEVICE_NAME);

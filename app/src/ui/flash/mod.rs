@@ -3,12 +3,13 @@
 //! The drawing is in [`view`].
 
 mod board_settings;
+mod monitor;
 mod view;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
 
-use super::StepStatus;
+use super::{Step, StepStatus, widgets};
 use crate::worker::{Command, FlashCommand, FlashEvent, ImageChoice, Worker};
 use otaforge_firmware::Chip;
 use otaforge_flash::{BoardInfo, FlashOutcome, FlashUpdate, Phase, PortChoice, PortInfo, Progress};
@@ -176,6 +177,18 @@ impl FlashStep {
         }
     }
 
+    /// Makes `image` the one to flash (the Firmware step just baked or built it); checked at once.
+    pub fn preselect(&mut self, image: PathBuf, worker: &Worker) {
+        self.file = image.display().to_string();
+        self.image = None;
+        worker.send(Command::Flash(FlashCommand::CheckImage(image)));
+    }
+
+    /// The firmware file as typed (or pre-selected).
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
     /// A file dropped on the window while this step is open.
     pub(super) fn dropped(&mut self, path: PathBuf, worker: &Worker) {
         self.file = path.display().to_string();
@@ -203,9 +216,12 @@ impl FlashStep {
                 self.adding_virtual = false;
                 self.message = Some((false, format!("The virtual device could not start: {why}")));
             }
+            // Only the answer for the file chosen now: a check still under way for an earlier
+            // one (the image step 2 handed over, say) must not undo the user's choice.
             FlashEvent::ImageChecked(choice) => {
-                self.file = choice.path.display().to_string();
-                self.image = Some(choice);
+                if choice.path.display().to_string() == self.file.trim() {
+                    self.image = Some(choice);
+                }
             }
             FlashEvent::Identified(result) => {
                 self.detecting = false;
@@ -293,18 +309,25 @@ impl FlashStep {
         }
         ui.heading("Flash");
         ui.label(
-            "Write firmware to a board over USB: an ESP8266, or an ESP32 of any kind. The chip is detected, \
-             the image checked against it before anything is written, and a failing fast link retried slower.",
+            "Write firmware to a board over USB (an ESP8266 or any ESP32), or to a virtual one. The chip is \
+             detected and the image checked against it before anything is written.",
         );
-        ui.add_space(8.0);
+        ui.add_space(4.0);
         self.port_section(ui, worker);
-        ui.add_space(8.0);
+        ui.add_space(4.0);
         self.file_section(ui, worker);
-        ui.add_space(8.0);
         self.own_settings_section(ui, worker);
-        ui.add_space(8.0);
+        ui.add_space(4.0);
         self.flash_section(ui, worker);
-        ui.add_space(12.0);
+        ui.add_space(8.0);
         self.monitor_section(ui, worker);
+        ui.separator();
+        let what = match &self.message {
+            Some((true, _)) => {
+                "start the update server: the board checks in with it, and updates from it from now on."
+            }
+            _ => "once the board is flashed, start the update server it checks in with.",
+        };
+        widgets::next_step(ui, Step::Serve, what);
     }
 }

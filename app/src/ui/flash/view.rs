@@ -5,9 +5,11 @@ use std::path::PathBuf;
 
 use egui::RichText;
 
-use super::{BAUDS, FlashStep, MONITOR_BAUDS, labels};
-use crate::worker::{Command, FlashCommand, Worker};
-use otaforge_firmware::Chip;
+use super::{BAUDS, FlashStep, labels};
+use crate::ui::widgets;
+use crate::worker::{Command, FileField, FlashCommand, Worker};
+use otaforge_firmware::{Chip, virtual_only};
+use otaforge_flash::{Likelihood, PortInfo};
 
 impl FlashStep {
     pub(super) fn port_section(&mut self, ui: &mut egui::Ui, worker: &Worker) {
@@ -26,19 +28,38 @@ impl FlashStep {
                 );
             }
             Some(ports) => {
-                for p in ports {
-                    let text = format!("{}  —  {}", p.path, p.description);
-                    if ui.radio(self.port == p.path, text).clicked() {
-                        self.port = p.path.clone();
-                        self.port_note = None;
+                // Built-in and unknown ports (a PC's ttyS0…31) rarely lead to a board: folded away,
+                // so they never push the Flash button off the window.
+                let (likely, other): (Vec<&PortInfo>, Vec<&PortInfo>) = ports
+                    .iter()
+                    .partition(|p| p.likelihood != Likelihood::Other || p.path == self.port.trim());
+                let mut chosen = None;
+                for p in likely {
+                    if let Some(path) = port_radio(ui, &self.port, p) {
+                        chosen = Some(path);
                     }
                 }
+                if !other.is_empty() {
+                    egui::CollapsingHeader::new(format!("Other serial ports ({})", other.len()))
+                        .id_salt("flash-other-ports")
+                        .show(ui, |ui| {
+                            for p in other {
+                                if let Some(path) = port_radio(ui, &self.port, p) {
+                                    chosen = Some(path);
+                                }
+                            }
+                        });
+                }
+                if let Some(path) = chosen {
+                    self.port = path;
+                    self.port_note = None;
+                }
                 if let Some(note) = &self.port_note {
-                    ui.small(note);
+                    ui.add(egui::Label::new(RichText::new(note).small()).wrap());
                 }
             }
         }
-        ui.horizontal(|ui| {
+        ui.horizontal_wrapped(|ui| {
             let label = ui.label(labels::TYPED_PORT);
             ui.add(egui::TextEdit::singleline(&mut self.port).desired_width(220.0).hint_text("/dev/ttyUSB0"))
                 .labelled_by(label.id)
@@ -79,23 +100,24 @@ impl FlashStep {
     }
 
     pub(super) fn file_section(&mut self, ui: &mut egui::Ui, worker: &Worker) {
-        let label = ui.label(RichText::new(labels::FILE).strong());
-        ui.horizontal(|ui| {
-            let edit = ui
-                .add(
-                    egui::TextEdit::singleline(&mut self.file)
-                        .desired_width(420.0)
-                        .hint_text("a .bin (or ELF) — or drop it on the window"),
-                )
-                .labelled_by(label.id);
-            let entered = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
-            if (ui.button(labels::USE_FILE).clicked() || entered) && !self.file.trim().is_empty() {
-                worker.send(Command::Flash(FlashCommand::CheckImage(PathBuf::from(self.file.trim()))));
-            }
-            if ui.button("Choose…").clicked() {
-                worker.send(Command::Flash(FlashCommand::PickImage));
-            }
-        });
+        let field = widgets::path_field(
+            ui,
+            worker,
+            FileField::FlashImage,
+            labels::FILE,
+            &mut self.file,
+            "a .bin (or ELF), or drop it on the window",
+        );
+        let use_file = ui
+            .horizontal_wrapped(|ui| {
+                let clicked = ui.button(labels::USE_FILE).clicked();
+                ui.small("checked against the board before anything is written");
+                clicked
+            })
+            .inner;
+        if (use_file || field.picked || field.submitted) && !self.file.trim().is_empty() {
+            worker.send(Command::Flash(FlashCommand::CheckImage(PathBuf::from(self.file.trim()))));
+        }
         match self.image.as_ref().map(|c| &c.result) {
             Some(Ok(s)) => {
                 let version = s.version.as_deref().map(|v| format!(", version {v}")).unwrap_or_default();
@@ -106,6 +128,9 @@ impl FlashStep {
                 ));
                 for w in &s.warnings {
                     ui.colored_label(ui.visuals().warn_fg_color, format!("⚠ {w}"));
+                }
+                if s.virtual_only {
+                    ui.colored_label(ui.visuals().warn_fg_color, format!("⚠ {}", virtual_only::NOTE));
                 }
                 if let (Some(image), Some(board)) = (s.chip, self.board.as_ref().map(|b| b.chip))
                     && image != board
@@ -121,8 +146,14 @@ impl FlashStep {
             }
             None => {}
         }
-        ui.horizontal(|ui| {
-            ui.label("Chip");
+        egui::CollapsingHeader::new("Chip, baud rate, monitor").id_salt("flash-options").show(ui, |ui| {
+            self.options(ui);
+        });
+    }
+
+    fn options(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal_wrapped(|ui| {
+            let chip = ui.label("Chip");
             egui::ComboBox::from_id_salt("flash-chip")
                 .selected_text(self.chip.map_or("detect".to_string(), |c| c.name().to_string()))
                 .show_ui(ui, |ui| {
@@ -130,16 +161,19 @@ impl FlashStep {
                     for c in Chip::ALL {
                         ui.selectable_value(&mut self.chip, Some(c), c.name());
                     }
-                });
-            ui.label("Baud");
-            egui::ComboBox::from_id_salt("flash-baud").selected_text(self.baud.to_string()).show_ui(
-                ui,
-                |ui| {
+                })
+                .response
+                .labelled_by(chip.id);
+            let baud = ui.label("Baud");
+            egui::ComboBox::from_id_salt("flash-baud")
+                .selected_text(self.baud.to_string())
+                .show_ui(ui, |ui| {
                     for b in BAUDS {
                         ui.selectable_value(&mut self.baud, b, b.to_string());
                     }
-                },
-            );
+                })
+                .response
+                .labelled_by(baud.id);
             ui.small("slower rates are tried if it fails");
         });
         ui.checkbox(&mut self.monitor_after, "Show what the board prints after flashing");
@@ -149,14 +183,34 @@ impl FlashStep {
         self.own.settings().is_ok()
             && !self.running
             && !self.port.trim().is_empty()
+            && self.refusal().is_none()
             && self
                 .image
                 .as_ref()
                 .is_some_and(|c| c.result.is_ok() && c.path.display().to_string() == self.file.trim())
     }
 
+    /// Why the chosen image may not go to the chosen port: a stand-in for virtual boards and a
+    /// port that is not one. The flasher refuses it too; saying so before the click spares a
+    /// newcomer a board that boots filler, believing it runs OTA Forge's firmware.
+    pub fn refusal(&self) -> Option<String> {
+        let image = self.image.as_ref()?.result.as_ref().ok()?;
+        let port = self.port.trim();
+        let listed_virtual = self.ports.as_ref().is_some_and(|ps| {
+            ps.iter().any(|p| p.path == port && p.likelihood == otaforge_flash::Likelihood::Virtual)
+        });
+        let virtual_port = port.starts_with("/dev/pts/") || listed_virtual;
+        (image.virtual_only && !port.is_empty() && !virtual_port).then(|| {
+            format!(
+                "Not flashed: this image runs on {} (a virtual board's port is /dev/pts/…), and {port} is a \
+                 real serial port. Build the reference sketch in step 2 for a real board.",
+                virtual_only::VIRTUAL_BOARDS_ONLY
+            )
+        })
+    }
+
     pub(super) fn flash_section(&mut self, ui: &mut egui::Ui, worker: &Worker) {
-        ui.horizontal(|ui| {
+        ui.horizontal_wrapped(|ui| {
             if ui.add_enabled(self.ready(), egui::Button::new(labels::FLASH)).clicked() {
                 self.start(worker);
             }
@@ -164,6 +218,9 @@ impl FlashStep {
                 worker.send(Command::Flash(FlashCommand::Cancel));
             }
         });
+        if let Some(why) = self.refusal() {
+            ui.colored_label(ui.visuals().error_fg_color, format!("✖ {why}"));
+        }
         if let Some(b) = &self.board {
             let mac = b.mac.as_deref().map(|m| format!(", MAC {m}")).unwrap_or_default();
             let size = b
@@ -182,10 +239,11 @@ impl FlashStep {
             });
         }
         if let Some(p) = &self.progress {
-            ui.add(egui::ProgressBar::new(p.fraction()).desired_width(460.0).text(p.describe()));
+            let width = ui.available_width().min(460.0);
+            ui.add(egui::ProgressBar::new(p.fraction()).desired_width(width).text(p.describe()));
         }
         for n in &self.notes {
-            ui.label(RichText::new(format!("• {n}")).small());
+            ui.add(egui::Label::new(RichText::new(format!("• {n}")).small()).wrap());
         }
         match &self.message {
             Some((true, text)) => {
@@ -240,60 +298,12 @@ impl FlashStep {
             stub: otaforge_flash::StubSource::Installed,
         }));
     }
+}
 
-    pub(super) fn monitor_section(&mut self, ui: &mut egui::Ui, worker: &Worker) {
-        ui.label(RichText::new("Serial monitor").strong());
-        ui.horizontal(|ui| {
-            if self.monitoring {
-                if ui.button(labels::STOP_MONITOR).clicked() {
-                    worker.send(Command::Flash(FlashCommand::StopMonitor));
-                }
-            } else if ui
-                .add_enabled(
-                    !self.running && !self.port.trim().is_empty(),
-                    egui::Button::new(labels::MONITOR),
-                )
-                .clicked()
-            {
-                self.monitoring = true;
-                self.monitor_note = None;
-                worker.send(Command::Flash(FlashCommand::Monitor {
-                    port: self.port.trim().to_string(),
-                    baud: self.monitor_baud,
-                }));
-            }
-            ui.add_enabled_ui(!self.monitoring, |ui| {
-                egui::ComboBox::from_id_salt("monitor-baud")
-                    .selected_text(self.monitor_baud.to_string())
-                    .show_ui(ui, |ui| {
-                        for b in MONITOR_BAUDS {
-                            ui.selectable_value(&mut self.monitor_baud, b, b.to_string());
-                        }
-                    });
-            });
-            ui.small("115200 for most sketches; 74880 shows the ESP8266's boot messages");
-            if ui.button("Clear").clicked() {
-                self.monitor.clear();
-            }
-        });
-        if let Some(note) = &self.monitor_note {
-            ui.colored_label(ui.visuals().warn_fg_color, note);
-        }
-        egui::Frame::group(ui.style()).show(ui, |ui| {
-            egui::ScrollArea::vertical().id_salt("monitor").max_height(220.0).stick_to_bottom(true).show(
-                ui,
-                |ui| {
-                    ui.set_min_width(ui.available_width());
-                    if self.monitor.is_empty() {
-                        ui.label(RichText::new("(nothing printed yet)").weak());
-                    }
-                    for line in &self.monitor {
-                        ui.label(RichText::new(line).monospace());
-                    }
-                },
-            );
-        });
-    }
+/// A port's radio button; the port's path when it was clicked.
+fn port_radio(ui: &mut egui::Ui, chosen: &str, p: &PortInfo) -> Option<String> {
+    let text = format!("{}  —  {}", p.path, p.description);
+    ui.radio(chosen == p.path, text).clicked().then(|| p.path.clone())
 }
 
 fn capitalize(s: &str) -> String {

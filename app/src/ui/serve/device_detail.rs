@@ -3,6 +3,7 @@
 
 use egui::RichText;
 
+use super::super::widgets::copy_button;
 use super::devices::{DeviceTable, next_check, state_text};
 use super::{bytes, clock};
 use crate::worker::{Command, ServeCommand, Worker};
@@ -40,6 +41,12 @@ impl DeviceTable {
 
 fn device_fields(ui: &mut egui::Ui, d: &Device, state: &str) {
     egui::Grid::new("device-fields").num_columns(2).spacing([12.0, 2.0]).striped(true).show(ui, |ui| {
+        ui.label("MAC");
+        ui.horizontal(|ui| {
+            ui.add(egui::Label::new(RichText::new(&d.mac).monospace()).selectable(true));
+            copy_button(ui, "MAC", &d.mac);
+        });
+        ui.end_row();
         let mut row = |k: &str, v: String| {
             ui.label(k);
             ui.add(egui::Label::new(RichText::new(v).monospace()).selectable(true));

@@ -4,6 +4,7 @@
 //! ([`actions`]) and a detail window with the device's request history.
 
 mod actions;
+mod columns;
 mod order;
 mod row;
 
@@ -12,52 +13,16 @@ use std::collections::HashMap;
 use egui::RichText;
 
 use super::labels;
+use super::rows::{RowTops, lines};
 use crate::worker::{Download, Worker};
 use otaforge_store::{Device, DeviceState, RequestRecord, now_unix};
 
 pub use actions::{Action, button_label};
+pub use columns::Column;
 pub use row::{next_check, state_text};
 
 /// A device not heard from for this long is shown offline (devices poll hourly by default).
 pub const OFFLINE_AFTER_SECS: i64 = 3 * 3600;
-
-/// Columns the list sorts by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-pub enum Column {
-    /// MAC.
-    Device,
-    /// The name shown (the user's, else the reported one).
-    Name,
-    /// Chip family.
-    Chip,
-    /// Version running.
-    Version,
-    /// Last check-in.
-    #[default]
-    LastSeen,
-    /// When the next check-in is due.
-    NextCheck,
-    /// Address.
-    Ip,
-    /// Where it stands.
-    State,
-}
-
-impl Column {
-    /// Columns with their widths; the last one takes what is left.
-    const ALL: [(Column, &'static str, f32); 8] = [
-        (Column::Device, "MAC", 132.0),
-        (Column::Name, "Name", 140.0),
-        (Column::Chip, "Chip", 60.0),
-        (Column::Version, "Version", 60.0),
-        (Column::LastSeen, "Last seen", 76.0),
-        (Column::NextCheck, "Next check", 104.0),
-        (Column::Ip, "IP", 96.0),
-        (Column::State, "State", 0.0),
-    ];
-    /// The … button's column, first in every row.
-    const ACTIONS_WIDTH: f32 = 20.0;
-}
 
 /// Where a device stands, as the list groups it (its stored state, or offline).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -149,6 +114,9 @@ pub struct DeviceTable {
     pub selected: Option<String>,
     /// The selected device's requests, newest first.
     pub history: Option<(String, Vec<RequestRecord>)>,
+    /// Bumped whenever the rows shown change (their heights are estimated again).
+    generation: u64,
+    tops: RowTops,
 }
 
 impl DeviceTable {
@@ -169,6 +137,8 @@ impl DeviceTable {
             monitor_request: None,
             selected: None,
             history: None,
+            generation: 0,
+            tops: RowTops::default(),
         }
     }
 
@@ -248,7 +218,10 @@ impl DeviceTable {
             self.rebuild();
         } else if self.fresh {
             self.merge();
+        } else {
+            return;
         }
+        self.generation += 1;
     }
 
     pub(super) fn ui(&mut self, ui: &mut egui::Ui, worker: &Worker) {
@@ -273,29 +246,36 @@ impl DeviceTable {
                 self.rebuild();
             }
         });
-        self.header(ui);
-        let height = ui.text_style_height(&egui::TextStyle::Body) + 4.0;
+        let gap = ui.spacing().item_spacing.x;
+        let columns = Column::fitting(ui.available_width() - Column::ACTIONS_WIDTH - gap, gap);
+        self.header(ui, &columns);
+        let line = ui.text_style_height(&egui::TextStyle::Body);
+        let char_width = ui.fonts_mut(|f| f.glyph_width(&egui::TextStyle::Body.resolve(ui.style()), 'n'));
+        let state_width = columns.last().map_or(0.0, |c| c.2);
         let now = now_unix();
+        let (devices, view, progress) = (&self.devices, &self.view, &self.progress);
+        // Words like "last seen 3 h ago" change by the minute: so do the estimates.
+        let generation = self.generation ^ ((now / 60) as u64) << 32;
+        self.tops.update(generation, state_width, ui.spacing().item_spacing.y, view.len(), |i| {
+            let d = &devices[view[i]];
+            let words = state_text(d, progress.get(&d.mac).copied(), now);
+            lines(words.chars().count(), char_width, state_width) * line + 4.0
+        });
         let mut asked = None;
-        egui::ScrollArea::vertical().id_salt("devices").auto_shrink([false, false]).show_rows(
-            ui,
-            height,
-            self.view.len(),
-            |ui, rows| {
-                for i in rows {
-                    let d = &self.devices[self.view[i]];
-                    let cx = row::RowContext {
-                        progress: self.progress.get(&d.mac).copied(),
-                        now,
-                        height,
-                        usb: self.usb.as_ref(),
-                    };
-                    if let Some(a) = row::row(ui, d, &cx) {
-                        asked = Some(a);
-                    }
-                }
-            },
-        );
+        let area = egui::ScrollArea::vertical().id_salt("devices").auto_shrink([false, false]);
+        self.tops.show(ui, area, |ui, i| {
+            let d = &self.devices[self.view[i]];
+            let cx = row::RowContext {
+                progress: self.progress.get(&d.mac).copied(),
+                now,
+                height: line + 4.0,
+                usb: self.usb.as_ref(),
+                columns: &columns,
+            };
+            if let Some(a) = row::row(ui, d, &cx) {
+                asked = Some(a);
+            }
+        });
         if let Some(a) = asked {
             self.act(a, worker);
         }
@@ -320,33 +300,6 @@ impl DeviceTable {
                 })
                 .response
                 .labelled_by(label.id);
-        });
-    }
-
-    fn header(&mut self, ui: &mut egui::Ui) {
-        ui.horizontal(|ui| {
-            row::cell(ui, Column::ACTIONS_WIDTH, 18.0, |_| {});
-            for (column, title, width) in Column::ALL {
-                let arrow = match (self.form.sort == column, self.form.ascending) {
-                    (true, true) => " ⏶",
-                    (true, false) => " ⏷",
-                    _ => "",
-                };
-                let width = if width == 0.0 { ui.available_width() } else { width };
-                let button =
-                    egui::Button::new(RichText::new(format!("{title}{arrow}")).strong()).frame(false);
-                let header = row::cell(ui, width, 18.0, |ui| ui.add(button));
-                if header.on_hover_text(format!("Sort by {}", title.to_lowercase())).clicked() {
-                    if self.form.sort == column {
-                        self.form.ascending = !self.form.ascending;
-                    } else {
-                        self.form.sort = column;
-                        // Times newest first; everything else A to Z.
-                        self.form.ascending = column != Column::LastSeen;
-                    }
-                    self.rebuild();
-                }
-            }
         });
     }
 }

@@ -1,11 +1,12 @@
 //! The event log: every request, answer, download and install, filtered by kind and text, drawn
-//! only for the lines on screen.
+//! only for the lines on screen. Long lines wrap (a narrow window cuts nothing off).
 
 use std::collections::VecDeque;
 
 use egui::RichText;
 
 use super::clock;
+use super::rows::{RowTops, lines};
 use crate::worker::{LogEntry, LogKind};
 
 /// Lines kept (older ones drop off the top).
@@ -32,11 +33,21 @@ pub struct EventLog {
     lines: VecDeque<LogEntry>,
     view: Vec<usize>,
     dirty: bool,
+    /// Bumped whenever `view` changes (the row tops are estimated again).
+    generation: u64,
+    tops: RowTops,
 }
 
 impl EventLog {
     pub(super) fn new(form: Remembered) -> Self {
-        EventLog { form, lines: VecDeque::new(), view: Vec::new(), dirty: false }
+        EventLog {
+            form,
+            lines: VecDeque::new(),
+            view: Vec::new(),
+            dirty: false,
+            generation: 0,
+            tops: RowTops::default(),
+        }
     }
 
     pub(super) fn remembered(&self) -> Remembered {
@@ -78,6 +89,7 @@ impl EventLog {
             })
             .collect();
         self.dirty = false;
+        self.generation += 1;
     }
 
     pub(super) fn ui(&mut self, ui: &mut egui::Ui) {
@@ -92,11 +104,14 @@ impl EventLog {
                     self.dirty = true;
                 }
             }
-            let label = ui.label("Filter log");
-            let edit = egui::TextEdit::singleline(&mut self.form.filter)
-                .hint_text("MAC or words")
-                .desired_width(180.0);
-            self.dirty |= ui.add(edit).labelled_by(label.id).changed();
+            // The label and its field wrap together.
+            ui.horizontal(|ui| {
+                let label = ui.label("Filter log");
+                let edit = egui::TextEdit::singleline(&mut self.form.filter)
+                    .hint_text("MAC or words")
+                    .desired_width(180.0);
+                self.dirty |= ui.add(edit).labelled_by(label.id).changed();
+            });
         });
         if self.dirty {
             self.rebuild();
@@ -105,23 +120,30 @@ impl EventLog {
             ui.label("Nothing yet: start the server, and every request and download is listed here.");
             return;
         }
-        let row_height = ui.text_style_height(&egui::TextStyle::Monospace) + 2.0;
-        egui::ScrollArea::vertical()
+        let line_height = ui.text_style_height(&egui::TextStyle::Monospace);
+        let font = egui::TextStyle::Monospace.resolve(ui.style());
+        let char_width = ui.fonts_mut(|f| f.glyph_width(&font, '0'));
+        let width = ui.available_width();
+        let (lines_kept, view) = (&self.lines, &self.view);
+        self.tops.update(self.generation, width, ui.spacing().item_spacing.y, view.len(), |i| {
+            let l = &lines_kept[view[i]];
+            // "12:00:00 " + a MAC padded to 17 + " " + the text.
+            lines(27 + l.text.chars().count(), char_width, width) * line_height
+        });
+        let area = egui::ScrollArea::vertical()
             .id_salt("event-log")
             .auto_shrink([false, false])
-            .stick_to_bottom(true)
-            .show_rows(ui, row_height, self.view.len(), |ui, rows| {
-                for i in rows {
-                    let l = &self.lines[self.view[i]];
-                    let color = match l.kind {
-                        LogKind::Problem => ui.visuals().error_fg_color,
-                        LogKind::Request | LogKind::Server => ui.visuals().weak_text_color(),
-                        _ => ui.visuals().text_color(),
-                    };
-                    let who = l.mac.as_deref().unwrap_or("");
-                    let text = format!("{} {who:17} {}", clock(l.at), l.text);
-                    ui.add(egui::Label::new(RichText::new(text).monospace().color(color)).truncate());
-                }
-            });
+            .stick_to_bottom(true);
+        self.tops.show(ui, area, |ui, i| {
+            let l = &self.lines[self.view[i]];
+            let color = match l.kind {
+                LogKind::Problem => ui.visuals().error_fg_color,
+                LogKind::Request | LogKind::Server => ui.visuals().weak_text_color(),
+                _ => ui.visuals().text_color(),
+            };
+            let who = l.mac.as_deref().unwrap_or("");
+            let text = format!("{} {who:17} {}", clock(l.at), l.text);
+            ui.add(egui::Label::new(RichText::new(text).monospace().color(color)).wrap());
+        });
     }
 }

@@ -9,14 +9,19 @@ mod devices;
 mod downloads;
 mod log;
 mod publish_dialog;
+mod publish_row;
 mod releases;
+mod rows;
 mod server_bar;
+mod view;
 mod words;
 
 use std::path::PathBuf;
 
 use super::StepStatus;
-use crate::worker::{Command, Download, ServeCommand, ServeEvent, ServerInfo, VirtualDeviceInfo, Worker};
+use crate::worker::{
+    Command, Download, ServeCommand, ServeEvent, ServeSettings, ServerInfo, VirtualDeviceInfo, Worker,
+};
 use otaforge_store::{Channel, DeviceState, Release};
 pub(crate) use words::{ago, bytes, clock, message};
 
@@ -24,50 +29,7 @@ pub use devices::{Action, Column, DeviceTable, UsbBoard, button_label};
 pub use log::EventLog;
 pub use publish_dialog::PublishDialog;
 
-/// Labels of the Serve step's main controls (tests and the screenshot script find them by these).
-pub mod labels {
-    /// Starts the server.
-    pub const START: &str = "Start server";
-    /// Stops it.
-    pub const STOP: &str = "Stop server";
-    /// Opens a file dialog to publish a .bin.
-    pub const CHOOSE: &str = "Publish a .bin…";
-    /// The publish dialog's confirm button.
-    pub const PUBLISH: &str = "Publish";
-    /// The publish dialog's cancel button.
-    pub const CANCEL: &str = "Cancel";
-    /// The version field of the publish dialog.
-    pub const VERSION: &str = "Version to publish";
-    /// The channel field of the publish dialog.
-    pub const CHANNEL: &str = "Publish to channel";
-    /// The publish dialog's signing checkbox.
-    pub const SIGN: &str = "Sign with this project's key";
-    /// The publish dialog's compression checkbox.
-    pub const GZIP: &str = "Compress (gzip; ESP8266 core 2.7.0 or newer)";
-    /// The device list's filter field.
-    pub const FILTER: &str = "Filter devices";
-    /// A device row's actions: name it here.
-    pub const RENAME: &str = "Rename…";
-    /// …forget it (after a confirmation).
-    pub const FORGET: &str = "Forget…";
-    /// …open its detail with the request history.
-    pub const HISTORY: &str = "History";
-    /// …show what its board prints, when it is on USB.
-    pub const OPEN_MONITOR: &str = "Open monitor";
-    /// The rename dialog's field.
-    pub const NAME_FIELD: &str = "Name shown for this device";
-    /// The rename dialog's confirm button.
-    pub const SAVE_NAME: &str = "Save name";
-    /// The forget confirmation's button.
-    pub const FORGET_CONFIRM: &str = "Forget device";
-    /// Re-sorts the device list after polls moved devices out of order.
-    pub const SORT_AGAIN: &str = "Sort again";
-    /// Switches on a virtual device.
-    pub const TRY: &str = "Try without hardware";
-    /// Opens the publish dialog with the virtual device's newer firmware.
-    pub const PUBLISH_DEMO: &str = "Publish the newer demo build…";
-    pub use super::Tab;
-}
+pub mod labels;
 
 /// The Serve step's views.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -107,6 +69,13 @@ pub struct Remembered {
     channel: String,
     devices: devices::Remembered,
     log: log::Remembered,
+    /// What the publish field holds.
+    publish_path: String,
+    /// Start the server when the app opens if it was serving when it closed (the setting).
+    restart: bool,
+    /// The project whose server was running (started, and not stopped by the user) when last
+    /// saved: only that project's server is started again.
+    serving: Option<PathBuf>,
 }
 
 impl Default for Remembered {
@@ -118,6 +87,9 @@ impl Default for Remembered {
             channel: otaforge_protocol::DEFAULT_CHANNEL.into(),
             devices: Default::default(),
             log: Default::default(),
+            publish_path: String::new(),
+            restart: true,
+            serving: None,
         }
     }
 }
@@ -162,6 +134,10 @@ pub struct ServeStep {
     pub virtual_devices: Vec<VirtualDeviceInfo>,
     rollout_edits: std::collections::HashMap<String, u8>,
     promote_targets: std::collections::HashMap<String, String>,
+    /// The image step 2 baked or built, offered for publishing.
+    offered: Option<PathBuf>,
+    /// The first catalog has arrived (until then releases are not known).
+    catalog_loaded: bool,
 }
 
 impl ServeStep {
@@ -169,9 +145,18 @@ impl ServeStep {
         worker.send(Command::Serve(ServeCommand::Refresh));
         let devices = DeviceTable::new(form.devices.clone());
         let log = EventLog::new(form.log.clone());
+        let mut server = ServerState::Stopped;
+        if form.restart && form.serving.as_deref() == Some(worker.dir().as_path()) {
+            // It was serving when the window closed: devices expect it back.
+            server = ServerState::Starting;
+            worker.send(Command::Serve(ServeCommand::Start(ServeSettings {
+                bind: form.bind.clone(),
+                port: form.port,
+            })));
+        }
         ServeStep {
             form,
-            server: ServerState::Stopped,
+            server,
             channels: Vec::new(),
             releases: Vec::new(),
             disabled: Default::default(),
@@ -184,7 +169,31 @@ impl ServeStep {
             virtual_devices: Vec::new(),
             rollout_edits: Default::default(),
             promote_targets: Default::default(),
+            offered: None,
+            catalog_loaded: false,
         }
+    }
+
+    /// Whether the step knows where it stands (releases read, server not still starting): until
+    /// then the sidebar shows the mark it had when the window closed.
+    pub(super) fn known(&self) -> bool {
+        self.catalog_loaded && !matches!(self.server, ServerState::Starting)
+    }
+
+    /// The image step 2 baked or built, to offer with a "Publish <name>" button beside the
+    /// publish field (called every frame; `None`: nothing to offer).
+    pub fn offer_image(&mut self, path: Option<PathBuf>) {
+        self.offered = path;
+    }
+
+    /// The image offered for publishing, if any.
+    pub fn offered_image(&self) -> Option<&std::path::Path> {
+        self.offered.as_deref()
+    }
+
+    /// Whether the server is started again when the app opens (the setting).
+    pub fn restarts(&self) -> bool {
+        self.form.restart
     }
 
     pub(super) fn remembered(&self) -> Remembered {
@@ -239,14 +248,23 @@ impl ServeStep {
 
     /// A file dropped on the window while this step is open: check it and show the dialog.
     pub(super) fn dropped(&mut self, path: PathBuf, worker: &Worker) {
-        let dialog = PublishDialog::new(path, &self.form.channel);
+        self.form.publish_path = path.display().to_string();
+        self.check(path, &self.form.channel.clone(), worker);
+    }
+
+    /// Opens the publish dialog on `path`, for `channel`, and checks the file.
+    fn check(&mut self, path: PathBuf, channel: &str, worker: &Worker) {
+        let dialog = PublishDialog::new(path, channel);
         worker.send(Command::Serve(ServeCommand::Check(dialog.draft())));
         self.dialog = Some(dialog);
     }
 
     pub(super) fn on_event(&mut self, event: ServeEvent, worker: &Worker) {
         match event {
-            ServeEvent::Started(info) => self.server = ServerState::Running(info),
+            ServeEvent::Started(info) => {
+                self.server = ServerState::Running(info);
+                self.form.serving = Some(worker.dir().clone());
+            }
             ServeEvent::StartFailed(why) => self.server = ServerState::Failed(why),
             ServeEvent::Stopped => {
                 self.server = ServerState::Stopped;
@@ -254,6 +272,7 @@ impl ServeStep {
                 self.devices.set_downloads(&self.downloads);
             }
             ServeEvent::Catalog { channels, releases, disabled, unreadable } => {
+                self.catalog_loaded = true;
                 self.channels = channels;
                 self.releases = releases;
                 self.disabled = disabled;
@@ -265,7 +284,6 @@ impl ServeStep {
                 self.devices.set_downloads(&self.downloads);
             }
             ServeEvent::Log(lines) => self.log.extend(lines),
-            ServeEvent::FileChosen(path) => self.dropped(path, worker),
             ServeEvent::Checked(check) => {
                 if let Some(d) = &mut self.dialog {
                     d.checked(*check, worker);
@@ -307,86 +325,5 @@ impl ServeStep {
                 self.virtual_devices.push(info);
             }
         }
-    }
-
-    pub(super) fn ui(&mut self, ui: &mut egui::Ui, worker: &Worker) {
-        ui.heading("4. Serve");
-        ui.label(
-            "The HTTPS update server your devices poll. Publish a .bin, and every device on its channel \
-             downloads it at its next check.",
-        );
-        ui.add_space(6.0);
-        self.server_bar(ui, worker);
-        ui.add_space(4.0);
-        ui.horizontal(|ui| {
-            if ui.button(labels::CHOOSE).clicked() {
-                worker.send(Command::Serve(ServeCommand::PickFile));
-            }
-            ui.label("or drop a .bin anywhere on this window.");
-            if let Some(demo) = self.virtual_devices.last()
-                && ui
-                    .button(labels::PUBLISH_DEMO)
-                    .on_hover_text(demo.newer_bin.display().to_string())
-                    .clicked()
-            {
-                // Demo builds go to the demo channel the virtual device polls, never to a real one.
-                let dialog = PublishDialog::new(demo.newer_bin.clone(), otaforge_protocol::DEMO_CHANNEL);
-                worker.send(Command::Serve(ServeCommand::Check(dialog.draft())));
-                self.dialog = Some(dialog);
-            }
-        });
-        if let Some((ok, text)) = &self.message {
-            message(ui, *ok, text);
-        }
-        ui.separator();
-        self.tabs(ui);
-        ui.add_space(4.0);
-        match self.form.tab {
-            Tab::Releases => releases::ui(
-                ui,
-                worker,
-                releases::Lists {
-                    channels: &self.channels,
-                    releases: &self.releases,
-                    disabled: &self.disabled,
-                    unreadable: &self.unreadable,
-                },
-                &mut self.rollout_edits,
-                &mut self.promote_targets,
-            ),
-            Tab::Devices => self.devices.ui(ui, worker),
-            Tab::Downloads => downloads::ui(ui, &self.downloads),
-            Tab::Log => self.log.ui(ui),
-        }
-        if let Some(dialog) = &mut self.dialog {
-            let channel = dialog.channel.clone();
-            match dialog.ui(ui.ctx(), worker) {
-                publish_dialog::Outcome::Open => {}
-                publish_dialog::Outcome::Cancelled => self.dialog = None,
-                publish_dialog::Outcome::Publishing => self.form.channel = channel,
-            }
-        }
-        self.devices.detail_window(ui.ctx(), worker);
-        if !self.devices.is_empty() {
-            // Keeps "last seen" and "offline" true while nothing else moves; costs one frame a minute.
-            ui.ctx().request_repaint_after(std::time::Duration::from_secs(60));
-        }
-    }
-
-    fn tabs(&mut self, ui: &mut egui::Ui) {
-        ui.horizontal(|ui| {
-            for tab in Tab::ALL {
-                let count = match tab {
-                    Tab::Releases => self.releases.len(),
-                    Tab::Devices => self.devices.len(),
-                    Tab::Downloads => self.downloads.len(),
-                    Tab::Log => self.log.len(),
-                };
-                let text = format!("{} ({count})", tab.title());
-                if ui.selectable_label(self.form.tab == tab, text).clicked() {
-                    self.form.tab = tab;
-                }
-            }
-        });
     }
 }

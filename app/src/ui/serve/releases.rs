@@ -36,7 +36,8 @@ pub(super) fn ui(
     if lists.releases.is_empty() {
         if lists.unreadable.is_empty() {
             ui.label(
-                "No releases yet. Drop a .bin on this window (or use \"Publish a .bin…\") to publish one.",
+                "No releases yet. Drop a .bin on this window, or type its path under Firmware to publish, to \
+                 publish one.",
             );
         }
         return;
@@ -65,9 +66,9 @@ fn channel_ui(
     } else {
         format!("/update/{name}")
     };
-    ui.horizontal(|ui| {
+    ui.horizontal_wrapped(|ui| {
         ui.label(RichText::new(format!("Channel \"{name}\"")).strong());
-        ui.label(RichText::new(path).monospace().small());
+        ui.label(RichText::new(path).monospace());
         match current {
             Some(r) => ui.label(format!("serves {} (#{})", r.version, r.id)),
             None => ui.label("serves nothing"),
@@ -90,7 +91,7 @@ fn channel_ui(
             );
         }
     }
-    ui.horizontal(|ui| {
+    ui.horizontal_wrapped(|ui| {
         let share = edits.entry(name.clone()).or_insert(channel.rollout_percent);
         let label = ui.label(format!("Rollout share of \"{name}\""));
         ui.add(egui::Slider::new(share, 0..=100).suffix(" %")).labelled_by(label.id);
@@ -119,35 +120,47 @@ fn channel_ui(
     if let Some(current) = current {
         promote_row(ui, worker, name, current, targets);
     }
-    egui::Grid::new(("history", name)).num_columns(8).striped(true).spacing([14.0, 3.0]).show(ui, |ui| {
-        for h in ["#", "Version", "Chip", "Size", "Published (UTC)", "File", "Signature", ""] {
-            ui.label(RichText::new(h).small().strong());
-        }
-        ui.end_row();
-        for r in &history {
-            let is_current = Some(r.id) == channel.current_sketch || Some(r.id) == channel.current_fs;
-            ui.label(r.id.to_string());
+    history_table(ui, worker, channel, &history, lists);
+}
+
+/// The channel's releases, newest first, each on two lines — number, version and its button, then
+/// what else is known of it, wrapping — so a narrow window cuts nothing off.
+fn history_table(
+    ui: &mut egui::Ui,
+    worker: &Worker,
+    channel: &Channel,
+    history: &[&Release],
+    lists: &Lists<'_>,
+) {
+    for r in history {
+        let is_current = Some(r.id) == channel.current_sketch || Some(r.id) == channel.current_fs;
+        ui.separator();
+        ui.horizontal_wrapped(|ui| {
+            ui.label(RichText::new(format!("#{}", r.id)).strong());
             let version = match (is_current, lists.disabled.contains_key(&r.id)) {
                 (true, true) => format!("{} — current, disabled", r.version),
                 (true, false) => format!("{} — current", r.version),
                 _ => r.version.clone(),
             };
             ui.label(RichText::new(version).monospace());
+            if !is_current && ui.button(format!("Make #{} current", r.id)).clicked() {
+                worker.send(Command::Serve(ServeCommand::Promote { id: r.id, to: None }));
+            }
+        });
+        ui.horizontal_wrapped(|ui| {
             let chip = match r.kind {
                 PayloadKind::Sketch => r.chip.clone().unwrap_or_else(|| "?".into()),
                 PayloadKind::Filesystem => "filesystem".into(),
             };
             ui.label(chip);
             ui.label(bytes(r.size));
-            ui.label(clock(r.published_at));
-            ui.label(&r.file_name);
-            ui.label(RichText::new(signature(r)).monospace());
-            if !is_current && ui.button(format!("Make #{} current", r.id)).clicked() {
-                worker.send(Command::Serve(ServeCommand::Promote { id: r.id, to: None }));
+            ui.label(format!("published {} UTC", clock(r.published_at)));
+            if !r.file_name.is_empty() {
+                ui.label(&r.file_name);
             }
-            ui.end_row();
-        }
-    });
+            ui.label(RichText::new(signature(r)).monospace());
+        });
+    }
 }
 
 /// "signed by / verifies with" as short fingerprints (`otaforge key show` prints the long ones):
@@ -173,7 +186,7 @@ fn promote_row(
     current: &Release,
     targets: &mut HashMap<String, String>,
 ) {
-    ui.horizontal(|ui| {
+    ui.horizontal_wrapped(|ui| {
         let target = targets.entry(channel.to_string()).or_default();
         let label = ui.label(format!("Promote {} to channel", current.version));
         let edit = egui::TextEdit::singleline(target).hint_text("e.g. stable").desired_width(120.0);

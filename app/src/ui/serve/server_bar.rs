@@ -1,13 +1,15 @@
 //! The server's controls and what devices need to know about it: the address they poll and the
-//! fingerprints of the certificate they will see and of the CA they trust.
+//! fingerprints of the certificate they will see and of the CA they trust, each with a Copy
+//! button (they are pasted into sketches and compared with a device's serial output).
 
+use super::super::widgets::copy_button;
 use super::{ServeStep, ServerState, labels, message};
 use crate::worker::{Command, ServeCommand, ServeSettings, Worker};
 
 impl ServeStep {
     pub(super) fn server_bar(&mut self, ui: &mut egui::Ui, worker: &Worker) {
         let running = matches!(self.server, ServerState::Running(_));
-        ui.horizontal(|ui| {
+        ui.horizontal_wrapped(|ui| {
             ui.add_enabled_ui(!running, |ui| {
                 let label = ui.label("Listen on");
                 ui.add(egui::TextEdit::singleline(&mut self.form.bind).desired_width(120.0))
@@ -18,6 +20,8 @@ impl ServeStep {
             match self.server {
                 ServerState::Running(_) => {
                     if ui.button(labels::STOP).clicked() {
+                        // Stopped on purpose: not started again at the next opening.
+                        self.form.serving = None;
                         worker.send(Command::Serve(ServeCommand::Stop));
                     }
                     let tip = "Switch on a virtual ESP8266 running firmware baked for this server";
@@ -38,30 +42,29 @@ impl ServeStep {
                 }
             }
         });
+        ui.checkbox(&mut self.form.restart, labels::RESTART).on_hover_text(
+            "If the server is running when you close OTA Forge, it starts again the next time OTA Forge opens",
+        );
         match &self.server {
             ServerState::Running(info) => {
-                egui::Grid::new("server-info").num_columns(2).spacing([12.0, 2.0]).show(ui, |ui| {
+                ui.horizontal_wrapped(|ui| {
                     ui.label("Devices poll");
-                    ui.vertical(|ui| {
-                        for url in &info.urls {
-                            ui.add(egui::Label::new(egui::RichText::new(url).monospace()).selectable(true));
-                        }
-                        if info.urls.is_empty() {
-                            ui.label(format!("port {}", info.addr.port()));
-                        }
-                    });
-                    ui.end_row();
-                    ui.label("Server certificate SHA-256");
-                    ui.add(egui::Label::new(
-                        egui::RichText::new(&info.server_fingerprint).monospace().small(),
-                    ));
-                    ui.end_row();
-                    ui.label("Devices trust SHA-256");
-                    ui.add(egui::Label::new(
-                        egui::RichText::new(&info.anchor_fingerprint).monospace().small(),
-                    ));
-                    ui.end_row();
+                    for (i, url) in info.urls.iter().enumerate() {
+                        ui.add(egui::Label::new(egui::RichText::new(url).monospace()).selectable(true));
+                        let what = if i == 0 { "poll URL".to_string() } else { format!("poll URL {url}") };
+                        copy_button(ui, &what, url);
+                    }
+                    if info.urls.is_empty() {
+                        ui.label(format!("port {}", info.addr.port()));
+                    }
                 });
+                fingerprint(
+                    ui,
+                    "Server certificate SHA-256",
+                    "server certificate fingerprint",
+                    &info.server_fingerprint,
+                );
+                fingerprint(ui, "Devices trust SHA-256", "trusted fingerprint", &info.anchor_fingerprint);
             }
             ServerState::Failed(why) => message(ui, false, why),
             ServerState::Stopped => {
@@ -70,4 +73,23 @@ impl ServeStep {
             ServerState::Starting => {}
         }
     }
+}
+
+/// `name`, the fingerprint's ends (the whole of it on hover, and in step 1) and its Copy button:
+/// 95 characters would take two lines of a narrow window, and users compare or paste it whole.
+fn fingerprint(ui: &mut egui::Ui, name: &str, what: &str, value: &str) {
+    ui.horizontal_wrapped(|ui| {
+        ui.label(name);
+        ui.label(egui::RichText::new(short(value)).monospace()).on_hover_text(value);
+        copy_button(ui, what, value);
+    });
+}
+
+/// "AD:5A:9F:C1:60:29…3C:B7:3E": the first six and last three bytes of a fingerprint.
+fn short(fingerprint: &str) -> String {
+    let bytes: Vec<&str> = fingerprint.split(':').collect();
+    if bytes.len() <= 9 {
+        return fingerprint.to_string();
+    }
+    format!("{}…{}", bytes[..6].join(":"), bytes[bytes.len() - 3..].join(":"))
 }

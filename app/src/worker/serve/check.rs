@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::{PublishCheck, PublishDraft, sentence};
+use otaforge_actions::channels;
 use otaforge_actions::publish::{self as publish, PublishRequest};
 use otaforge_firmware as firmware;
 use otaforge_store::{Device, PayloadKind, Release, Store};
@@ -76,6 +77,9 @@ pub fn check_file(dir: &Path, draft: PublishDraft, devices: Vec<Device>) -> Publ
         .and_then(|c| c.current_sketch)
         .and_then(|id| store.release(id).ok());
     let channel = req.channel.clone();
+    if let Some(warning) = new_channel_warning(&store, &channel) {
+        check.warnings.push(warning);
+    }
     match publish::check(&store, bytes, req) {
         Ok(checked) => {
             check.warnings.extend(checked.warnings.iter().cloned());
@@ -102,8 +106,46 @@ pub fn check_file(dir: &Path, draft: PublishDraft, devices: Vec<Device>) -> Publ
     check
 }
 
+/// The window's `--create`: publishing to a channel that does not exist makes it, so the check
+/// says so before Publish is pressed (a mistyped name would otherwise be a channel no device polls).
+fn new_channel_warning(store: &Store, channel: &str) -> Option<String> {
+    let channels = channels::Channels::of(store).ok()?;
+    let name = channels::channel_or_default(channel);
+    (!channels.exists(name)).then(|| {
+        format!(
+            "There is no channel \"{name}\" yet (channels: {}): publishing creates it, and only devices \
+             whose firmware was baked for \"{name}\" will poll it. Check the name if that is not what you meant.",
+            channels::quoted(&channels.all())
+        )
+    })
+}
+
 /// Publishes what [`check_file`] passed: the bytes it read, not the file as it is now.
 pub(super) fn publish_checked(dir: &Path, checked: &publish::Checked) -> Result<Release, String> {
     let mut store = Store::open(dir).map_err(|e| sentence(&e.to_string()))?;
     publish::publish(&mut store, checked).map_err(|e| sentence(&e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_channel_is_named_before_it_is_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for existing in ["stable", "", "demo"] {
+            assert_eq!(new_channel_warning(&store, existing), None, "{existing:?} always exists");
+        }
+        let warning = new_channel_warning(&store, "stabel").expect("a typo is a new channel");
+        assert!(warning.contains("no channel \"stabel\"") && warning.contains("\"stable\""), "{warning}");
+        drop(store);
+        // The publish dialog shows it among the check's warnings.
+        let path = dir.path().join("fw.bin");
+        std::fs::write(&path, firmware::ImageBuilder::for_chip(firmware::Chip::Esp8266).build()).unwrap();
+        let draft =
+            PublishDraft { path, version: "1.0.0".into(), channel: "stabel".into(), sign: false, gzip: false };
+        let check = check_file(dir.path(), draft, Vec::new());
+        assert!(check.warnings.contains(&warning), "{:?}", check.warnings);
+    }
 }

@@ -71,11 +71,13 @@ fn items(ui: &mut egui::Ui, d: &Device, usb: Option<&UsbBoard>) -> Option<Action
     {
         asked = Some(Action::Monitor(b.port.clone()));
     }
+    let copy =
+        super::super::super::widgets::copy_button_with(ui, labels::COPY_MAC, &format!("MAC {mac}"), mac);
     ui.separator();
     if ui.button(labels::FORGET).on_hover_text("Remove it from the inventory (after asking)").clicked() {
         asked = Some(Action::Forget(mac.clone()));
     }
-    if asked.is_some() {
+    if asked.is_some() || copy.clicked() {
         ui.close();
     }
     asked

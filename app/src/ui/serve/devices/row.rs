@@ -4,6 +4,7 @@ use egui::RichText;
 
 use super::super::{ago, clock};
 use super::actions::{self, Action};
+use super::columns::Layout;
 use super::{Column, Shown, UsbBoard};
 use otaforge_store::{Device, DeviceState};
 
@@ -11,8 +12,11 @@ use otaforge_store::{Device, DeviceState};
 pub(super) struct RowContext<'a> {
     pub progress: Option<f32>,
     pub now: i64,
+    /// A one-line row's height (a State that wraps makes its row taller).
     pub height: f32,
     pub usb: Option<&'a UsbBoard>,
+    /// The columns shown, with their widths.
+    pub columns: &'a Layout,
 }
 
 /// One row; returns what the user asked of it (the MAC link opens the detail, the … button and a
@@ -27,8 +31,7 @@ pub(super) fn row(ui: &mut egui::Ui, d: &Device, cx: &RowContext<'_>) -> Option<
                     asked = Some(a);
                 }
             });
-            for (column, _, width) in Column::ALL {
-                let width = if width == 0.0 { ui.available_width() } else { width };
+            for &(column, _, width) in cx.columns {
                 cell(ui, width, height, |ui| {
                     if column == Column::Device
                         && ui
@@ -84,7 +87,8 @@ fn value(ui: &mut egui::Ui, column: Column, d: &Device, cx: &RowContext<'_>) {
                 Shown::State(DeviceState::Held) | Shown::Offline => ui.visuals().weak_text_color(),
                 _ => ui.visuals().text_color(),
             };
-            ui.add(egui::Label::new(RichText::new(words).color(color)).truncate());
+            // Wraps: where a device stands is never cut off, however narrow the window.
+            ui.add(egui::Label::new(RichText::new(words).color(color)).wrap());
         }
     }
 }
