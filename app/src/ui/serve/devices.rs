@@ -114,9 +114,15 @@ pub struct DeviceTable {
     pub selected: Option<String>,
     /// The selected device's requests, newest first.
     pub history: Option<(String, Vec<RequestRecord>)>,
-    /// Bumped whenever the rows shown change (their heights are estimated again).
+    /// Bumped whenever the rows shown change, in content or order (their tops are summed again).
     generation: u64,
     tops: RowTops,
+    /// Bumped whenever new device data arrives (their heights are estimated again).
+    data_generation: u64,
+    /// Each device's estimated row height, by index into `devices`, and what it was estimated
+    /// for: a re-sort only reorders these, so the 10,000-row re-sort does not format 10,000 states.
+    heights: Vec<f32>,
+    heights_key: Option<(u64, u32)>,
 }
 
 impl DeviceTable {
@@ -139,6 +145,9 @@ impl DeviceTable {
             history: None,
             generation: 0,
             tops: RowTops::default(),
+            data_generation: 0,
+            heights: Vec::new(),
+            heights_key: None,
         }
     }
 
@@ -194,6 +203,7 @@ impl DeviceTable {
         }
         self.devices = devices;
         self.fresh = true;
+        self.data_generation += 1;
     }
 
     /// Names a device in this window (the inventory keeps what devices report).
@@ -213,7 +223,7 @@ impl DeviceTable {
     }
 
     /// Brings the order up to date: sorted afresh when asked, else merged with new data.
-    fn update_order(&mut self) {
+    pub(super) fn update_order(&mut self) {
         if self.dirty {
             self.rebuild();
         } else if self.fresh {
@@ -243,7 +253,8 @@ impl DeviceTable {
                     .on_hover_text("Rows keep their places while devices check in; this sorts them again")
                     .clicked()
             {
-                self.rebuild();
+                self.dirty = true;
+                self.update_order();
             }
         });
         let gap = ui.spacing().item_spacing.x;
@@ -253,14 +264,23 @@ impl DeviceTable {
         let char_width = ui.fonts_mut(|f| f.glyph_width(&egui::TextStyle::Body.resolve(ui.style()), 'n'));
         let state_width = columns.last().map_or(0.0, |c| c.2);
         let now = now_unix();
-        let (devices, view, progress) = (&self.devices, &self.view, &self.progress);
         // Words like "last seen 3 h ago" change by the minute: so do the estimates.
-        let generation = self.generation ^ ((now / 60) as u64) << 32;
-        self.tops.update(generation, state_width, ui.spacing().item_spacing.y, view.len(), |i| {
-            let d = &devices[view[i]];
-            let words = state_text(d, progress.get(&d.mac).copied(), now);
-            lines(words.chars().count(), char_width, state_width) * line + 4.0
-        });
+        let minute = ((now / 60) as u64) << 32;
+        let heights_key = (self.data_generation ^ minute, state_width.to_bits());
+        if self.heights_key != Some(heights_key) {
+            self.heights_key = Some(heights_key);
+            let progress = &self.progress;
+            self.heights = (self.devices.iter())
+                .map(|d| {
+                    let words = state_text(d, progress.get(&d.mac).copied(), now);
+                    lines(words.chars().count(), char_width, state_width) * line + 4.0
+                })
+                .collect();
+        }
+        let (view, heights) = (&self.view, &self.heights);
+        let generation = self.generation ^ minute;
+        self.tops
+            .update(generation, state_width, ui.spacing().item_spacing.y, view.len(), |i| heights[view[i]]);
         let mut asked = None;
         let area = egui::ScrollArea::vertical().id_salt("devices").auto_shrink([false, false]);
         self.tops.show(ui, area, |ui, i| {

@@ -143,8 +143,13 @@ mod tests {
         // The publish dialog shows it among the check's warnings.
         let path = dir.path().join("fw.bin");
         std::fs::write(&path, firmware::ImageBuilder::for_chip(firmware::Chip::Esp8266).build()).unwrap();
-        let draft =
-            PublishDraft { path, version: "1.0.0".into(), channel: "stabel".into(), sign: false, gzip: false };
+        let draft = PublishDraft {
+            path,
+            version: "1.0.0".into(),
+            channel: "stabel".into(),
+            sign: false,
+            gzip: false,
+        };
         let check = check_file(dir.path(), draft, Vec::new());
         assert!(check.warnings.contains(&warning), "{:?}", check.warnings);
     }

@@ -99,7 +99,9 @@ impl DeviceTable {
                         // Times newest first; everything else A to Z.
                         self.form.ascending = column != Column::LastSeen;
                     }
-                    self.rebuild();
+                    // Sorted now, in the frame of the click, and the rows' tops follow the new order.
+                    self.dirty = true;
+                    self.update_order();
                 }
             }
         });

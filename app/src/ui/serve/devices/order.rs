@@ -75,19 +75,28 @@ fn ranked<'a>(
         .collect()
 }
 
-/// A canonical MAC as a number (its order is the text's); anything else as 0.
+/// A canonical MAC (six pairs of upper-case hex digits) as a number, whose order is the text's;
+/// anything else as 0. No allocation: it runs for every device of a re-sort.
 fn mac_number(mac: &str) -> i64 {
-    let hex: String = mac.chars().filter(|c| *c != ':').collect();
-    i64::from_str_radix(&hex, 16).unwrap_or(0)
+    let mut n: i64 = 0;
+    let mut digits = 0;
+    for c in mac.bytes().filter(|&c| c != b':') {
+        let Some(d) = (c as char).to_digit(16).filter(|_| !c.is_ascii_lowercase()) else { return 0 };
+        n = n << 4 | i64::from(d);
+        digits += 1;
+    }
+    if digits == 12 { n } else { 0 }
 }
 
-/// The order of two devices: by the column's value in the chosen direction, then by MAC, so
-/// equal values always come out the same way.
-fn compare(a: (&Key, &Device), b: (&Key, &Device), ascending: bool) -> Ordering {
+/// The order of two devices: by the column's value in the chosen direction, then by MAC (its
+/// number first: a string compare per tie made half the cost of a 10,000-row re-sort), so equal
+/// values always come out the same way.
+fn compare(a: (&Key, &Device, i64), b: (&Key, &Device, i64), ascending: bool) -> Ordering {
     let by_value = a.0.value.cmp(&b.0.value);
     a.0.missing
         .cmp(&b.0.missing)
         .then(if ascending { by_value } else { by_value.reverse() })
+        .then(a.2.cmp(&b.2))
         .then_with(|| a.1.mac.cmp(&b.1.mac))
 }
 
@@ -112,12 +121,13 @@ impl DeviceTable {
     fn sort(&self, rows: &mut Vec<usize>, now: i64) {
         let keys = keys(&self.devices, rows, self.form.sort, now);
         let (devices, ascending) = (&self.devices, self.form.ascending);
-        let mut at: Vec<usize> = (0..rows.len()).collect();
+        let mut at: Vec<(usize, i64)> =
+            rows.iter().enumerate().map(|(k, &i)| (k, mac_number(&devices[i].mac))).collect();
         // Unstable is fine: no two devices compare equal (the MAC decides last).
-        at.sort_unstable_by(|&a, &b| {
-            compare((&keys[a], &devices[rows[a]]), (&keys[b], &devices[rows[b]]), ascending)
+        at.sort_unstable_by(|&(a, ma), &(b, mb)| {
+            compare((&keys[a], &devices[rows[a]], ma), (&keys[b], &devices[rows[b]], mb), ascending)
         });
-        *rows = at.into_iter().map(|k| rows[k]).collect();
+        *rows = at.into_iter().map(|(k, _)| rows[k]).collect();
     }
 
     /// Filters and sorts every device afresh (the sort column, direction or filter changed).
@@ -165,10 +175,11 @@ impl DeviceTable {
     fn is_sorted(&self, view: &[usize], now: i64) -> bool {
         let keys = keys(&self.devices, view, self.form.sort, now);
         let ascending = self.form.ascending;
-        (1..view.len()).all(|k| {
-            let (a, b) = ((&keys[k - 1], &self.devices[view[k - 1]]), (&keys[k], &self.devices[view[k]]));
-            compare(a, b, ascending) != Ordering::Greater
-        })
+        let entry = |k: usize| {
+            let d = &self.devices[view[k]];
+            (&keys[k], d, mac_number(&d.mac))
+        };
+        (1..view.len()).all(|k| compare(entry(k - 1), entry(k), ascending) != Ordering::Greater)
     }
 }
 
@@ -191,6 +202,15 @@ mod tests {
 
     fn macs(table: &DeviceTable) -> Vec<String> {
         table.view.iter().map(|&i| table.devices[i].mac[15..].to_string()).collect()
+    }
+
+    #[test]
+    fn mac_numbers_order_as_the_text_does() {
+        assert_eq!(mac_number("18:FE:34:00:00:0A"), 0x18FE3400000A);
+        assert!(mac_number("00:00:00:00:00:01") < mac_number("00:00:00:00:01:00"));
+        for odd in ["18:fe:34:00:00:0a", "18:FE:34", "not a mac", "18:FE:34:00:00:0G", ""] {
+            assert_eq!(mac_number(odd), 0, "{odd}: left to the text compare");
+        }
     }
 
     #[test]
