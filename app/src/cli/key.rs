@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Subcommand, ValueEnum};
 
 use otaforge_firmware::signature;
-use otaforge_pki::signing::{self, Family, Keys, PublicKey};
+use otaforge_pki::signing::{self, Family, FamilyKeys, Keys, PublicKey};
 use otaforge_project::{self as project, Secrecy};
 
 /// Signing-key subcommands.

@@ -7,7 +7,7 @@ use crate::support;
 
 use std::path::Path;
 
-use otaforge_firmware::boards::Family;
+use otaforge_firmware::boards::{Family, FamilyBuild};
 use otaforge_firmware::reference_sketch::{self, CopyMode};
 use support::{Project, otaforge, run};
 

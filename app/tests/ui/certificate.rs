@@ -74,7 +74,7 @@ fn existing_material_loads_at_start_and_replacing_asks_first() {
 #[test]
 fn signing_keys_are_made_shown_rotated_and_copied_from_the_certificate_step() {
     use otaforge::ui::signing_key::{CONFIRM_REPLACE, NEW_KEYS, REPLACE_KEYS};
-    use otaforge_pki::signing::{self, Family};
+    use otaforge_pki::signing::{self, Family, FamilyKeys};
     use std::os::unix::fs::PermissionsExt;
 
     let dir = tempfile::tempdir().unwrap();

@@ -7,7 +7,7 @@ use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT, Queryable};
 use otaforge::ui::OtaForgeApp;
 use otaforge::ui::firmware_labels as labels;
-use otaforge_firmware::boards::{BOARDS, Family};
+use otaforge_firmware::boards::{BOARDS, Family, FamilyBuild};
 use otaforge_firmware::reference_sketch::{self, FILES};
 use otaforge_firmware::toolchain::{self, Os};
 

@@ -3,39 +3,44 @@
 //! picks "NodeMCU" from a list instead of learning either naming.
 
 use super::source::Toolchain;
+use super::toolchain;
 
 /// The chip family a board belongs to: which reference sketch it builds, and which Arduino core.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum Family {
-    /// ESP8266 boards: the `otaforge_esp8266` sketch, core `esp8266:esp8266`.
-    Esp8266,
-    /// The ESP32 family (ESP32, -S2, -S3, -C3, -C6): the `otaforge_esp32` sketch, core `esp32:esp32`.
-    Esp32,
+pub use otaforge_protocol::Family;
+
+/// How a family's firmware is built: its reference sketch and its Arduino core. A trait because
+/// [`Family`] lives in `otaforge-protocol`, which knows no toolchain.
+pub trait FamilyBuild {
+    /// The reference sketch's folder (and `.ino`) name.
+    fn sketch(self) -> &'static str;
+    /// The arduino-cli platform (`vendor:architecture`) that builds it.
+    fn platform(self) -> &'static str;
+    /// One command that installs the core: `--additional-urls` lets arduino-cli find it
+    /// without editing its configuration first (the index is downloaded when missing).
+    fn install_core_command(self) -> String;
 }
 
-impl Family {
-    /// The family's name in messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            Family::Esp8266 => "ESP8266",
-            Family::Esp32 => "ESP32",
-        }
-    }
-
-    /// The reference sketch's folder (and `.ino`) name.
-    pub fn sketch(self) -> &'static str {
+impl FamilyBuild for Family {
+    fn sketch(self) -> &'static str {
         match self {
             Family::Esp8266 => "otaforge_esp8266",
             Family::Esp32 => "otaforge_esp32",
         }
     }
 
-    /// The arduino-cli platform (`vendor:architecture`) that builds it.
-    pub fn platform(self) -> &'static str {
+    fn platform(self) -> &'static str {
         match self {
             Family::Esp8266 => "esp8266:esp8266",
             Family::Esp32 => "esp32:esp32",
         }
+    }
+
+    fn install_core_command(self) -> String {
+        format!(
+            "arduino-cli core install {} --additional-urls {}",
+            self.platform(),
+            toolchain::index_url(self)
+        )
     }
 }
 
@@ -111,7 +116,7 @@ pub fn family_of(target: &str) -> Option<Family> {
         return Some(b.family);
     }
     let platform = platform_of(target)?;
-    [Family::Esp8266, Family::Esp32].into_iter().find(|f| f.platform() == platform)
+    Family::ALL.into_iter().find(|f| f.platform() == platform)
 }
 
 /// The arduino-cli platform (`vendor:architecture`) of an FQBN, or `None` for what is not one.

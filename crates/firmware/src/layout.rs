@@ -8,6 +8,7 @@ use super::digest::{
 };
 use super::image_info::{AppDesc, ArduinoInfo, FlashMode, ImageError, ImageFormat, ImageInfo, SubImage};
 use super::walk::{RawImage, extended_header_plausible, is_esp32_addr, is_esp8266_addr, parse_image, u32_at};
+use otaforge_protocol::Family;
 
 /// Where the sketch starts in an Arduino ESP8266 image.
 const ARDUINO_SKETCH_OFFSET: usize = 0x1000;
@@ -39,12 +40,6 @@ impl Reading {
             && eboot_ok
             && crc_ok
     }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Family {
-    Esp8266,
-    Esp32,
 }
 
 fn read_as(bytes: &[u8], family: Family) -> Result<Reading, ImageError> {

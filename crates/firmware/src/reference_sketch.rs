@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::boards::Family;
+use super::boards::{Family, FamilyBuild};
 use otaforge_project::Secrecy;
 
 /// The folder of a project the reference firmware is copied into.

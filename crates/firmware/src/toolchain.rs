@@ -11,7 +11,7 @@ use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::boards::{self, Family};
+use super::boards::{self, Family, FamilyBuild};
 use super::source::Toolchain;
 
 /// The ESP8266 core's Boards Manager index (esp8266/Arduino's README).
@@ -19,19 +19,11 @@ pub const ESP8266_INDEX_URL: &str = "https://arduino.esp8266.com/stable/package_
 /// The ESP32 core's Boards Manager index, stable releases (arduino-esp32's documentation).
 pub const ESP32_INDEX_URL: &str = "https://espressif.github.io/arduino-esp32/package_esp32_index.json";
 
-impl Family {
-    /// The Boards Manager URL arduino-cli needs to find this family's core.
-    pub fn index_url(self) -> &'static str {
-        match self {
-            Family::Esp8266 => ESP8266_INDEX_URL,
-            Family::Esp32 => ESP32_INDEX_URL,
-        }
-    }
-
-    /// One command that installs the core: `--additional-urls` lets arduino-cli find it
-    /// without editing its configuration first (the index is downloaded when missing).
-    pub fn install_core_command(self) -> String {
-        format!("arduino-cli core install {} --additional-urls {}", self.platform(), self.index_url())
+/// The Boards Manager URL arduino-cli needs to find `family`'s core.
+pub fn index_url(family: Family) -> &'static str {
+    match family {
+        Family::Esp8266 => ESP8266_INDEX_URL,
+        Family::Esp32 => ESP32_INDEX_URL,
     }
 }
 
@@ -141,7 +133,7 @@ pub fn missing_core(fqbn: &str, installed: &[String]) -> Option<MissingCore> {
     if installed.contains(&platform) {
         return None;
     }
-    let command = match [Family::Esp8266, Family::Esp32].into_iter().find(|f| f.platform() == platform) {
+    let command = match Family::ALL.into_iter().find(|f| f.platform() == platform) {
         Some(family) => family.install_core_command(),
         None => format!("arduino-cli core install {platform}"),
     };
@@ -203,7 +195,7 @@ pub fn install_hints(os: Os) -> Vec<InstallHint> {
         Os::MacOs => &["brew install arduino-cli"],
         Os::Windows => &["winget install ArduinoSA.CLI"],
     };
-    let cores = [Family::Esp8266, Family::Esp32].map(Family::install_core_command);
+    let cores = Family::ALL.map(Family::install_core_command);
     let arduino = InstallHint {
         tool: "arduino-cli",
         commands: get_cli.iter().map(|c| c.to_string()).chain(cores).collect(),

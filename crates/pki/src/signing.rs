@@ -25,55 +25,37 @@ use otaforge_project::Secrecy;
 use super::{PkiError, RETIRED_DIR, commit, io_err, retire, stage};
 
 /// Which device family a signing key (and a signature format) is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Family {
-    /// ESP8266: RSA-2048 PKCS#1 v1.5 SHA-256.
-    Esp8266,
-    /// ESP32 family (arduino-esp32 ≥ 3.3): ECDSA P-256 SHA-256, DER.
-    Esp32,
+pub use otaforge_protocol::Family;
+
+/// What a family's signing key is: ESP8266 keys are RSA-2048 PKCS#1 v1.5 SHA-256, ESP32-family
+/// keys ECDSA P-256 SHA-256 (DER). A trait because [`Family`] lives in `otaforge-protocol`.
+pub trait FamilyKeys {
+    /// The private key's file name in the project directory.
+    fn key_file(self) -> &'static str;
+    /// What the key is, in words.
+    fn algorithm(self) -> &'static str;
 }
 
-impl Family {
-    /// Both families, in the order keys are listed.
-    pub const ALL: [Family; 2] = [Family::Esp8266, Family::Esp32];
-
-    /// The private key's file name in the project directory.
-    pub fn key_file(self) -> &'static str {
+impl FamilyKeys for Family {
+    fn key_file(self) -> &'static str {
         match self {
             Family::Esp8266 => "signing-esp8266.key",
             Family::Esp32 => "signing-esp32.key",
         }
     }
 
-    /// The family of a chip as releases name it ("ESP8266", "ESP32-C3", …): every ESP32-family
-    /// chip verifies the same way.
-    pub fn of_chip_name(chip: &str) -> Family {
-        if chip.eq_ignore_ascii_case("ESP8266") { Family::Esp8266 } else { Family::Esp32 }
-    }
-
-    /// What the key is, in words.
-    pub fn algorithm(self) -> &'static str {
+    fn algorithm(self) -> &'static str {
         match self {
             Family::Esp8266 => "RSA-2048, PKCS#1 v1.5, SHA-256",
             Family::Esp32 => "ECDSA P-256, SHA-256",
         }
     }
-
-    fn rcgen_alg(self) -> &'static rcgen::SignatureAlgorithm {
-        match self {
-            Family::Esp8266 => &rcgen::PKCS_RSA_SHA256,
-            Family::Esp32 => &rcgen::PKCS_ECDSA_P256_SHA256,
-        }
-    }
 }
 
-impl std::fmt::Display for Family {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Family::Esp8266 => "ESP8266",
-            Family::Esp32 => "ESP32",
-        })
+fn rcgen_alg(family: Family) -> &'static rcgen::SignatureAlgorithm {
+    match family {
+        Family::Esp8266 => &rcgen::PKCS_RSA_SHA256,
+        Family::Esp32 => &rcgen::PKCS_ECDSA_P256_SHA256,
     }
 }
 
@@ -295,7 +277,7 @@ fn read_key(path: &Path, family: Family) -> Result<Option<PrivateKey>, PkiError>
         Err(e) => return Err(io_err(path)(e)),
     };
     let file = path.display().to_string();
-    let key = KeyPair::from_pem_and_sign_algo(&pem, family.rcgen_alg())
+    let key = KeyPair::from_pem_and_sign_algo(&pem, rcgen_alg(family))
         .map_err(|e| PkiError::CorruptKey { file, why: e.to_string() })?;
     Ok(Some(PrivateKey { family, key }))
 }
@@ -312,7 +294,7 @@ pub fn generate(dir: &Path, families: &[Family], replace: bool) -> Result<Keys, 
     }
     let mut staged = Vec::new();
     for family in families {
-        let key = KeyPair::generate_for(family.rcgen_alg()).map_err(|e| PkiError::Generate(e.to_string()))?;
+        let key = KeyPair::generate_for(rcgen_alg(*family)).map_err(|e| PkiError::Generate(e.to_string()))?;
         staged.push(stage(dir, family.key_file(), &key.serialize_pem(), Secrecy::Secret)?);
     }
     let names: Vec<&str> = existing.iter().map(|f| f.key_file()).collect();

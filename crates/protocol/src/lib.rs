@@ -1,12 +1,15 @@
-//! What devices, the server and the app agree on: default port, path and channels, how firmware
-//! versions compare, the endpoint record publishing checks against, and what stands in for a
-//! credential wherever a request is recorded.
+//! What devices, the server and the app agree on: default port, path and channels, the chip
+//! family, how firmware versions compare, the endpoint record publishing checks against, and what
+//! stands in for a credential wherever a request is recorded.
 //!
 //! Everything here is a convention several layers must share; keeping it in one crate below all
 //! of them is what lets the firmware baker, the publisher and the server never disagree.
 
 pub mod endpoint;
+mod family;
 pub mod version;
+
+pub use family::Family;
 
 /// Default HTTPS port (the tutorial's).
 pub const DEFAULT_PORT: u16 = 3443;

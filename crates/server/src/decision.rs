@@ -143,15 +143,13 @@ fn decide_sketch(
     let Some(target) = &channel.sketch else {
         return Decision::no(DeviceState::UpToDate, "nothing has been published on this channel yet");
     };
-    if let Some(chip) = &target.meta.chip {
-        let release_family =
-            if chip.eq_ignore_ascii_case("ESP8266") { Family::Esp8266 } else { Family::Esp32 };
-        if release_family != dev.family {
-            return Decision::no(
-                DeviceState::Held,
-                format!("this channel serves {chip} images and this device is an {}", dev.family.name()),
-            );
-        }
+    if let Some(chip) = &target.meta.chip
+        && Family::of_chip_name(chip) != dev.family
+    {
+        return Decision::no(
+            DeviceState::Held,
+            format!("this channel serves {chip} images and this device is an {}", dev.family.name()),
+        );
     }
     let device_version = dev.version.as_deref().and_then(|v| Version::parse(v).ok());
     let running = catalog.running(&target.meta.channel, dev.sketch_md5.as_deref(), device_version.as_ref());

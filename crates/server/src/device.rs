@@ -10,28 +10,15 @@
 
 use super::http::{Request, is_hidden, printable};
 
-/// Which updater sent the request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub enum Family {
-    /// Arduino ESP8266 core, `ESP8266httpUpdate`.
-    Esp8266,
-    /// arduino-esp32 `HTTPUpdate` (any ESP32-family chip).
-    Esp32,
-}
+/// Which updater sent the request: `ESP8266httpUpdate` (Arduino ESP8266 core) or arduino-esp32
+/// `HTTPUpdate` (any ESP32-family chip).
+pub use otaforge_protocol::Family;
 
-impl Family {
-    /// "ESP8266" or "ESP32".
-    pub fn name(self) -> &'static str {
-        match self {
-            Family::Esp8266 => "ESP8266",
-            Family::Esp32 => "ESP32",
-        }
-    }
-    fn prefix(self) -> &'static str {
-        match self {
-            Family::Esp8266 => "x-esp8266-",
-            Family::Esp32 => "x-esp32-",
-        }
+/// The family's header prefix, lower-case.
+fn prefix(family: Family) -> &'static str {
+    match family {
+        Family::Esp8266 => "x-esp8266-",
+        Family::Esp32 => "x-esp32-",
     }
 }
 
@@ -81,20 +68,20 @@ pub fn parse(req: &Request) -> Result<Option<DeviceRequest>, String> {
     } else {
         return Ok(None);
     };
-    let get = |field: &str| req.header(&format!("{}{field}", family.prefix())).map(str::trim);
+    let get = |field: &str| req.header(&format!("{}{field}", prefix(family))).map(str::trim);
     let text = |field: &str| -> Result<Option<String>, String> {
         match get(field) {
             None | Some("") => Ok(None),
             Some(v) if v.chars().count() > MAX_VALUE => Err(format!(
                 "{}{field} is {} characters long (at most {MAX_VALUE})",
-                family.prefix(),
+                prefix(family),
                 v.chars().count()
             )),
             // Controls, bidi overrides and invisible characters would be shown as they are in
             // the device table and the log.
             Some(v) if v.chars().any(is_hidden) => Err(format!(
                 "{}{field} contains control, bidi or invisible characters: \"{}\"",
-                family.prefix(),
+                prefix(family),
                 short(v)
             )),
             Some(v) => Ok(Some(v.to_string())),
@@ -106,7 +93,7 @@ pub fn parse(req: &Request) -> Result<Option<DeviceRequest>, String> {
             Some(v) => v
                 .parse()
                 .map(Some)
-                .map_err(|_| format!("{}{field} is not a number: \"{}\"", family.prefix(), short(v))),
+                .map_err(|_| format!("{}{field} is not a number: \"{}\"", prefix(family), short(v))),
         }
     };
     let hex = |field: &str, len: usize| -> Result<Option<String>, String> {
@@ -115,14 +102,14 @@ pub fn parse(req: &Request) -> Result<Option<DeviceRequest>, String> {
             Some(v) if v.len() == len && v.bytes().all(|b| b.is_ascii_hexdigit()) => {
                 Ok(Some(v.to_ascii_lowercase()))
             }
-            Some(v) => Err(format!("{}{field} is not {len} hex digits: \"{}\"", family.prefix(), short(v))),
+            Some(v) => Err(format!("{}{field} is not {len} hex digits: \"{}\"", prefix(family), short(v))),
         }
     };
     let mac = |field: &str| -> Result<Option<String>, String> {
         get(field)
             .map(|m| {
                 parse_mac(m).ok_or_else(|| {
-                    format!("{}{field} is not a MAC address: \"{}\"", family.prefix(), short(m))
+                    format!("{}{field} is not a MAC address: \"{}\"", prefix(family), short(m))
                 })
             })
             .transpose()
@@ -136,7 +123,7 @@ pub fn parse(req: &Request) -> Result<Option<DeviceRequest>, String> {
             let also = if family == Family::Esp32 { " (and x-esp32-base-mac)" } else { "" };
             return Err(format!(
                 "{}sta-mac{also} is missing: the server cannot tell devices apart",
-                family.prefix()
+                prefix(family)
             ));
         }
     };
@@ -150,7 +137,7 @@ pub fn parse(req: &Request) -> Result<Option<DeviceRequest>, String> {
         Some(other) => {
             return Err(format!(
                 "{}mode \"{}\" is not sketch, a filesystem (spiffs, fatfs, littlefs, flashfs) or version",
-                family.prefix(),
+                prefix(family),
                 short(other)
             ));
         }

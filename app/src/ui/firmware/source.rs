@@ -9,7 +9,7 @@ use egui::RichText;
 use super::{FirmwareStep, labels};
 use crate::ui::widgets;
 use crate::worker::{Command, FileField, FirmwareCommand, Worker};
-use otaforge_firmware::boards::{self, BOARDS, Family};
+use otaforge_firmware::boards::{self, BOARDS, Family, FamilyBuild};
 use otaforge_firmware::reference_sketch::{self, CopyMode};
 use otaforge_firmware::source::Toolchain;
 use otaforge_firmware::toolchain::{self, Os};
