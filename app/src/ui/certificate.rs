@@ -35,7 +35,7 @@ pub struct CertificateStep {
     /// The last failure, in words.
     pub error: Option<String>,
     notice: Option<String>,
-    local: Option<LocalHosts>,
+    pub(super) local: Option<LocalHosts>,
     host_check: Option<(Host, bool, String)>,
     confirm_replace: bool,
     /// The update-signing keys.
@@ -142,33 +142,46 @@ impl CertificateStep {
              Devices trust the CA, so the server certificate can be renewed without reflashing.",
         );
         ui.add_space(8.0);
-        self.host_form(ui, worker);
+        // Each part keeps its widgets' ids when a part above changes (this machine's addresses
+        // and the keys arrive while the user may already be typing or clicking).
+        widgets::section(ui, "certificate.host", |ui| self.host_form(ui, worker));
         ui.add_space(8.0);
-        self.actions(ui, worker);
-        if let Some(busy) = self.busy {
-            ui.horizontal(|ui| {
-                ui.spinner();
-                ui.label(busy);
-            });
-        }
-        if let Some(err) = &self.error {
-            ui.colored_label(ui.visuals().error_fg_color, format!("✖ {err}"));
-        }
-        if let Some(notice) = &self.notice {
-            ui.label(notice);
-        }
-        if let Some(report) = &self.report {
-            ui.separator();
-            details::details(ui, report);
-            ui.separator();
-            self.export.ui(ui, worker, report.mode);
-        } else if self.loaded {
-            ui.separator();
-            ui.label("No certificates in this project yet.");
-        }
+        widgets::section(ui, "certificate.actions", |ui| self.actions(ui, worker));
+        // Drawn only when there is something to say: an empty section would still add a gap.
+        let status = self.busy.is_some() || self.error.is_some() || self.notice.is_some();
+        widgets::section_if(ui, status, "certificate.status", |ui| {
+            if let Some(busy) = self.busy {
+                ui.horizontal(|ui| {
+                    ui.spinner();
+                    ui.label(busy);
+                });
+            }
+            if let Some(err) = &self.error {
+                ui.colored_label(ui.visuals().error_fg_color, format!("✖ {err}"));
+            }
+            if let Some(notice) = &self.notice {
+                ui.label(notice);
+            }
+        });
+        let material = self.report.is_some() || self.loaded;
+        widgets::section_if(ui, material, "certificate.material", |ui| {
+            if let Some(report) = &self.report {
+                ui.separator();
+                details::details(ui, report);
+                ui.separator();
+                self.export.ui(ui, worker, report.mode);
+            } else if self.loaded {
+                ui.separator();
+                ui.label("No certificates in this project yet.");
+            }
+        });
         ui.separator();
-        self.signing.ui(ui, worker);
+        widgets::section(ui, "certificate.signing", |ui| self.signing.ui(ui, worker));
         ui.separator();
+        widgets::section(ui, "certificate.next", |ui| self.next(ui));
+    }
+
+    fn next(&self, ui: &mut egui::Ui) {
         if let Some(report) = &self.report {
             let host = report.server.dns_sans.first().map_or("this server", String::as_str);
             widgets::next_step(
@@ -234,6 +247,10 @@ impl CertificateStep {
                 });
             }
         }
+        widgets::section(ui, "certificate.key", |ui| self.key_form(ui));
+    }
+
+    fn key_form(&mut self, ui: &mut egui::Ui) {
         ui.horizontal_wrapped(|ui| {
             ui.label("Key:");
             ui.radio_value(&mut self.form.key, KeyKind::EcdsaP256, "ECDSA P-256 (recommended)");

@@ -10,6 +10,8 @@ pub mod flash;
 pub mod serve;
 mod shell;
 pub mod signing_key;
+#[cfg(test)]
+mod stable_ids;
 pub mod widgets;
 
 use std::path::PathBuf;
@@ -130,6 +132,13 @@ impl OtaForgeApp {
         let done_before =
             remembered.done.filter(|(d, _)| d == worker.dir()).map(|(_, s)| s).unwrap_or_default();
         Ok(OtaForgeApp { worker, step: remembered.step, certificate, firmware, flash, serve, done_before })
+    }
+
+    /// Whether the answers to what the window asks for when it opens are in: the certificate,
+    /// the signing keys, this machine's addresses, the releases and the server's state.
+    pub fn loaded(&self) -> bool {
+        let c = &self.certificate;
+        c.known() && c.signing.keys.is_some() && c.local.is_some() && self.serve.known()
     }
 
     /// The step shown.

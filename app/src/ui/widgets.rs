@@ -1,5 +1,6 @@
-//! Widgets every step shares: a path field that works with or without a file dialog, and a Copy
-//! button for what users paste elsewhere (PEM, fingerprints, the poll URL, a MAC).
+//! Widgets every step shares: a path field that works with or without a file dialog, a Copy
+//! button for what users paste elsewhere (PEM, fingerprints, the poll URL, a MAC), and sections
+//! whose widgets keep their ids.
 
 use std::path::PathBuf;
 
@@ -47,6 +48,25 @@ pub(super) fn deliver(ctx: &egui::Context, field: FileField, outcome: BrowseOutc
         }
         d.insert_temp(state_id(field), state);
     });
+}
+
+/// Draws one part of a step (`name`, unique in the window) with ids of its own.
+///
+/// egui numbers a widget by its place among the widgets drawn before it, so a worker event that
+/// adds or removes a line higher up (the port list, this machine's addresses, a key loaded) would
+/// renumber everything below: a click between press and release would be lost, and a field being
+/// typed into would lose the keyboard. Inside a section, a widget's id depends only on what the
+/// section itself draws.
+pub fn section<R>(ui: &mut egui::Ui, name: &'static str, add: impl FnOnce(&mut egui::Ui) -> R) -> R {
+    let id = egui::Id::unique(("otaforge-section", name));
+    ui.scope_builder(egui::UiBuilder::new().scope_id(id), add).inner
+}
+
+/// A [`section`] drawn only when it `has_content`: an empty one would still take a line's gap.
+pub fn section_if(ui: &mut egui::Ui, has_content: bool, name: &'static str, add: impl FnOnce(&mut egui::Ui)) {
+    if has_content {
+        section(ui, name, add);
+    }
 }
 
 /// `label`, a text field for a path and a Browse… button. The field always works; Browse opens

@@ -16,7 +16,7 @@ use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use otaforge::ui::OtaForgeApp;
 use otaforge::ui::serve::labels;
-use ui_support::{drop_file, step_until, type_into};
+use ui_support::{drop_file, settle, step_until, type_into};
 
 /// The same directory every run, emptied first.
 fn project(name: &str) -> PathBuf {
@@ -38,7 +38,7 @@ fn app(dir: &std::path::Path) -> Harness<'static, OtaForgeApp> {
 fn open_serve(h: &mut Harness<'static, OtaForgeApp>) {
     h.step();
     h.get_by_label_contains("4. Serve").click();
-    h.run();
+    settle(h);
 }
 
 #[test]
@@ -59,12 +59,12 @@ fn publish_dialog_with_a_good_image() {
     open_serve(&mut h);
     drop_file(&mut h, &path);
     step_until(&mut h, "the dialog", |h| h.state().serve.dialog.as_ref().is_some_and(|d| d.check.is_some()));
-    h.run();
+    settle(&mut h);
     type_into(&mut h, labels::VERSION, "1.2.0");
     step_until(&mut h, "the check", |h| {
         h.state().serve.dialog.as_ref().and_then(|d| d.current_check()).is_some()
     });
-    h.run();
+    settle(&mut h);
     h.snapshot("publish_dialog_good");
 }
 
@@ -79,6 +79,6 @@ fn publish_dialog_with_a_web_page() {
     step_until(&mut h, "the check", |h| {
         h.state().serve.dialog.as_ref().and_then(|d| d.current_check()).is_some()
     });
-    h.run();
+    settle(&mut h);
     h.snapshot("publish_dialog_refused");
 }

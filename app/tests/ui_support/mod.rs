@@ -31,6 +31,18 @@ pub fn step_until(
     }
 }
 
+/// Steps until the app asks for no more frames: the worker's answers to what the window asked
+/// for when it opened (the certificate, keys, releases, this machine's addresses) may arrive
+/// at any step, each asking for a repaint; a picture taken before they are in would differ run to
+/// run.
+pub fn settle(h: &mut Harness<'_, OtaForgeApp>) {
+    step_until(h, "the window's first answers", |h| h.state().loaded());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while h.try_run().is_err() {
+        assert!(Instant::now() < deadline, "the window never stopped repainting");
+    }
+}
+
 /// Focuses the field labelled `label` and types `text` into it.
 pub fn type_into(h: &mut Harness<'_, OtaForgeApp>, label: &str, text: &str) {
     h.get_by_label(label).focus();

@@ -330,16 +330,19 @@ impl FirmwareStep {
              a prebuilt .bin, or written into the sketch's ota_config.h and built.",
         );
         ui.add_space(4.0);
-        self.settings_form(ui, default_host);
+        // Each part keeps its widgets' ids when a part above changes (see widgets::section).
+        widgets::section(ui, "firmware.settings", |ui| self.settings_form(ui, default_host));
         ui.add_space(4.0);
-        ui.horizontal_wrapped(|ui| {
-            ui.selectable_value(&mut self.mode, Mode::Prebuilt, labels::PREBUILT_TAB);
-            ui.selectable_value(&mut self.mode, Mode::Source, labels::SOURCE_TAB);
+        widgets::section(ui, "firmware.mode", |ui| {
+            ui.horizontal_wrapped(|ui| {
+                ui.selectable_value(&mut self.mode, Mode::Prebuilt, labels::PREBUILT_TAB);
+                ui.selectable_value(&mut self.mode, Mode::Source, labels::SOURCE_TAB);
+            });
         });
         ui.separator();
         match self.mode {
-            Mode::Prebuilt => self.prebuilt_ui(ui, worker),
-            Mode::Source => self.source_ui(ui, worker),
+            Mode::Prebuilt => widgets::section(ui, "firmware.prebuilt", |ui| self.prebuilt_ui(ui, worker)),
+            Mode::Source => widgets::section(ui, "firmware.source", |ui| self.source_ui(ui, worker)),
         }
         ui.separator();
         let what = match &self.last_image {
@@ -349,6 +352,6 @@ impl FirmwareStep {
             ),
             None => "once an image is baked or built, flash it to a board (or a virtual one).".into(),
         };
-        widgets::next_step(ui, Step::Flash, &what);
+        widgets::section(ui, "firmware.next", |ui| widgets::next_step(ui, Step::Flash, &what));
     }
 }

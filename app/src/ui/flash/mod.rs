@@ -307,20 +307,22 @@ impl FlashStep {
                 worker.send(Command::Flash(FlashCommand::CheckImage(PathBuf::from(self.file.trim()))));
             }
         }
-        ui.heading("Flash");
+        ui.heading("3. Flash");
         ui.label(
             "Write firmware to a board over USB (an ESP8266 or any ESP32), or to a virtual one. The chip is \
              detected and the image checked against it before anything is written.",
         );
         ui.add_space(4.0);
-        self.port_section(ui, worker);
+        // Each part keeps its widgets' ids when a part above changes: the port list changes
+        // whenever a board is plugged in or out (see widgets::section).
+        widgets::section(ui, "flash.port", |ui| self.port_section(ui, worker));
         ui.add_space(4.0);
-        self.file_section(ui, worker);
-        self.own_settings_section(ui, worker);
+        widgets::section(ui, "flash.file", |ui| self.file_section(ui, worker));
+        widgets::section(ui, "flash.settings", |ui| self.own_settings_section(ui, worker));
         ui.add_space(4.0);
-        self.flash_section(ui, worker);
+        widgets::section(ui, "flash.flash", |ui| self.flash_section(ui, worker));
         ui.add_space(8.0);
-        self.monitor_section(ui, worker);
+        widgets::section(ui, "flash.monitor", |ui| self.monitor_section(ui, worker));
         ui.separator();
         let what = match &self.message {
             Some((true, _)) => {
@@ -328,6 +330,6 @@ impl FlashStep {
             }
             _ => "once the board is flashed, start the update server it checks in with.",
         };
-        widgets::next_step(ui, Step::Serve, what);
+        widgets::section(ui, "flash.next", |ui| widgets::next_step(ui, Step::Serve, what));
     }
 }

@@ -14,6 +14,13 @@ use otaforge_flash::{Likelihood, PortInfo};
 impl FlashStep {
     pub(super) fn port_section(&mut self, ui: &mut egui::Ui, worker: &Worker) {
         ui.label(RichText::new("Board").strong());
+        // The list changes whenever a board is plugged in or out; the typed port below keeps
+        // its id (and the keyboard) through that.
+        widgets::section(ui, "flash.port-list", |ui| self.port_list(ui));
+        widgets::section(ui, "flash.port-controls", |ui| self.port_controls(ui, worker));
+    }
+
+    fn port_list(&mut self, ui: &mut egui::Ui) {
         match &self.ports {
             None => {
                 ui.horizontal(|ui| {
@@ -59,6 +66,9 @@ impl FlashStep {
                 }
             }
         }
+    }
+
+    fn port_controls(&mut self, ui: &mut egui::Ui, worker: &Worker) {
         ui.horizontal_wrapped(|ui| {
             let label = ui.label(labels::TYPED_PORT);
             ui.add(egui::TextEdit::singleline(&mut self.port).desired_width(220.0).hint_text("/dev/ttyUSB0"))

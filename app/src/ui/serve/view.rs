@@ -12,24 +12,29 @@ impl ServeStep {
              downloads it at its next check.",
         );
         ui.add_space(6.0);
-        self.server_bar(ui, worker);
+        // Each part keeps its widgets' ids when a part above changes: the server's state, the
+        // last outcome and the first device arrive on their own (see widgets::section).
+        widgets::section(ui, "serve.server", |ui| self.server_bar(ui, worker));
         ui.add_space(4.0);
-        self.publish_row(ui, worker);
-        if let Some((ok, text)) = &self.message {
-            message(ui, *ok, text);
-        }
-        if matches!(self.server, ServerState::Running(_)) && self.devices.is_empty() {
-            widgets::next_step(
-                ui,
-                Step::Flash,
-                "flash a board with firmware baked for this server: it shows up under Devices at its first \
-                 update check.",
-            );
-        }
+        widgets::section(ui, "serve.publish", |ui| self.publish_row(ui, worker));
+        let first_device_next = matches!(self.server, ServerState::Running(_)) && self.devices.is_empty();
+        widgets::section_if(ui, self.message.is_some() || first_device_next, "serve.message", |ui| {
+            if let Some((ok, text)) = &self.message {
+                message(ui, *ok, text);
+            }
+            if first_device_next {
+                widgets::next_step(
+                    ui,
+                    Step::Flash,
+                    "flash a board with firmware baked for this server: it shows up under Devices at its \
+                     first update check.",
+                );
+            }
+        });
         ui.separator();
-        self.tabs(ui);
+        widgets::section(ui, "serve.tabs", |ui| self.tabs(ui));
         ui.add_space(4.0);
-        match self.form.tab {
+        widgets::section(ui, "serve.tab", |ui| match self.form.tab {
             Tab::Releases => releases::ui(
                 ui,
                 worker,
@@ -45,7 +50,7 @@ impl ServeStep {
             Tab::Devices => self.devices.ui(ui, worker),
             Tab::Downloads => downloads::ui(ui, &self.downloads),
             Tab::Log => self.log.ui(ui),
-        }
+        });
         if let Some(dialog) = &mut self.dialog {
             let channel = dialog.channel.clone();
             match dialog.ui(ui.ctx(), worker) {
