@@ -378,9 +378,9 @@ pub fn monitor(dir: &Path, args: MonitorArgs) -> Result<()> {
     // Ctrl-C is caught before the line that invites it.
     let cancel = Cancel::new();
     let done = cancel_on_ctrl_c(&cancel);
-    eprintln!("Monitoring {port} at {} baud. Ctrl-C stops.", args.baud);
     let mut out = std::io::stdout();
-    let result = flash::monitor::monitor(&port, args.baud, args.reset, &cancel, &mut |line| {
+    let mut opened = || eprintln!("Monitoring {port} at {} baud. Ctrl-C stops.", args.baud);
+    let result = flash::monitor::monitor(&port, args.baud, args.reset, &cancel, &mut opened, &mut |line| {
         let _ = writeln!(out, "{line}");
         let _ = out.flush();
     });

@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::watch;
+
 use super::{Event, Runner};
 use otaforge_firmware::Chip;
 use otaforge_firmware::device_settings::DeviceSettings;
@@ -133,6 +135,8 @@ pub enum FlashEvent {
         /// Its MAC.
         mac: String,
     },
+    /// The monitor has the port open: from now on every line the board prints is shown.
+    MonitorOpened(String),
     /// A line the board printed.
     MonitorLine(String),
     /// The monitor stopped (with the reason, if it was not the user).
@@ -147,6 +151,10 @@ pub(super) struct FlashState(Arc<Mutex<State>>);
 struct State {
     flash: Option<Cancel>,
     monitor: Option<Cancel>,
+    /// Turns true once the last monitor started has closed its port. serialport opens a tty
+    /// exclusively (TIOCEXCL), so a flash that opened it sooner would fail as "in use by another
+    /// program": by our own monitor.
+    monitor_released: Option<watch::Receiver<bool>>,
     boards: Vec<VirtualBoard>,
     watch: u64,
     watching: bool,
@@ -300,23 +308,26 @@ impl Runner {
         }
     }
 
-    /// Flashes and reports; returns whether it worked.
     /// Claims `port` for a flash or a detection: `None` while another one runs. The monitor holds
-    /// the port, so it is stopped; a virtual board on it is put back into its bootloader (what
-    /// DTR/RTS would do to a real one).
-    fn take_port(&self, port: &str) -> Option<Cancel> {
-        let mut s = self.flash_state.lock();
-        if s.flash.is_some() {
-            return None;
-        }
+    /// the port, so it is stopped and waited for until it has let go; a virtual board on it is
+    /// put back into its bootloader (what DTR/RTS would do to a real one).
+    async fn take_port(&self, port: &str) -> Option<Cancel> {
         let cancel = Cancel::new();
-        s.flash = Some(cancel.clone());
-        if let Some(m) = s.monitor.take() {
-            m.cancel();
-        }
-        if let Some(board) = s.boards.iter().find(|b| b.port().display().to_string() == port) {
-            board.reset_to_bootloader();
-        }
+        let released = {
+            let mut s = self.flash_state.lock();
+            if s.flash.is_some() {
+                return None;
+            }
+            s.flash = Some(cancel.clone());
+            if let Some(m) = s.monitor.take() {
+                m.cancel();
+            }
+            if let Some(board) = s.boards.iter().find(|b| b.port().display().to_string() == port) {
+                board.reset_to_bootloader();
+            }
+            s.monitor_released.clone()
+        };
+        monitor_let_go(released).await;
         Some(cancel)
     }
 
@@ -330,15 +341,13 @@ impl Runner {
         settings: Option<DeviceSettings>,
         stub: StubSource,
     ) -> bool {
-        let Some(cancel) = self.take_port(&port) else {
+        let Some(cancel) = self.take_port(&port).await else {
             self.flash_event(FlashEvent::Failed("A flash is already running.".into()));
             return false;
         };
         let worker = self.clone();
         let dir = self.dir.clone();
         let result = tokio::task::spawn_blocking(move || -> Result<(FlashOutcome, bool), String> {
-            // Let a monitor that was just stopped let go of the port.
-            std::thread::sleep(Duration::from_millis(150));
             let mut req = match (image, settings) {
                 (Some(image), settings) => {
                     let bytes =
@@ -385,12 +394,11 @@ impl Runner {
     }
 
     async fn identify(&self, port: String) {
-        let Some(cancel) = self.take_port(&port) else {
+        let Some(cancel) = self.take_port(&port).await else {
             self.flash_event(FlashEvent::Identified(Err("A flash is running on the port.".into())));
             return;
         };
         let result = tokio::task::spawn_blocking(move || {
-            std::thread::sleep(Duration::from_millis(150));
             flash::identify(&port, Duration::from_secs(10), &cancel, &mut |_| {}).map_err(|e| e.to_string())
         })
         .await
@@ -401,15 +409,25 @@ impl Runner {
 
     async fn run_monitor(&self, port: String, baud: u32) {
         let cancel = Cancel::new();
-        if let Some(old) = self.flash_state.lock().monitor.replace(cancel.clone()) {
-            old.cancel();
-        }
+        let (released, released_rx) = watch::channel(false);
+        let old = {
+            let mut s = self.flash_state.lock();
+            if let Some(old) = s.monitor.replace(cancel.clone()) {
+                old.cancel();
+            }
+            s.monitor_released.replace(released_rx)
+        };
+        monitor_let_go(old).await;
         let worker = self.clone();
         let result = tokio::task::spawn_blocking(move || {
-            std::thread::sleep(Duration::from_millis(150));
-            flash::monitor::monitor(&port, baud, false, &cancel, &mut |line| {
-                worker.flash_event(FlashEvent::MonitorLine(line))
-            })
+            let mut opened = || worker.flash_event(FlashEvent::MonitorOpened(port.clone()));
+            let lines = worker.clone();
+            let end = flash::monitor::monitor(&port, baud, false, &cancel, &mut opened, &mut |line| {
+                lines.flash_event(FlashEvent::MonitorLine(line))
+            });
+            // The port is closed once `monitor` returns.
+            let _ = released.send(true);
+            end
         })
         .await;
         let why = match result {
@@ -418,5 +436,13 @@ impl Runner {
             Err(e) => Some(format!("internal error: {e}")),
         };
         self.flash_event(FlashEvent::MonitorStopped(why));
+    }
+}
+
+/// Waits until the monitor behind `released` has closed its port (at once if there was none, or
+/// if it ended without saying so, as on a panic: its port is closed then too).
+async fn monitor_let_go(released: Option<watch::Receiver<bool>>) {
+    if let Some(mut released) = released {
+        let _ = released.wait_for(|let_go| *let_go).await;
     }
 }

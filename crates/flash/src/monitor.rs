@@ -73,11 +73,14 @@ fn printable(bytes: &[u8]) -> String {
 
 /// Shows what the board on `port` prints at `baud`, one line at a time, until cancelled. With
 /// `reset`, the board is restarted first (when the port has reset lines) so its boot is seen.
+/// `on_open` is called once the port is open: from then on nothing the board prints is missed,
+/// and no other program can open the port.
 pub fn monitor(
     port: &str,
     baud: u32,
     reset: bool,
     cancel: &Cancel,
+    on_open: &mut dyn FnMut(),
     on_line: &mut dyn FnMut(String),
 ) -> Result<MonitorEnd, FlashError> {
     let (mut link, lines) = link::open(port, baud, cancel)?;
@@ -85,6 +88,7 @@ pub fn monitor(
     serial
         .set_timeout(READ_WAIT)
         .map_err(|e| FlashError::Open { port: port.into(), reason: e.to_string() })?;
+    on_open();
     if reset && lines == link::ResetLines::Available {
         // EN low for 100 ms with IO0 high: a normal boot.
         let _ = serial.write_data_terminal_ready(false);

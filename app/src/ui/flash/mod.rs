@@ -111,6 +111,8 @@ pub struct FlashStep {
     monitor_after: bool,
     /// Whether the monitor runs.
     pub monitoring: bool,
+    /// The port the monitor has open (`None` while it is still opening it).
+    pub monitor_open: Option<String>,
     /// The monitor's lines.
     pub monitor: VecDeque<String>,
     monitor_note: Option<String>,
@@ -145,6 +147,7 @@ impl FlashStep {
             monitor_after: remembered.monitor_after,
             monitoring: false,
             monitor: VecDeque::new(),
+            monitor_open: None,
             monitor_note: None,
             adding_virtual: false,
             own: board_settings::OwnSettings::default(),
@@ -245,6 +248,7 @@ impl FlashStep {
                 if self.monitor_after {
                     // The worker starts it right after the flash.
                     self.monitoring = true;
+                    self.monitor_open = None;
                     self.monitor_note = None;
                 }
                 self.awaiting = if awaiting_confirmation { outcome.board.mac.clone() } else { None };
@@ -259,14 +263,22 @@ impl FlashStep {
                     self.confirmed = true;
                 }
             }
+            FlashEvent::MonitorOpened(port) => {
+                if self.monitoring {
+                    self.monitor_open = Some(port);
+                }
+            }
             FlashEvent::MonitorLine(line) => {
                 if self.monitor.len() == MONITOR_LINES {
                     self.monitor.pop_front();
                 }
-                self.monitor.push_back(line);
+                // The monospace font has no U+FFFD: bytes that were not text (the boot ROM's
+                // 74880-baud messages read at 115200) show as '?' instead of empty boxes.
+                self.monitor.push_back(line.replace('\u{FFFD}', "?"));
             }
             FlashEvent::MonitorStopped(why) => {
                 self.monitoring = false;
+                self.monitor_open = None;
                 self.monitor_note = why;
             }
         }
@@ -292,6 +304,7 @@ impl FlashStep {
         }
         self.port = port.to_string();
         self.monitoring = true;
+        self.monitor_open = None;
         self.monitor_note = None;
         self.monitor.clear();
         worker

@@ -21,6 +21,7 @@ impl FlashStep {
                 .clicked()
             {
                 self.monitoring = true;
+                self.monitor_open = None;
                 self.monitor_note = None;
                 worker.send(Command::Flash(FlashCommand::Monitor {
                     port: self.port.trim().to_string(),
@@ -44,6 +45,19 @@ impl FlashStep {
                 self.monitor.clear();
             }
         });
+        if self.monitoring {
+            match &self.monitor_open {
+                Some(port) => {
+                    ui.label(format!("Monitoring {port} at {} baud.", self.monitor_baud));
+                }
+                None => {
+                    ui.horizontal(|ui| {
+                        ui.spinner();
+                        ui.label(format!("Opening {}…", self.port.trim()));
+                    });
+                }
+            }
+        }
         if let Some(note) = &self.monitor_note {
             ui.colored_label(ui.visuals().warn_fg_color, note);
         }
