@@ -127,7 +127,8 @@ impl OtaForgeApp {
         let certificate = CertificateStep::new(remembered.certificate, &worker);
         let firmware = FirmwareStep::new(remembered.firmware, &worker);
         let flash = FlashStep::new(remembered.flash);
-        let serve = ServeStep::new(remembered.serve, &worker);
+        let mut serve = ServeStep::new(remembered.serve, &worker);
+        serve.offer_image(firmware.last_image());
         // Marks are the project's: another project opened starts from its own state.
         let done_before =
             remembered.done.filter(|(d, _)| d == worker.dir()).map(|(_, s)| s).unwrap_or_default();
@@ -236,12 +237,12 @@ impl eframe::App for OtaForgeApp {
         if self.step == Step::Serve {
             self.serve.devices.set_usb_board(self.flash.usb_board());
         }
-        // The image step 2 just baked or built is the one to flash (until the user picks another).
+        // The image step 2 just baked or built is the one to flash (until the user picks another)
+        // and the one step 4 offers to publish.
         if let Some(image) = self.firmware.take_new_image() {
+            self.serve.offer_image(Some(image.clone()));
             self.flash.preselect(image, &self.worker);
         }
-        // …and the one step 4 offers to publish.
-        self.serve.offer_image(self.firmware.last_image());
         egui::CentralPanel::default().show(ui, |ui| {
             if self.step == Step::Serve {
                 // Its lists scroll on their own, drawing only the rows on screen.

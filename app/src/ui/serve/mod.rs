@@ -181,7 +181,8 @@ impl ServeStep {
     }
 
     /// The image step 2 baked or built, to offer with a "Publish <name>" button beside the
-    /// publish field (called every frame; `None`: nothing to offer).
+    /// publish field (`None`: nothing to offer). Called when the window opens and at each new
+    /// image.
     pub fn offer_image(&mut self, path: Option<PathBuf>) {
         self.offered = path;
     }
