@@ -308,6 +308,14 @@ impl Runner {
         }
     }
 
+    /// Cancels the running monitor and flash (each lets go of its port at its next read).
+    pub(super) fn stop_serial_work(&self) {
+        let s = self.flash_state.lock();
+        for cancel in s.monitor.iter().chain(s.flash.iter()) {
+            cancel.cancel();
+        }
+    }
+
     /// Claims `port` for a flash or a detection: `None` while another one runs. The monitor holds
     /// the port, so it is stopped and waited for until it has let go; a virtual board on it is
     /// put back into its bootloader (what DTR/RTS would do to a real one).

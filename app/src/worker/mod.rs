@@ -252,6 +252,9 @@ impl Runner {
             let worker = self.clone();
             tokio::spawn(async move { worker.handle(command, writes_before).await });
         }
+        // The window is gone: its monitor and flash run on blocking threads the runtime would
+        // wait for, holding the port, so they are stopped.
+        self.stop_serial_work();
     }
 
     fn emit(&self, event: Event) {

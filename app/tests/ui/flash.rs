@@ -278,3 +278,26 @@ fn flashing_again_while_the_monitor_shows_the_log() {
         h.get_by_label(&format!("Monitoring {port} at 115200 baud."));
     }
 }
+
+/// Closing the window while the monitor runs lets go of the port: another program (a flasher, a
+/// terminal) can open it at once, instead of meeting "in use" until OTA Forge exits.
+#[test]
+fn closing_the_window_lets_go_of_the_monitored_port() {
+    let pair = nix::pty::openpty(None, None).unwrap();
+    let port = nix::unistd::ttyname(&pair.slave).unwrap().display().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = app(dir.path());
+    open_flash(&mut h);
+    h.state_mut().flash.port.clear();
+    type_into(&mut h, labels::TYPED_PORT, &port);
+    h.get_by_label(labels::MONITOR).click();
+    step_until(&mut h, "the port open", |h| h.state().flash.monitor_open.as_ref() == Some(&port));
+    // While it is open, the port is taken (serialport opens exclusively).
+    assert!(serialport::new(&port, 115_200).open_native().is_err(), "the monitor holds {port}");
+    drop(h);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while let Err(e) = serialport::new(&port, 115_200).open_native() {
+        assert!(std::time::Instant::now() < deadline, "{port} still held after the window closed: {e}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
