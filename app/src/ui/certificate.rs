@@ -40,7 +40,7 @@ pub struct CertificateStep {
     confirm_replace: bool,
     /// The update-signing keys.
     pub signing: super::signing_key::SigningKeySection,
-    export: export::ExportSection,
+    pub(super) export: export::ExportSection,
 }
 
 impl CertificateStep {

@@ -10,7 +10,7 @@ use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT, Queryable};
 
 use super::OtaForgeApp;
-use crate::worker::{Event, FlashEvent};
+use crate::worker::{Event, ExportFormat, FlashEvent};
 
 fn app(dir: &std::path::Path) -> Harness<'static, OtaForgeApp> {
     let dir = dir.to_path_buf();
@@ -91,6 +91,29 @@ fn this_machines_addresses_arriving_late_renumber_nothing_below_them() {
     let after = controls(&h);
 
     let required = [super::signing_key::NEW_KEYS, "Replace CA…", super::certificate_labels::PEM_FIELD];
+    assert_eq!(renumbered(&before, &after, &required), Vec::<String>::new());
+}
+
+#[test]
+fn the_ca_pem_arriving_late_renumbers_neither_export_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let req = otaforge_pki::IssueRequest::new(vec![otaforge_pki::Host::parse("ota.test").unwrap()]);
+    otaforge_pki::generate(dir.path(), &req, false).unwrap();
+    let mut h = app(dir.path());
+    step_until(&mut h, "the step loaded", |app| app.loaded() && app.certificate.export.pem.is_some());
+    // As the window opens: the certificate read back, its PEM not yet.
+    let pem = h.state_mut().certificate.export.pem.take().unwrap();
+    h.step();
+    let before = controls(&h);
+
+    let app = h.state_mut();
+    app.certificate.on_event(Event::Anchor { format: ExportFormat::Pem, text: Ok(pem) }, &app.worker);
+    h.step();
+    h.get_by_label("Copy the CA certificate (PEM)");
+    let after = controls(&h);
+
+    use super::certificate_labels::{EXPORT_HEADER, EXPORT_PEM, HEADER_FIELD, PEM_FIELD};
+    let required = [PEM_FIELD, EXPORT_PEM, HEADER_FIELD, EXPORT_HEADER, super::signing_key::NEW_KEYS];
     assert_eq!(renumbered(&before, &after, &required), Vec::<String>::new());
 }
 

@@ -50,14 +50,19 @@ pub(super) fn deliver(ctx: &egui::Context, field: FileField, outcome: BrowseOutc
     });
 }
 
-/// Draws one part of a step (`name`, unique in the window) with ids of its own.
+/// Draws one part of a step (`name`, unique in the window) with ids of its own. Every path field
+/// is one too, so it keeps the keyboard whatever appears above it.
 ///
 /// egui numbers a widget by its place among the widgets drawn before it, so a worker event that
 /// adds or removes a line higher up (the port list, this machine's addresses, a key loaded) would
 /// renumber everything below: a click between press and release would be lost, and a field being
 /// typed into would lose the keyboard. Inside a section, a widget's id depends only on what the
 /// section itself draws.
-pub fn section<R>(ui: &mut egui::Ui, name: &'static str, add: impl FnOnce(&mut egui::Ui) -> R) -> R {
+pub fn section<R>(
+    ui: &mut egui::Ui,
+    name: impl std::hash::Hash + std::fmt::Debug,
+    add: impl FnOnce(&mut egui::Ui) -> R,
+) -> R {
     let id = egui::Id::unique(("otaforge-section", name));
     ui.scope_builder(egui::UiBuilder::new().scope_id(id), add).inner
 }
@@ -88,6 +93,22 @@ pub fn path_field(
 /// the window is too narrow for one row they move under it instead of being cut off.
 #[allow(clippy::too_many_arguments)] // a field, its label, text, hint and what follows it
 pub fn path_field_then(
+    ui: &mut egui::Ui,
+    worker: &Worker,
+    field: FileField,
+    label: &str,
+    text: &mut String,
+    hint: &str,
+    trailing_width: f32,
+    trailing: impl FnOnce(&mut egui::Ui),
+) -> PathFieldResponse {
+    section(ui, ("path-field", field), |ui| {
+        path_field_inner(ui, worker, field, label, text, hint, trailing_width, trailing)
+    })
+}
+
+#[allow(clippy::too_many_arguments)] // path_field_then's, inside its section
+fn path_field_inner(
     ui: &mut egui::Ui,
     worker: &Worker,
     field: FileField,

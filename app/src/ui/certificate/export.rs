@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use super::super::widgets::{copy_button, path_field_then};
+use super::super::widgets::{self, copy_button, path_field_then};
 use crate::worker::{Command, Event, ExportFormat, FileField, Worker};
 use otaforge_pki::TrustMode;
 
@@ -27,10 +27,10 @@ pub(super) struct ExportPaths {
 
 /// The section's state.
 #[derive(Default)]
-pub(super) struct ExportSection {
+pub(in crate::ui) struct ExportSection {
     pub(super) paths: ExportPaths,
     /// The anchor's PEM, once the worker has read it.
-    pem: Option<String>,
+    pub(in crate::ui) pem: Option<String>,
     /// The last export's outcome (ok, words).
     message: Option<(bool, String)>,
 }
@@ -76,13 +76,16 @@ impl ExportSection {
             "Step 2 bakes the {anchor} into your firmware for you. For your own code or another tool, \
              copy it here or write it to a file."
         ));
+        // Arrives after the certificate; the fields below keep their ids (see widgets::section).
         if let Some(pem) = &self.pem {
-            ui.horizontal_wrapped(|ui| {
-                copy_button(ui, &format!("{anchor} (PEM)"), pem);
-                ui.label(format!("the {anchor} (PEM), to paste into a sketch"));
-            });
-            egui::CollapsingHeader::new(format!("Show the {anchor} (PEM)")).show(ui, |ui| {
-                ui.add(egui::Label::new(egui::RichText::new(pem).monospace()).selectable(true).wrap());
+            widgets::section(ui, "certificate.anchor", |ui| {
+                ui.horizontal_wrapped(|ui| {
+                    copy_button(ui, &format!("{anchor} (PEM)"), pem);
+                    ui.label(format!("the {anchor} (PEM), to paste into a sketch"));
+                });
+                egui::CollapsingHeader::new(format!("Show the {anchor} (PEM)")).show(ui, |ui| {
+                    ui.add(egui::Label::new(egui::RichText::new(pem).monospace()).selectable(true).wrap());
+                });
             });
         }
         let pem_button = match mode {

@@ -21,9 +21,14 @@ impl FirmwareStep {
     }
 
     pub(super) fn source_ui(&mut self, ui: &mut egui::Ui, worker: &Worker) {
-        self.toolchain_ui(ui, worker);
-        self.board_ui(ui);
-        self.sketch_ui(ui, worker);
+        // The toolchain search and the sketch check answer late: what follows keeps its ids.
+        widgets::section(ui, "firmware.toolchain", |ui| self.toolchain_ui(ui, worker));
+        widgets::section(ui, "firmware.board", |ui| self.board_ui(ui));
+        widgets::section(ui, "firmware.sketch", |ui| self.sketch_ui(ui, worker));
+        widgets::section(ui, "firmware.build", |ui| self.build_ui(ui, worker));
+    }
+
+    fn build_ui(&mut self, ui: &mut egui::Ui, worker: &Worker) {
         let tc = self.toolchain().map(|t| t.toolchain.clone());
         ui.horizontal_wrapped(|ui| {
             let ready = !self.sketch_dir.trim().is_empty() && !self.board.trim().is_empty();
