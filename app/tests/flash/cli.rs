@@ -108,7 +108,7 @@ fn esp32c3_app_from_the_cli_lands_at_0x10000() {
     );
     assert_eq!(&dev.flash_contents()[0x10000..0x10000 + image.len()], &image[..]);
     // Flashing the same image again writes nothing.
-    dev.reset_to_bootloader();
+    crate::reset_to_bootloader(&dev);
     let (out, stdout, stderr) = run(otaforge(project.path()).args(["flash", "--port", &port]).arg(&file));
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("already held exactly this image"), "{stdout}");
@@ -166,35 +166,106 @@ fn permission_denied_gets_the_group_advice() {
     assert!(stderr.contains("sudo usermod -aG"), "{stderr}");
 }
 
+/// What a child writes to one of its pipes, as it writes it: a thread reads the pipe and sends
+/// each piece on, so a test can wait for a given text with a deadline instead of sleeping.
+struct PipeText {
+    pieces: std::sync::mpsc::Receiver<Vec<u8>>,
+    text: String,
+}
+
+impl PipeText {
+    fn read(mut pipe: impl Read + Send + 'static) -> Self {
+        let (tx, pieces) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1024];
+            while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                if tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        PipeText { pieces, text: String::new() }
+    }
+
+    /// Waits until everything read so far contains each of `wanted`; panics with `what` and the
+    /// text so far if that takes longer than `within` or the pipe closes first.
+    #[track_caller]
+    fn wait_for(&mut self, wanted: &[&str], within: Duration, what: &str) {
+        let deadline = Instant::now() + within;
+        while !wanted.iter().all(|w| self.text.contains(w)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.pieces.recv_timeout(left) {
+                Ok(piece) => self.text.push_str(&String::from_utf8_lossy(&piece)),
+                Err(e) => panic!("{what} ({e}); so far: {:?}", self.text),
+            }
+        }
+    }
+
+    /// Everything, once the pipe has closed (the child exited).
+    #[track_caller]
+    fn rest(mut self, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.pieces.recv_timeout(left) {
+                Ok(piece) => self.text.push_str(&String::from_utf8_lossy(&piece)),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return self.text,
+                Err(e) => panic!("the pipe did not close ({e}); so far: {:?}", self.text),
+            }
+        }
+    }
+}
+
+/// A child killed when the test fails before it ended, so a failed run leaves no monitor behind.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn monitor_shows_what_the_board_prints_until_ctrl_c() {
     let pair = nix::pty::openpty(None, None).unwrap();
     let port = nix::unistd::ttyname(&pair.slave).unwrap().display().to_string();
     let project = tempfile::tempdir().unwrap();
-    let mut child = otaforge(project.path())
-        .args(["monitor", "--port", &port, "--baud", "74880"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(800));
+    let mut child = Reaped(
+        otaforge(project.path())
+            .args(["monitor", "--port", &port, "--baud", "74880"])
+            .env_remove("RUST_LOG") // its stderr is checked whole below
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stdout = PipeText::read(child.0.stdout.take().unwrap());
+    let mut stderr = PipeText::read(child.0.stderr.take().unwrap());
+    // The ready line comes once the port is open: from then on nothing written is missed.
+    let ready = format!("Monitoring {port} at 74880 baud. Ctrl-C stops.\n");
+    stderr.wait_for(&[&ready], Duration::from_secs(20), "the monitor did not say it is ready");
     let mut master = std::fs::File::from(pair.master);
     master.write_all(b"\r\n ets Jan  8 2013,rst cause:2, boot mode:(3,6)\r\n").unwrap();
     master.write_all(b"OTA Forge device 1.0 up\r\nprompt> ").unwrap();
-    std::thread::sleep(Duration::from_millis(800));
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT)
+    // Both lines shown before Ctrl-C, the prompt too although no newline ends it.
+    let boot = " ets Jan  8 2013,rst cause:2, boot mode:(3,6)\n";
+    let up = "OTA Forge device 1.0 up\nprompt> \n";
+    stdout.wait_for(&[boot, up], Duration::from_secs(20), "the monitor did not show what the board printed");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.0.id() as i32), nix::sys::signal::Signal::SIGINT)
         .unwrap();
     let started = Instant::now();
     let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
+        if let Some(s) = child.0.try_wait().unwrap() {
             break s;
         }
         assert!(started.elapsed() < Duration::from_secs(5), "monitor did not stop on Ctrl-C");
         std::thread::sleep(Duration::from_millis(50));
     };
-    let mut stdout = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
-    assert!(status.success(), "{status:?} {stdout}");
-    assert!(stdout.contains(" ets Jan  8 2013,rst cause:2, boot mode:(3,6)\n"), "{stdout:?}");
-    assert!(stdout.contains("OTA Forge device 1.0 up\nprompt> "), "{stdout:?}");
+    let stdout = stdout.rest(Duration::from_secs(5));
+    let stderr = stderr.rest(Duration::from_secs(5));
+    assert!(status.success(), "{status:?} {stdout} {stderr}");
+    // Each line once, nothing else; the ready line and nothing else on stderr.
+    assert_eq!(stdout, format!("\n{boot}{up}"), "{stderr}");
+    assert_eq!(stderr, ready, "{stdout}");
 }

@@ -204,6 +204,7 @@ fn cancel_while_waiting_for_the_board() {
     let cancel = Cancel::new();
     let c = cancel.clone();
     std::thread::spawn(move || {
+        // The user gives up 700 ms into the connect attempts: that moment is what is tested.
         std::thread::sleep(Duration::from_millis(700));
         c.cancel();
     });

@@ -114,7 +114,7 @@ fn erase_all_clears_the_rest_of_the_flash() {
     req.connect_timeout = Duration::from_secs(5);
     flash::flash(&req, &Cancel::new(), &mut |_| {}).unwrap();
     assert_eq!(dev.flash_contents()[0x20_0000], 0x5A);
-    dev.reset_to_bootloader();
+    crate::reset_to_bootloader(&dev);
 
     let image = ImageBuilder::esp32_app(Chip::Esp32C3).target_size(64 * 1024).build();
     let mut req = FlashRequest::new(port(&dev), image.clone());

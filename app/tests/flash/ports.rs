@@ -52,6 +52,8 @@ fn ports_are_reported_on_change_only_while_watched() {
 
     // Not watching: no polling, no events.
     worker.send(Command::Flash(FlashCommand::WatchPorts(false)));
+    // The stop has no answer to wait on (commands run concurrently): a pause lets it take effect
+    // before the board is plugged in. Too short a pause fails the test below; it cannot pass it.
     std::thread::sleep(Duration::from_millis(200));
     let _quiet = VirtualSerialDevice::spawn(SimOptions {
         registry_dir: Some(dir.path().into()),

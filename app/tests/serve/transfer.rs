@@ -220,6 +220,7 @@ fn a_publish_killed_midway_leaves_no_partial_release() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
+        // Killed at a different moment each time (5 ms, 12 ms, ...), so some land mid-write.
         std::thread::sleep(Duration::from_millis(5 + i * 7));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap();

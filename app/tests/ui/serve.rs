@@ -249,9 +249,12 @@ fn keyboard_opens_steps_escape_closes_the_dialog_and_an_idle_window_asks_for_no_
 
     h.state_mut().serve.listen_on("127.0.0.1", 0);
     h.get_by_label(labels::START).click();
-    step_until(&mut h, "the server", |h| h.state().serve.address().is_some());
+    // The server is up and the answers the window asked for when it opened are in (certificate,
+    // keys, this machine's addresses, releases): none of them arrives late to cause a repaint.
+    step_until(&mut h, "the server and the window's first answers", |h| {
+        h.state().serve.address().is_some() && h.state().loaded()
+    });
     // Nothing moves: the window settles instead of repainting continuously.
-    std::thread::sleep(std::time::Duration::from_millis(300));
     let frames = h.try_run().expect("an idle window must stop asking for frames");
     assert!(frames < 10, "{frames} frames to settle");
     h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Num1);

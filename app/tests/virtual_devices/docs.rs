@@ -663,9 +663,13 @@ impl DocRun {
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
                     if let Ok(Some(status)) = bg.child.try_wait() {
-                        // Drain what it printed before it ended.
-                        std::thread::sleep(Duration::from_millis(100));
-                        bg.seen.extend(bg.lines.try_iter().map(|(_, l)| l));
+                        // Drain what it printed before it ended: the readers stop at the pipes' end.
+                        let drained = Instant::now() + STOP_TIMEOUT;
+                        while let Ok((_, l)) =
+                            bg.lines.recv_timeout(drained.saturating_duration_since(Instant::now()))
+                        {
+                            bg.seen.push(l);
+                        }
                         break Err(format!("ended before it was up (exit status: {status})"));
                     }
                 }

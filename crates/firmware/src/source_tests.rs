@@ -61,15 +61,17 @@ fn builds_stream_their_log_and_return_the_new_bin() {
 fn cancel_stops_a_running_build_quickly() {
     let dir = tempfile::tempdir().unwrap();
     let tc = fake_arduino_cli(dir.path(), &["a:b"], "echo started; sleep 30; echo never");
-    let cancel = std::sync::Arc::new(AtomicBool::new(false));
-    let c = cancel.clone();
-    std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(300));
-        c.store(true, Ordering::Relaxed);
-    });
+    let cancel = AtomicBool::new(false);
     let t = std::time::Instant::now();
     let mut lines = Vec::new();
-    let r = build(&tc, dir.path(), "a:b:c", &mut |l| lines.push(l), &cancel);
+    // Cancelled once the tool has said it started, as a user presses Cancel on a running build.
+    let mut on_line = |l: String| {
+        if l == "started" {
+            cancel.store(true, Ordering::Relaxed);
+        }
+        lines.push(l);
+    };
+    let r = build(&tc, dir.path(), "a:b:c", &mut on_line, &cancel);
     assert!(matches!(r, Err(SourceError::Cancelled)), "{r:?}");
     assert!(t.elapsed() < Duration::from_secs(3), "cancel took {:?}", t.elapsed());
     assert_eq!(lines, ["started"]);

@@ -136,8 +136,7 @@ fn flashing_the_same_image_again_is_skipped_by_md5() {
     let req = request(&dev, &image, StubSource::Installed);
     let (first, _) = run(&req, super::MINUTE);
     assert_eq!(first.unwrap().verification, Verification::Verified);
-    dev.reset_to_bootloader();
-    std::thread::sleep(Duration::from_millis(200));
+    crate::reset_to_bootloader(&dev);
     let before = dev.status().commands.len();
     let (second, updates) = run(&req, super::MINUTE);
     let second = second.unwrap();
@@ -160,8 +159,6 @@ fn without_esptool_the_rom_writes_and_the_output_says_how_to_get_the_stub() {
         (Some("/nonexistent/esptool"), "ESPTOOL is set to /nonexistent/esptool, which does not exist."),
         (None, "No esptool was found (ESPTOOL is not set, and there is no esptool or esptool.py on PATH)."),
     ] {
-        dev.reset_to_bootloader();
-        std::thread::sleep(Duration::from_millis(200));
         let before = dev.status().commands.len();
         let mut cmd = support::otaforge(dir.path());
         cmd.args(["flash", "--port", &port, "--connect-timeout", "5", &file]).env("PATH", empty.path());
@@ -182,6 +179,8 @@ fn without_esptool_the_rom_writes_and_the_output_says_how_to_get_the_stub() {
         assert!(ops.contains(&op::FLASH_DATA), "through the ROM: {ops:02x?}");
         assert!(!ops.contains(&op::MEM_BEGIN) && !ops.contains(&op::FLASH_DEFL_DATA), "no stub: {ops:02x?}");
         assert_eq!(&dev.flash_contents()[..image.len()], &image[..]);
+        // The flash left it running the sketch: the next one starts in the bootloader again.
+        crate::reset_to_bootloader(&dev);
     }
 }
 

@@ -173,7 +173,7 @@ fn esptool_gives_up_when_the_device_stops_answering() {
     assert_eq!(dev.status().state, DeviceState::Hung);
     assert_eq!(dev.status().flash_blocks, 3);
     // A reset brings it back.
-    dev.reset_to_bootloader();
+    crate::reset_to_bootloader(&dev);
     let (ok, out) = esptool(&dev, &["--no-stub", "chip-id"], MINUTE);
     assert!(ok, "{out}");
 }

@@ -95,6 +95,7 @@ fn half_client_hellos_cost_no_work_while_they_wait() {
             addr_tx.send(server.tls_addr).unwrap();
             go_rx.await.unwrap();
             let before = thread_cpu();
+            // The measure is the server's CPU time over a fixed second of 200 idle clients.
             tokio::time::sleep(Duration::from_secs(1)).await;
             cpu_tx.send(thread_cpu() - before).unwrap();
             server.shutdown().await;
