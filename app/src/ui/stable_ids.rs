@@ -19,6 +19,14 @@ fn app(dir: &std::path::Path) -> Harness<'static, OtaForgeApp> {
         .build_eframe(move |cc| OtaForgeApp::new(cc, dir).expect("worker starts"))
 }
 
+/// A project whose CA and server certificate exist, as after "Generate cert".
+fn with_certificate() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let req = otaforge_pki::IssueRequest::new(vec![otaforge_pki::Host::parse("ota.test").unwrap()]);
+    otaforge_pki::generate(dir.path(), &req, false).unwrap();
+    dir
+}
+
 fn step_until(h: &mut Harness<'_, OtaForgeApp>, what: &str, done: impl Fn(&OtaForgeApp) -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !done(h.state()) {
@@ -66,9 +74,7 @@ fn renumbered(
 
 #[test]
 fn this_machines_addresses_arriving_late_renumber_nothing_below_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let req = otaforge_pki::IssueRequest::new(vec![otaforge_pki::Host::parse("ota.test").unwrap()]);
-    otaforge_pki::generate(dir.path(), &req, false).unwrap();
+    let dir = with_certificate();
     let mut h = app(dir.path());
     step_until(&mut h, "the step loaded", |app| {
         let c = &app.certificate;
@@ -96,9 +102,7 @@ fn this_machines_addresses_arriving_late_renumber_nothing_below_them() {
 
 #[test]
 fn the_ca_pem_arriving_late_renumbers_neither_export_field() {
-    let dir = tempfile::tempdir().unwrap();
-    let req = otaforge_pki::IssueRequest::new(vec![otaforge_pki::Host::parse("ota.test").unwrap()]);
-    otaforge_pki::generate(dir.path(), &req, false).unwrap();
+    let dir = with_certificate();
     let mut h = app(dir.path());
     step_until(&mut h, "the step loaded", |app| app.loaded() && app.certificate.export.pem.is_some());
     // As the window opens: the certificate read back, its PEM not yet.

@@ -103,59 +103,45 @@ pub fn path_field_then(
     trailing: impl FnOnce(&mut egui::Ui),
 ) -> PathFieldResponse {
     section(ui, ("path-field", field), |ui| {
-        path_field_inner(ui, worker, field, label, text, hint, trailing_width, trailing)
-    })
-}
-
-#[allow(clippy::too_many_arguments)] // path_field_then's, inside its section
-fn path_field_inner(
-    ui: &mut egui::Ui,
-    worker: &Worker,
-    field: FileField,
-    label: &str,
-    text: &mut String,
-    hint: &str,
-    trailing_width: f32,
-    trailing: impl FnOnce(&mut egui::Ui),
-) -> PathFieldResponse {
-    let id = state_id(field);
-    let mut response = PathFieldResponse::default();
-    if let Some(path) = ui.data_mut(|d| d.remove_temp::<PathBuf>(id.with("picked"))) {
-        *text = path.display().to_string();
-        response.changed = true;
-        response.picked = true;
-    }
-    let mut state: FieldState = ui.data(|d| d.get_temp(id)).unwrap_or_default();
-    ui.horizontal_wrapped(|ui| {
-        let name = ui.label(label);
-        // What is left of this row (in a wrapping row, available_width() is the whole row's).
-        let room = ui.available_size_before_wrap().x;
-        let browse_width = 90.0;
-        let width = (room - browse_width - trailing_width).clamp(160.0, 520.0);
-        let edit = ui
-            .add(egui::TextEdit::singleline(text).hint_text(hint).desired_width(width))
-            .labelled_by(name.id);
-        response.changed |= edit.changed();
-        response.submitted = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
-        let browse = ui.add_enabled(!state.waiting, egui::Button::new(BROWSE));
-        if browse.clicked() {
-            match worker.file_dialogs().unavailable() {
-                Some(why) => state.notice = Some(why.to_string()),
-                None => {
-                    state.waiting = true;
-                    state.notice = None;
-                    let current = Some(PathBuf::from(text.trim())).filter(|p| !p.as_os_str().is_empty());
-                    worker.send(Command::Browse { field, current });
+        let id = state_id(field);
+        let mut response = PathFieldResponse::default();
+        if let Some(path) = ui.data_mut(|d| d.remove_temp::<PathBuf>(id.with("picked"))) {
+            *text = path.display().to_string();
+            response.changed = true;
+            response.picked = true;
+        }
+        let mut state: FieldState = ui.data(|d| d.get_temp(id)).unwrap_or_default();
+        ui.horizontal_wrapped(|ui| {
+            let name = ui.label(label);
+            // What is left of this row (in a wrapping row, available_width() is the whole row's).
+            let room = ui.available_size_before_wrap().x;
+            let browse_width = 90.0;
+            let width = (room - browse_width - trailing_width).clamp(160.0, 520.0);
+            let edit = ui
+                .add(egui::TextEdit::singleline(text).hint_text(hint).desired_width(width))
+                .labelled_by(name.id);
+            response.changed |= edit.changed();
+            response.submitted = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+            let browse = ui.add_enabled(!state.waiting, egui::Button::new(BROWSE));
+            if browse.clicked() {
+                match worker.file_dialogs().unavailable() {
+                    Some(why) => state.notice = Some(why.to_string()),
+                    None => {
+                        state.waiting = true;
+                        state.notice = None;
+                        let current = Some(PathBuf::from(text.trim())).filter(|p| !p.as_os_str().is_empty());
+                        worker.send(Command::Browse { field, current });
+                    }
                 }
             }
+            trailing(ui);
+        });
+        if let Some(notice) = &state.notice {
+            ui.add(egui::Label::new(egui::RichText::new(notice).color(ui.visuals().warn_fg_color)).wrap());
         }
-        trailing(ui);
-    });
-    if let Some(notice) = &state.notice {
-        ui.add(egui::Label::new(egui::RichText::new(notice).color(ui.visuals().warn_fg_color)).wrap());
-    }
-    ui.data_mut(|d| d.insert_temp(id, state));
-    response
+        ui.data_mut(|d| d.insert_temp(id, state));
+        response
+    })
 }
 
 /// A small Copy button that puts `text` on the clipboard; `what` names it for the tooltip and

@@ -140,21 +140,30 @@ fn a_wrong_port_gets_a_diagnosis() {
     h.get_by_label_contains("✖ There is no serial port /dev/ttyUSB-otaforge-nope.");
 }
 
-#[test]
-fn the_monitor_pane_shows_what_the_board_prints() {
-    use std::io::Write;
+/// A pty standing in for a board, its port typed into the Flash step and the monitor started on
+/// it; returns once the monitor has the port open (what a board prints before that is lost, as
+/// on a real one).
+fn monitoring_a_pty(
+    h: &mut egui_kittest::Harness<'static, otaforge::ui::OtaForgeApp>,
+) -> (nix::pty::OpenptyResult, String) {
     let pair = nix::pty::openpty(None, None).unwrap();
     let port = nix::unistd::ttyname(&pair.slave).unwrap().display().to_string();
-    let dir = tempfile::tempdir().unwrap();
-    let mut h = app(dir.path());
-    open_flash(&mut h);
+    open_flash(h);
     h.state_mut().flash.port.clear();
-    type_into(&mut h, labels::TYPED_PORT, &port);
+    type_into(h, labels::TYPED_PORT, &port);
     h.get_by_label(labels::MONITOR).click();
     h.step();
     assert!(h.state().flash.monitoring);
-    // What the board prints before the port is open is lost, as on a real board.
-    step_until(&mut h, "the port open", |h| h.state().flash.monitor_open.as_ref() == Some(&port));
+    step_until(h, "the port open", |h| h.state().flash.monitor_open.as_ref() == Some(&port));
+    (pair, port)
+}
+
+#[test]
+fn the_monitor_pane_shows_what_the_board_prints() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = app(dir.path());
+    let (pair, _port) = monitoring_a_pty(&mut h);
     let mut master = std::fs::File::from(pair.master);
     // Between them, boot ROM noise at the wrong baud: not text, drawn as '?' (the monospace
     // font has no U+FFFD, and egui would draw empty boxes).
@@ -283,15 +292,9 @@ fn flashing_again_while_the_monitor_shows_the_log() {
 /// terminal) can open it at once, instead of meeting "in use" until OTA Forge exits.
 #[test]
 fn closing_the_window_lets_go_of_the_monitored_port() {
-    let pair = nix::pty::openpty(None, None).unwrap();
-    let port = nix::unistd::ttyname(&pair.slave).unwrap().display().to_string();
     let dir = tempfile::tempdir().unwrap();
     let mut h = app(dir.path());
-    open_flash(&mut h);
-    h.state_mut().flash.port.clear();
-    type_into(&mut h, labels::TYPED_PORT, &port);
-    h.get_by_label(labels::MONITOR).click();
-    step_until(&mut h, "the port open", |h| h.state().flash.monitor_open.as_ref() == Some(&port));
+    let (_pair, port) = monitoring_a_pty(&mut h);
     // While it is open, the port is taken (serialport opens exclusively).
     assert!(serialport::new(&port, 115_200).open_native().is_err(), "the monitor holds {port}");
     drop(h);
